@@ -1,0 +1,1 @@
+"""Pure data layer: studies, labels, metrics, phantoms. Imports neither torch nor Qt."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real public cases live (../shared/data), skipping when absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BRAINSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def brats_case_dirs() -> list[Path]:
+    """Every labelled real BraTS case folder in ../shared/data (empty when the folder is absent)."""
+    if not SHARED_DATA.is_dir():
+        return []
+    return sorted(p for year in ("brats2017", "brats2018", "brats2021")
+                  for p in (SHARED_DATA / year).glob("*") if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (set BRAINSEG_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_case(shared_data: Path) -> Path:
+    """One real BraTS 2021 case folder."""
+    return shared_data / "brats2021" / "BraTS2021_00003"
