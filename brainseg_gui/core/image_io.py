@@ -1,0 +1,372 @@
+"""Reading and writing single image files: NIfTI (nibabel), NRRD / MetaImage / DICOM (SimpleITK).
+
+Every array leaves this module in the program's one axis order: nibabel's (i, j, k) with a voxel ->
+RAS+ mm affine. SimpleITK's (z, y, x) arrays and LPS geometry are converted here and nowhere else
+(`_from_sitk`). SimpleITK is imported inside the functions that need it, so that importing
+`brainseg_gui.core` (and starting the CLI) stays fast.
+
+Writes are NIfTI only and atomic: a temporary file in the target's folder, then `os.replace`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from brainseg_gui.core.errors import BrainSegError, LabelError, StudyLoadError
+from brainseg_gui.core.study import Grid
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+DICOM_SUFFIXES = (".dcm", ".ima")
+#: Every file name ending `read_image` accepts (besides a DICOM folder).
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
+#: Channel count of the only 4D images accepted: MSD Task01 (FLAIR, T1w, T1gd, T2w).
+MSD_CHANNELS = 4
+#: LPS <-> RAS: flip the first two world axes.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: Bytes the NIfTI-1 header has for its description.
+DESCRIPTION_BYTES = 80
+
+#: What nibabel, gzip and SimpleITK raise on damaged or foreign files.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError, RuntimeError, ValueError,
+    struct.error, IndexError, TypeError,
+)
+
+
+def image_suffix(path: Path) -> str:
+    """The format-defining ending of a file name ('.nii.gz', '.nrrd', ...), lower case; '' if none."""
+    name = path.name.lower()
+    for suffix in IMAGE_SUFFIXES + DICOM_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return ""
+
+
+def strip_image_suffix(path: Path) -> str:
+    """File name without its image ending: 'X_flair.nii.gz' -> 'X_flair'."""
+    suffix = image_suffix(path)
+    return path.name[: len(path.name) - len(suffix)] if suffix else path.stem
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM Part 10 file: 'DICM' at byte 128 (also true for .dcm files without the preamble check)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_image(path: Path) -> tuple[np.ndarray, Grid]:
+    """Read one image: (i, j, k) array (or (i, j, k, 4) for an MSD 4D file) and its RAS grid.
+
+    The array keeps the file's own dtype (after NIfTI scl_slope/scl_inter, which may make it float).
+    A folder (or a single .dcm file) is read as a DICOM series with SimpleITK's GDCM reader.
+    Raises StudyLoadError naming the file for anything unreadable or of the wrong dimensionality.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StudyLoadError(f"{path} does not exist")
+    if path.is_dir():
+        return _read_dicom_series(path, None)
+    suffix = image_suffix(path)
+    if path.stat().st_size == 0:
+        raise StudyLoadError(f"{path} is empty (0 bytes)")
+    if suffix in NIFTI_SUFFIXES:
+        array, affine = _read_nifti(path)
+    elif suffix in SITK_SUFFIXES:
+        array, affine = _read_sitk_file(path)
+    elif suffix in DICOM_SUFFIXES or is_dicom_file(path):
+        return _read_dicom_series(path.parent, path)
+    else:
+        known = ", ".join(IMAGE_SUFFIXES)
+        raise StudyLoadError(
+            f"{path}: unsupported file type {path.suffix!r}; BrainSeg reads {known} and DICOM folders"
+        )
+    return _checked(path, array, affine)
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        # mmap=False: read everything now (nibabel is lazy), so damage shows here and no file stays open.
+        image = nib.load(path, mmap=False)
+        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+            raise StudyLoadError(f"{path} is a {type(image).__name__}, not a NIfTI image")
+        array = np.asanyarray(image.dataobj)
+        affine = np.array(image.affine, dtype=np.float64)
+    except _READ_ERRORS as exc:
+        raise StudyLoadError(f"cannot read {path}: {_explain(path, exc)}") from exc
+    return np.asarray(array), affine
+
+
+def _explain(path: Path, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError | zlib.error) or "end-of-stream" in text:
+        return "the file is truncated or its compression is damaged"
+    if "not a gzip file" in text.lower():
+        return "the file is not gzip-compressed as its .gz name says (a text file, or mis-named?)"
+    if "Cannot work out file type" in text:
+        return "not a NIfTI image (unrecognised header; truncated, or another format?)"
+    text = " ".join(text.replace(f"{path}", "the file").split())  # one line
+    if text.startswith("Expected") and "bytes" in text:
+        return f"the file is truncated ({text})"
+    return text
+
+
+def _checked(path: Path, array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, Grid]:
+    """Squeeze trailing singleton axes; accept 3D, or 4D with MSD's 4 channels; build the grid."""
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    shape = "x".join(map(str, array.shape))
+    if array.ndim < 3:
+        raise StudyLoadError(f"{path} is a {array.ndim}D image ({shape}); BrainSeg needs 3D volumes")
+    if array.ndim > 4:
+        raise StudyLoadError(f"{path} is a {array.ndim}D image ({shape}); BrainSeg reads 3D volumes "
+                             "and MSD-style 4D files")
+    if array.ndim == 4 and array.shape[3] != MSD_CHANNELS:
+        raise StudyLoadError(
+            f"{path} is a 4D image with {array.shape[3]} volumes ({shape}); the only 4D input read is "
+            f"MSD Task01's {MSD_CHANNELS} channels (FLAIR, T1w, T1gd, T2w)"
+        )
+    if array.dtype.kind not in "biuf":
+        raise StudyLoadError(f"{path} holds {array.dtype} voxels; BrainSeg reads integer or real scalars")
+    try:
+        grid = Grid(array.shape[:3], affine)
+    except StudyLoadError as exc:
+        raise StudyLoadError(f"{path}: {exc}") from exc
+    return array, grid
+
+
+def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+        return _from_sitk(image)
+    except _READ_ERRORS as exc:
+        raise StudyLoadError(f"cannot read {path}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """SimpleITK errors are multi-line C++ traces; keep the informative line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "description:" in line.lower():
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _from_sitk(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """SimpleITK image -> ((i, j, k[, c]) array, voxel -> RAS affine). The only LPS -> RAS step.
+
+    SimpleITK arrays are (z, y, x); its geometry is LPS: world = origin + D @ (spacing * index).
+    The RAS affine is diag(-1, -1, 1, 1) @ [[D * spacing, origin], [0, 1]].
+    """
+    import SimpleITK as sitk
+
+    dimension = image.GetDimension()
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:  # (z, y, x, c) -> (x, y, z, c)
+        spatial = array.ndim - 1
+        array = np.moveaxis(array, list(range(spatial)), list(range(spatial))[::-1])
+    else:
+        array = array.transpose(tuple(range(array.ndim))[::-1])
+    if dimension < 3:
+        return array, np.eye(4)  # rejected by _checked as 2D
+    size = min(dimension, 3)
+    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(dimension, dimension)[:size, :size]
+    spacing = np.array(image.GetSpacing(), dtype=np.float64)[:size]
+    origin = np.array(image.GetOrigin(), dtype=np.float64)[:size]
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing[None, :]
+    lps[:3, 3] = origin
+    return array, LPS_TO_RAS @ lps
+
+
+def _read_dicom_series(folder: Path, member: Path | None) -> tuple[np.ndarray, Grid]:
+    """Read the one DICOM series in `folder` (or the series `member` belongs to)."""
+    import SimpleITK as sitk
+
+    try:
+        series_ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except _READ_ERRORS as exc:
+        raise StudyLoadError(f"cannot list DICOM series in {folder}: {_first_line(exc)}") from exc
+    if not series_ids:
+        raise StudyLoadError(f"{folder} holds no DICOM series (and no image file BrainSeg recognises)")
+    files_by_series = {
+        sid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid)) for sid in series_ids
+    }
+    if member is not None:
+        wanted = [sid for sid, files in files_by_series.items()
+                  if any(Path(f).resolve() == member.resolve() for f in files)]
+        if not wanted:
+            raise StudyLoadError(f"{member} is not part of a readable DICOM series in {folder}")
+        series_ids = wanted
+    if len(series_ids) > 1:
+        listing = "; ".join(f"{sid} ({len(files_by_series[sid])} files)" for sid in series_ids)
+        raise StudyLoadError(
+            f"{folder} holds {len(series_ids)} DICOM series: {listing}. Put each series in its own "
+            "folder, or open one of its files"
+        )
+    files = files_by_series[series_ids[0]]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        array, affine = _from_sitk(reader.Execute())
+    except _READ_ERRORS as exc:
+        raise StudyLoadError(f"cannot read the DICOM series in {folder}: {_first_line(exc)}") from exc
+    if array.ndim == 3 and array.shape[2] == 1 and len(files) == 1:
+        raise StudyLoadError(f"{folder} holds a single DICOM slice ({files[0]}); BrainSeg needs a 3D series")
+    return _checked(folder, array, affine)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the JSON sidecar of an image goes: 'X.nii.gz' -> 'X.json'."""
+    return path.with_name(strip_image_suffix(path) + ".json")
+
+
+def write_image(
+    path: Path,
+    array: np.ndarray,
+    grid: Grid,
+    *,
+    description: str = "",
+    sidecar: Mapping[str, Any] | None = None,
+    protect: Iterable[Path] = (),
+) -> None:
+    """Write a 3D array as NIfTI (.nii or .nii.gz), atomically, with `grid.affine` kept exactly.
+
+    qform and sform are both set from the affine with code 1 (scanner), as nibabel does; the
+    description goes into the header (cut to 80 bytes); `sidecar`, if given, is written as JSON to
+    `<name>.json` beside the image. Paths in `protect` (the inputs) are never overwritten.
+    """
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix not in NIFTI_SUFFIXES:
+        raise BrainSegError(f"cannot write {path}: BrainSeg writes NIfTI (.nii.gz or .nii) only")
+    if array.shape != grid.shape:
+        raise BrainSegError(f"cannot write {path}: array shape {array.shape} is not the grid's {grid.shape}")
+    targets = [path] + ([sidecar_path(path)] if sidecar is not None else [])
+    _refuse_protected(targets, protect)
+    if not path.parent.is_dir():
+        raise BrainSegError(f"cannot write {path}: the folder {path.parent} does not exist")
+
+    image = nib.Nifti1Image(np.asarray(array), grid.affine)
+    image.set_qform(grid.affine, code=1)
+    image.set_sform(grid.affine, code=1)
+    image.header.set_data_dtype(array.dtype)
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = _description_bytes(description)
+    temporaries: list[Path] = []
+    try:
+        image_tmp = _temporary(path, suffix)
+        temporaries.append(image_tmp)
+        nib.save(image, image_tmp)
+        os.chmod(image_tmp, _mode_for(path))
+        if sidecar is not None:
+            json_tmp = _temporary(targets[1], ".json")
+            temporaries.append(json_tmp)
+            json_tmp.write_text(json.dumps(dict(sidecar), indent=2, sort_keys=True, default=str) + "\n",
+                                encoding="utf-8")
+            os.chmod(json_tmp, _mode_for(targets[1]))
+        for tmp, target in zip(temporaries, targets, strict=True):
+            os.replace(tmp, target)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise BrainSegError(f"cannot write {path}: {exc}") from exc
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+    log.info("wrote %s (%s, %s)", path, grid.describe(), array.dtype)
+
+
+def save_label_map(
+    path: Path,
+    labels: np.ndarray,
+    grid: Grid,
+    *,
+    description: str = "",
+    sidecar: Mapping[str, Any] | None = None,
+    protect: Iterable[Path] = (),
+) -> None:
+    """Write a label map as uint8 NIfTI on `grid` (see `write_image`); values must fit 0..255."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        raise LabelError(f"cannot write {path}: labels must be integers, got {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 255):
+        raise LabelError(f"cannot write {path}: label values {int(labels.min())}..{int(labels.max())} "
+                         "do not fit uint8 (0..255)")
+    write_image(path, labels.astype(np.uint8, copy=False), grid, description=description,
+                sidecar=sidecar, protect=protect)
+
+
+def _refuse_protected(targets: list[Path], protect: Iterable[Path]) -> None:
+    protected = {_identity(Path(p)) for p in protect}
+    for target in targets:
+        if _identity(target) in protected:
+            raise BrainSegError(f"refusing to overwrite {target}: it is one of the input files")
+
+
+def _identity(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+def _temporary(target: Path, suffix: str) -> Path:
+    """A new empty file beside `target` whose name ends with `suffix` (so nibabel picks gzip)."""
+    handle, name = tempfile.mkstemp(prefix=f".{strip_image_suffix(target)}.", suffix=f".tmp{suffix}",
+                                    dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _mode_for(target: Path) -> int:
+    """Keep an overwritten file's permissions; new files get rw-r--r-- (mkstemp makes them 0600)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        return 0o644
+
+
+def _description_bytes(description: str) -> bytes:
+    encoded = description.encode("utf-8")[:DESCRIPTION_BYTES]
+    return encoded.decode("utf-8", errors="ignore").encode("utf-8")
+
+
+def peek_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape from a NIfTI header without reading the voxels (None for other formats)."""
+    if image_suffix(path) not in NIFTI_SUFFIXES:
+        return None
+    if path.stat().st_size == 0:
+        raise StudyLoadError(f"{path} is empty (0 bytes)")
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+            raise StudyLoadError(f"{path} is a {type(image).__name__}, not a NIfTI image")
+        shape = tuple(int(n) for n in image.shape)
+    except _READ_ERRORS as exc:
+        raise StudyLoadError(f"cannot read {path}: {_explain(path, exc)}") from exc
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
