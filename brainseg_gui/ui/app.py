@@ -1,0 +1,50 @@
+"""Start the desktop application: QApplication, style, main window, first study."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from brainseg_gui import __version__
+
+log = logging.getLogger(__name__)
+
+#: The repository's (or the bundle's) resources folder: icons and the style sheet.
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication with BrainSeg's names, icon and style (reuses one that exists)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("BrainSeg")
+    app.setOrganizationName("BrainSeg")
+    app.setApplicationVersion(__version__)
+    icon = RESOURCES / "icons" / "brainseg.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    style = RESOURCES / "style.qss"
+    if style.is_file():
+        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    return app  # type: ignore[return-value]
+
+
+def run_app(study: Path | None = None, *, settings: QSettings | None = None) -> int:
+    """Show the main window with `study` (or the demo on first start) and run until it closes."""
+    app = make_application()
+    from brainseg_gui.ui.main_window import MainWindow
+
+    window = MainWindow(settings=settings)
+    window.show()
+    if study is not None:
+        window.open_study(Path(study))
+    elif window.recent.first_start:
+        window.open_demo()
+        window.recent.mark_started()
+    return int(app.exec())

@@ -1,0 +1,158 @@
+"""A study put in the viewer's frame: RAS-ordered arrays, display windows, overlay codes.
+
+The slice views index every array as (x, y, z) with x pointing to the patient's Right, y Anterior
+and z Superior, whatever the file's own axis order; `core.orientation.Reorientation` does the
+flips and permutation (no interpolation). Built once per study, off the GUI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+from nibabel import orientations as ornt
+
+from brainseg_gui.core.labels import to_regions
+from brainseg_gui.core.orientation import Reorientation
+from brainseg_gui.core.study import SEQUENCES, Study
+
+#: Window presets: name -> (low, high) percentiles of the non-zero voxels of one sequence.
+WINDOW_PRESETS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "Auto (0.5-99.5%)": (0.5, 99.5),
+    "Auto (1-99%)": (1.0, 99.0),
+    "Soft (2-98%)": (2.0, 98.0),
+    "Bright (5-99.9%)": (5.0, 99.9),
+    "Full range": (0.0, 100.0),
+})
+DEFAULT_PRESET = "Auto (0.5-99.5%)"
+
+#: Bits of an overlay code: one per region, so nested and non-nested masks both fit in a uint8.
+REGION_BITS = {"WT": 1, "TC": 2, "ET": 4}
+
+
+def region_code(regions: np.ndarray) -> np.ndarray:
+    """(3, ...) bool WT, TC, ET -> uint8 bit code (WT=1, TC=2, ET=4) of the same spatial shape.
+
+    One small array per overlay source; what is drawn (regions or tissues, which ones, which
+    colours) is decided by a lookup table over the 8 codes, never by recomputing the array.
+    """
+    regions = np.asarray(regions, dtype=bool)
+    code = regions[0].astype(np.uint8)
+    code |= regions[1].astype(np.uint8) << 1
+    code |= regions[2].astype(np.uint8) << 2
+    return code
+
+
+def tissue_of_code(code: int) -> str | None:
+    """Tissue class a code stands for: ET where ET, NCR where TC, ED where WT (as from_regions)."""
+    if code & REGION_BITS["ET"]:
+        return "ET"
+    if code & REGION_BITS["TC"]:
+        return "NCR"
+    if code & REGION_BITS["WT"]:
+        return "ED"
+    return None
+
+
+@dataclass(frozen=True)
+class DisplayVolume:
+    """A study in RAS voxel order, with what the views need precomputed.
+
+    images: sequence -> float32 (x, y, z) RAS views of the study's arrays.
+    ras_affine: RAS voxel index -> world RAS mm. to_file: RAS voxel index -> the file's voxel index.
+    truth_code: uint8 region code of the ground truth (None without labels).
+    percentiles: sequence -> sorted sample of brain intensities, for window presets.
+    """
+
+    study: Study
+    images: Mapping[str, np.ndarray]
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    ras_affine: np.ndarray
+    to_file: np.ndarray
+    truth_code: np.ndarray | None
+    brain: np.ndarray
+    _samples: Mapping[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_study(cls, study: Study) -> DisplayVolume:
+        """Reorient a study to RAS and sample intensities for window presets (a second or less)."""
+        reorient = Reorientation(study.grid)
+        images = {name: reorient.apply(array) for name, array in study.images.items()}
+        transform = ornt.ornt_transform(ornt.io_orientation(study.grid.affine), ornt.axcodes2ornt("RAS"))
+        # inv_ornt_aff maps indices of the reoriented array back to indices of the original one.
+        to_file = ornt.inv_ornt_aff(transform, study.grid.shape)
+        truth = None
+        if study.labels is not None and study.label_convention is not None:
+            truth = region_code(reorient.apply(to_regions(study.labels, study.label_convention)))
+        brain = np.zeros(reorient.shape, dtype=bool)
+        for array in images.values():
+            brain |= array != 0
+        samples = {name: _intensity_sample(array) for name, array in images.items()}
+        return cls(
+            study=study,
+            images=MappingProxyType(images),
+            spacing=reorient.spacing,
+            shape=reorient.shape,
+            ras_affine=study.grid.affine @ to_file,
+            to_file=to_file,
+            truth_code=truth,
+            brain=brain,
+            _samples=MappingProxyType(samples),
+        )
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        return tuple(name for name in SEQUENCES if name in self.images)
+
+    def window(self, sequence: str, preset: str = DEFAULT_PRESET) -> tuple[float, float]:
+        """(low, high) display window of a sequence for a preset, from its brain intensities."""
+        low_pct, high_pct = WINDOW_PRESETS[preset]
+        sample = self._samples[sequence]
+        if sample.size == 0:
+            return 0.0, 1.0
+        low, high = (float(v) for v in np.percentile(sample, [low_pct, high_pct]))
+        if high <= low:
+            high = low + 1.0
+        return low, high
+
+    def file_index(self, voxel: tuple[int, int, int]) -> tuple[int, int, int]:
+        """RAS voxel index -> the same voxel's index in the file's own (i, j, k) order."""
+        i, j, k = (int(v) for v in np.rint(self.to_file @ np.array([*voxel, 1.0]))[:3])
+        return i, j, k
+
+    def world_mm(self, voxel: tuple[int, int, int]) -> tuple[float, float, float]:
+        """RAS voxel index -> world RAS millimetres of the voxel centre."""
+        x, y, z = (self.ras_affine @ np.array([*voxel, 1.0], dtype=float))[:3]
+        return float(x), float(y), float(z)
+
+    def contains(self, voxel: tuple[int, int, int]) -> bool:
+        return all(0 <= v < n for v, n in zip(voxel, self.shape))
+
+    def centre(self) -> tuple[int, int, int]:
+        """A good first crosshair: the tumour's centre if labelled, else the brain's, else the grid's."""
+        mask = self.truth_code if self.truth_code is not None and self.truth_code.any() else self.brain
+        if mask is None or not mask.any():
+            return (self.shape[0] // 2, self.shape[1] // 2, self.shape[2] // 2)
+        x, y, z = (int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))).mean())
+                   for axis in range(3))
+        return x, y, z
+
+    def truth_label(self, voxel: tuple[int, int, int]) -> str | None:
+        """Tissue name and file label value of the ground truth at a RAS voxel, e.g. 'ET (4)'."""
+        study = self.study
+        if study.labels is None or study.label_convention is None:
+            return None
+        value = int(study.labels[self.file_index(voxel)])
+        names = {v: k for k, v in study.label_convention.tissue_values.items()}
+        return f"{names.get(value, 'background')} ({value})"
+
+
+def _intensity_sample(array: np.ndarray, max_count: int = 400_000) -> np.ndarray:
+    """A strided sample of the non-zero voxels: percentiles within ~0.1% at a fraction of the cost."""
+    values = array[array != 0]
+    step = max(1, values.size // max_count)
+    return np.ascontiguousarray(values[::step])
+

@@ -1,0 +1,409 @@
+"""The main window: opens studies, arranges the views and panels, runs long work in workers.
+
+Every user action is a method tests can call without a display: open_study, open_demo,
+set_sequence, move_crosshair, set_layout, run_segmentation, cancel_segmentation, save_screenshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from brainseg_gui import __version__
+from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.ui import tasks
+from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.ui.overlay_panel import OverlayPanel
+from brainseg_gui.ui.recent_studies import RecentStudies
+from brainseg_gui.ui.segment_panel import RESEARCH_NOTE, SegmentPanel
+from brainseg_gui.ui.sequence_bar import SequenceBar
+from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
+from brainseg_gui.ui.status_readout import describe_voxel
+from brainseg_gui.ui.view_grid import ViewGrid
+from brainseg_gui.ui.viewer_state import Layout, ViewerState
+from brainseg_gui.ui.welcome import WelcomePanel
+from brainseg_gui.ui.workers import Job, JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    study_opened = Signal(object)  # DisplayVolume
+    segmentation_done = Signal(object)  # tasks.Segmentation
+
+    def __init__(self, settings: QSettings | None = None,
+                 predictor_factory: Callable[[], Any] | None = None,
+                 model_dir: Path | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("BrainSeg (research use only)")
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings("BrainSeg", "BrainSeg")
+        self.recent = RecentStudies(self.settings)
+        self.state = ViewerState(self)
+        self.runner = JobRunner(self)
+        self.predictors = tasks.PredictorSlot(predictor_factory or tasks.default_predictor_factory(model_dir))
+        self.volume: DisplayVolume | None = None
+        self.segmentation: tasks.Segmentation | None = None
+        self.last_error: str | None = None
+        self._load_job: Job | None = None
+        self._segment_job: Job | None = None
+        self._segment_volume: DisplayVolume | None = None
+        self._study_name = ""
+
+        self.welcome = WelcomePanel()
+        self.welcome.open_file_requested.connect(self.ask_open_file)
+        self.welcome.open_folder_requested.connect(self.ask_open_folder)
+        self.welcome.demo_requested.connect(self.open_demo)
+        self.welcome.recent_requested.connect(self.open_study)
+        self.grid = ViewGrid(self.state, placeholder=self.welcome)
+        self.grid.hovered.connect(self._on_hover)
+        self.setCentralWidget(self.grid)
+
+        self.sequence_bar = SequenceBar(self.state)
+        toolbar = self.addToolBar("Sequences")
+        toolbar.setObjectName("sequenceToolbar")
+        toolbar.setMovable(False)
+        toolbar.addWidget(self.sequence_bar)
+
+        self.study_label = QLabel("No study")
+        self.study_label.setWordWrap(True)
+        self.study_label.setObjectName("studyLabel")
+        self.overlay_panel = OverlayPanel(self.state)
+        self.segment_panel = SegmentPanel()
+        self.segment_panel.segment_requested.connect(self.run_segmentation)
+        self.segment_panel.cancel_requested.connect(self.cancel_segmentation)
+        controls = QWidget()
+        column = QVBoxLayout(controls)
+        for widget in (self.study_label, self.overlay_panel, self.segment_panel):
+            column.addWidget(widget)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(controls)
+        self.controls_dock = QDockWidget("Study and segmentation")
+        self.controls_dock.setObjectName("controlsDock")
+        self.controls_dock.setWidget(scroll)
+        self.controls_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
+        self.dock_3d = QDockWidget("3D view")
+        self.dock_3d.setObjectName("dock3d")
+        self.dock_3d.setWidget(QLabel("Open a study to see it in 3D"))
+        self.dock_3d.visibilityChanged.connect(self._on_3d_visibility)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock_3d)
+        self.view_3d: Any = None  # built on first show: VTK loads only when needed
+
+        self.position_label = QLabel("")
+        self.load_progress = QProgressBar()
+        self.load_progress.setRange(0, 1000)
+        self.load_progress.setMaximumWidth(180)
+        self.load_progress.setVisible(False)
+        note = QLabel(RESEARCH_NOTE)
+        note.setObjectName("researchNote")
+        self.statusBar().addWidget(self.position_label, 1)
+        self.statusBar().addPermanentWidget(self.load_progress)
+        self.statusBar().addPermanentWidget(note)
+        self._build_menus()
+
+        self.state.crosshair_changed.connect(self._on_crosshair)
+        self.state.sequence_changed.connect(lambda _name: self._update_title())
+        self._refresh_recent()
+        self.resize(1500, 900)
+        self.controls_dock.setMinimumWidth(400)
+        self.resizeDocks([self.controls_dock, self.dock_3d], [460, 420], Qt.Orientation.Vertical)
+        self.resizeDocks([self.controls_dock], [440], Qt.Orientation.Horizontal)
+
+    # ---- opening -------------------------------------------------------------------------
+    def open_study(self, path: Path | str) -> Job:
+        """Load a study in a worker; on success it replaces the one shown, on failure a dialog."""
+        path = Path(path)
+        return self._start_load(f"Opening {path}", lambda **kw: tasks.open_study(path, **kw), path)
+
+    def open_demo(self) -> Job:
+        return self._start_load("Opening the demo study", tasks.open_demo, None)
+
+    def ask_open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a study (any file of a case)", "",
+            "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)")
+        if path:
+            self.open_study(path)
+
+    def ask_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a study folder (case or DICOM series)")
+        if path:
+            self.open_study(path)
+
+    def _start_load(self, message: str, fn: Callable[..., DisplayVolume], path: Path | None) -> Job:
+        if self._load_job is not None:
+            self._load_job.cancel()
+        self.statusBar().showMessage(message)
+        self.load_progress.setValue(0)
+        self.load_progress.setVisible(True)
+        job = self.runner.start(
+            message, fn,
+            on_progress=lambda f, m: self._load_progress(job, f, m),
+            on_result=lambda volume: self._loaded(job, volume, path),
+            on_error=lambda error: self._load_failed(job, error, path),
+            on_finished=lambda: self._load_finished(job))
+        self._load_job = job
+        return job
+
+    def _load_progress(self, job: Job, fraction: float, message: str) -> None:
+        if job is self._load_job:
+            self.load_progress.setValue(int(1000 * fraction))
+            self.statusBar().showMessage(message)
+
+    def _loaded(self, job: Job, volume: DisplayVolume, path: Path | None) -> None:
+        if job is not self._load_job:
+            return
+        self.cancel_segmentation()
+        self.volume = volume
+        self.segmentation = None
+        self._study_name = tasks.DEMO_NAME if path is None else volume.study.case_id
+        sequence = self.state.sequence if self.state.sequence in volume.images else volume.sequences[0]
+        if "t1ce" in volume.images and self.state.sequence not in volume.images:
+            sequence = "t1ce"
+        windows = {name: volume.window(name) for name in volume.sequences}
+        self.state.shape = volume.shape
+        self.grid.set_volume(volume)
+        self.state.reset(volume.shape, volume.centre(), windows, sequence)
+        self.sequence_bar.set_volume(volume)
+        self.overlay_panel.set_available(prediction=False, truth=volume.truth_code is not None)
+        self.segment_panel.set_enabled_for_study(self._segment_job is None)
+        self.segment_panel.show_truth_volumes(self._truth_volumes())
+        self.segment_panel.stopped("")
+        self._describe_study(volume, path)
+        if path is not None:
+            self.recent.add(path)
+            self._refresh_recent()
+        if self.view_3d is not None:
+            self.view_3d.set_volume(volume)
+        self.statusBar().showMessage(f"Opened {volume.study.case_id}", 5000)
+        self.study_opened.emit(volume)
+
+    def _load_failed(self, job: Job, error: BaseException, path: Path | None) -> None:
+        if job is self._load_job:
+            self.statusBar().showMessage(f"Could not open {path or 'the demo'}", 10000)
+            self.show_error("Could not open the study", str(error))
+
+    def _load_finished(self, job: Job) -> None:
+        if job is self._load_job:
+            self._load_job = None
+            self.load_progress.setVisible(False)
+
+    def _describe_study(self, volume: DisplayVolume, path: Path | None) -> None:
+        study = volume.study
+        lines = [f"<b>{self._study_name}</b>", study.grid.describe()]
+        if study.missing:
+            lines.append("Missing: " + ", ".join(SEQUENCE_TITLES[s] for s in study.missing))
+        lines.append("Ground truth: " + (study.label_convention.description
+                                         if study.label_convention is not None and study.labels is not None
+                                         else "none"))
+        lines += [f"<span style='color:#c90'>{w}</span>" for w in study.warnings]
+        self.study_label.setText("<br>".join(lines))
+        self._update_title()
+
+    def _update_title(self) -> None:
+        if self.volume is None:
+            self.setWindowTitle("BrainSeg (research use only)")
+            return
+        self.setWindowTitle(f"{self._study_name} — {SEQUENCE_TITLES[self.state.sequence]} — "
+                            f"BrainSeg {__version__} (research use only)")
+
+    # ---- viewing -------------------------------------------------------------------------
+    def set_sequence(self, name: str) -> None:
+        if self.volume is not None and name in self.volume.images:
+            self.state.set_sequence(name)
+
+    def move_crosshair(self, voxel: tuple[int, int, int]) -> None:
+        """Put the crosshair on a RAS voxel index (clamped to the grid)."""
+        self.state.set_crosshair(voxel)
+
+    def set_layout(self, layout: Layout | str, plane: str | None = None) -> None:
+        self.state.set_layout(Layout(layout), plane)
+
+    def _on_crosshair(self, voxel: tuple[int, int, int]) -> None:
+        self._on_hover(None)
+
+    def _on_hover(self, voxel: tuple[int, int, int] | None) -> None:
+        if self.volume is None:
+            return
+        prediction = self.segmentation.code if self.segmentation is not None else None
+        target = voxel if voxel is not None else self.state.crosshair
+        prefix = "" if voxel is not None else "crosshair: "
+        self.position_label.setText(prefix + describe_voxel(self.volume, target, prediction))
+
+    # ---- segmentation --------------------------------------------------------------------
+    def run_segmentation(self) -> Job | None:
+        """Segment the shown study in a worker; the result replaces the prediction overlay."""
+        if self.volume is None or self._segment_job is not None:
+            return None
+        volume = self.volume
+        self._segment_volume = volume
+        self.segment_panel.started()
+        job = self.runner.start(
+            "Segmenting", lambda **kw: tasks.segment(volume, self.predictors, **kw),
+            on_progress=self.segment_panel.report,
+            on_result=lambda result: self._segmented(job, result),
+            on_error=lambda error: self._segment_failed(job, error),
+            on_cancelled=lambda: self._segment_ended(job, "Cancelled; the previous overlays are kept."),
+            on_finished=lambda: self._segment_finished(job))
+        self._segment_job = job
+        return job
+
+    def cancel_segmentation(self) -> None:
+        if self._segment_job is not None:
+            self._segment_job.cancel()
+            self.segment_panel.message.setText("Cancelling…")
+
+    def _segmented(self, job: Job, result: tasks.Segmentation) -> None:
+        if job is not self._segment_job or self._segment_volume is not self.volume:
+            return
+        self.segmentation = result
+        self.grid.set_prediction(result.code)
+        self.overlay_panel.set_available(prediction=True, truth=self.volume.truth_code is not None)
+        self.segment_panel.show_result(result, self._truth_volumes())
+        self.segment_panel.stopped(f"Done in {result.seconds:.1f} s on {result.device}.")
+        if self.view_3d is not None:
+            self.view_3d.set_prediction(result.regions_ras)
+        self._on_hover(None)
+        self.segmentation_done.emit(result)
+
+    def _segment_failed(self, job: Job, error: BaseException) -> None:
+        self._segment_ended(job, "Failed; the previous overlays are kept.")
+        self.show_error("Segmentation failed", str(error))
+
+    def _segment_ended(self, job: Job, message: str) -> None:
+        if job is self._segment_job:
+            self.segment_panel.stopped(message)
+
+    def _segment_finished(self, job: Job) -> None:
+        if job is self._segment_job:
+            self._segment_job = None
+            self.segment_panel.segment_button.setEnabled(self.volume is not None)
+            self.segment_panel.cancel_button.setEnabled(False)
+            predictor = self.predictors.loaded
+            if predictor is not None and self.segmentation is None:
+                self.segment_panel.show_model(predictor.model_version, predictor.device_description)
+
+    def _truth_volumes(self) -> dict[str, float] | None:
+        if self.volume is None or self.volume.truth_code is None:
+            return None
+        voxel_ml = self.volume.study.grid.voxel_volume_ml
+        bits = {"WT": 1, "TC": 2, "ET": 4}
+        return {r: float(((self.volume.truth_code & bits[r]) != 0).sum()) * voxel_ml for r in REGIONS}
+
+    # ---- output --------------------------------------------------------------------------
+    def save_screenshot(self, path: Path | str) -> Path:
+        """The whole window as PNG, written atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+        os.close(handle)
+        try:
+            if not self.grab_with_3d().save(temp, "PNG"):
+                raise OSError(f"could not write a PNG to {path}")
+            os.replace(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return path
+
+    def grab_with_3d(self) -> QPixmap:
+        """The window's picture with the 3D view painted in (a GL widget grabs as black)."""
+        pixmap = self.grab()
+        view = self.view_3d
+        if view is not None and view.available and view.isVisible():
+            pixels = np.ascontiguousarray(view.render_image())
+            height, width, _ = pixels.shape
+            image = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+            target = view.vtk_widget
+            painter = QPainter(pixmap)
+            painter.drawImage(QRect(target.mapTo(self, QPoint(0, 0)), target.size()), image)
+            painter.end()
+        return pixmap
+
+    def ask_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save a screenshot", "brainseg.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        """A dialog that does not block (the app stays usable; tests read `last_error`)."""
+        self.last_error = message
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    # ---- 3D ------------------------------------------------------------------------------
+    def _on_3d_visibility(self, visible: bool) -> None:
+        if visible and self.view_3d is None:
+            # after the window's first paint: VTK takes a while to load
+            QTimer.singleShot(0, self._build_3d)
+
+    def _build_3d(self) -> None:
+        if self.view_3d is None:
+            from brainseg_gui.ui.view_3d import View3D
+
+            self.view_3d = View3D(self.state, self.runner)
+            self.dock_3d.setWidget(self.view_3d)
+            if self.volume is not None:
+                self.view_3d.set_volume(self.volume)
+                if self.segmentation is not None:
+                    self.view_3d.set_prediction(self.segmentation.regions_ras)
+
+    # ---- menus, drops, closing -----------------------------------------------------------
+    def _build_menus(self) -> None:
+        from brainseg_gui.ui.menus import build_menus
+
+        self.recent_menu, self.sequence_actions = build_menus(self)
+
+    def _refresh_recent(self) -> None:
+        paths = self.recent.paths()
+        self.welcome.set_recent(paths)
+        self.recent_menu.clear()
+        for path in paths:
+            action = QAction(str(path), self)
+            action.triggered.connect(lambda _=False, p=path: self.open_study(p))
+            self.recent_menu.addAction(action)
+        self.recent_menu.setEnabled(bool(paths))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            # several files of one case dropped together: open their folder
+            self.open_study(paths[0] if len(paths) == 1 else paths[0].parent)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.runner.cancel_all()
+        self.runner.wait(10000)
+        if self.view_3d is not None:
+            self.view_3d.close()
+        super().closeEvent(event)
+

@@ -1,0 +1,165 @@
+"""Tumour overlays on a slice: one pyqtgraph ImageItem per source with a lookup table.
+
+Each source (prediction, ground truth) is a uint8 region code per voxel (WT=1, TC=2, ET=4 bits,
+see `display_volume.region_code`). What a code looks like (regions or tissues, which are shown,
+colour, opacity) is an 8-entry RGBA lookup table, so toggling a region or moving the opacity slider
+changes only the table, never the image. Outline mode keeps only the boundary pixels of the
+visible classes of the current slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import pyqtgraph as pg
+
+from brainseg_gui.ui.display_volume import REGION_BITS, tissue_of_code
+
+
+class OverlayMode(str, Enum):
+    REGIONS = "regions"  # nested WT / TC / ET, innermost visible region wins
+    TISSUES = "tissues"  # the raw label classes NCR / ED / ET
+
+
+class Fill(str, Enum):
+    FILLED = "filled"
+    OUTLINE = "outline"
+
+
+#: Class names per mode, in drawing priority order (outermost first).
+CLASSES: dict[OverlayMode, tuple[str, str, str]] = {
+    OverlayMode.REGIONS: ("WT", "TC", "ET"),
+    OverlayMode.TISSUES: ("ED", "NCR", "ET"),
+}
+
+#: RGB colours. Regions and tissues differ so the legend says which mode is on.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "WT": (0, 200, 83),
+    "TC": (41, 121, 255),
+    "ET": (255, 61, 61),
+    "ED": (120, 220, 60),
+    "NCR": (255, 150, 0),
+}
+#: ET is both a region and a tissue: tissue ET is drawn yellow so the two modes never look alike.
+TISSUE_ET_COLOUR = (255, 230, 0)
+
+LONG_NAMES = {
+    "WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour",
+    "ED": "oedema", "NCR": "necrotic / non-enhancing core",
+}
+
+
+def colour_of(name: str, mode: OverlayMode) -> tuple[int, int, int]:
+    if mode is OverlayMode.TISSUES and name == "ET":
+        return TISSUE_ET_COLOUR
+    return COLOURS[name]
+
+
+@dataclass(frozen=True)
+class OverlayLook:
+    """How overlays are drawn: the same for every view; `fill` per source."""
+
+    mode: OverlayMode = OverlayMode.REGIONS
+    visible: frozenset[str] = frozenset({"WT", "TC", "ET", "ED", "NCR"})
+    opacity: float = 0.45
+
+
+def class_of_code(mode: OverlayMode, visible: frozenset[str]) -> np.ndarray:
+    """(8,) uint8: code -> index+1 of the class drawn for it in CLASSES[mode], 0 for nothing."""
+    table = np.zeros(8, dtype=np.uint8)
+    names = CLASSES[mode]
+    for code in range(1, 8):
+        if mode is OverlayMode.TISSUES:
+            tissue = tissue_of_code(code)
+            candidates = [tissue] if tissue is not None else []
+        else:  # innermost visible region the voxel belongs to
+            candidates = [r for r in ("ET", "TC", "WT") if code & REGION_BITS[r]]
+        shown = [name for name in candidates if name in visible]
+        if shown:
+            table[code] = names.index(shown[0]) + 1
+    return table
+
+
+def code_lut(look: OverlayLook, fill: Fill) -> np.ndarray:
+    """(256, 4) uint8 RGBA table over region codes (0-7 used): the colour drawn for each code.
+
+    256 entries because pyqtgraph spreads a uint8 image's table over 0-255 when no levels are set;
+    with a full table each code indexes its own entry (Qt's Indexed8 colour table).
+    """
+    alpha = look.opacity if fill is Fill.FILLED else 0.55 + 0.45 * look.opacity
+    classes = class_of_code(look.mode, look.visible)
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    names = CLASSES[look.mode]
+    for code in range(1, 8):
+        if classes[code]:
+            lut[code, :3] = colour_of(names[classes[code] - 1], look.mode)
+            lut[code, 3] = round(255 * min(max(alpha, 0.0), 1.0))
+    return lut
+
+
+def outline(classes: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a 2D class image: non-zero and unlike a 4-neighbour (outside counts as 0)."""
+    padded = np.pad(classes, 1)
+    centre = padded[1:-1, 1:-1]
+    edge = ((padded[:-2, 1:-1] != centre) | (padded[2:, 1:-1] != centre)
+            | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
+    return edge & (centre != 0)
+
+
+class OverlayLayer:
+    """One overlay source in one slice view: an ImageItem showing code slices through a code LUT.
+
+    The image is indexed straight into the table (Qt's Indexed8 format): no per-pixel colour work in
+    Python. Filled mode shows the code slice itself; outline mode keeps the codes on class borders.
+    """
+
+    def __init__(self, name: str, fill: Fill, z_value: float) -> None:
+        self.name = name
+        self.fill = fill
+        self.item = pg.ImageItem(axisOrder="col-major")
+        self.item.setZValue(z_value)
+        self.item.setVisible(False)
+        self._look = OverlayLook()
+        self._code: np.ndarray | None = None
+        self.item.setLookupTable(code_lut(self._look, self.fill))
+
+    @property
+    def look(self) -> OverlayLook:
+        return self._look
+
+    def set_look(self, look: OverlayLook, fill: Fill | None = None) -> None:
+        """Change mode, visible classes, opacity or fill. Filled mode only swaps the table."""
+        outline_before = self.fill is Fill.OUTLINE
+        classes_before = class_of_code(self._look.mode, self._look.visible)
+        self._look = look
+        if fill is not None:
+            self.fill = fill
+        self.item.setLookupTable(code_lut(look, self.fill))
+        outline_now = self.fill is Fill.OUTLINE
+        if outline_before != outline_now or (
+                outline_now and not np.array_equal(classes_before, class_of_code(look.mode, look.visible))):
+            self._redraw()
+
+    def set_slice(self, code: np.ndarray | None) -> None:
+        """Show a 2D code slice (col-major: first axis horizontal), or nothing."""
+        self._code = code
+        self._redraw()
+
+    def code_at(self, u: int, v: int) -> int:
+        """The code drawn at image pixel (u, v) of the current slice (0 outside or without data)."""
+        if self._code is None or not (0 <= u < self._code.shape[0] and 0 <= v < self._code.shape[1]):
+            return 0
+        return int(self._code[u, v])
+
+    def _redraw(self) -> None:
+        if self._code is None:
+            self.item.setVisible(False)
+            return
+        image = self._code
+        if self.fill is Fill.OUTLINE:
+            classes = class_of_code(self._look.mode, self._look.visible)[image]
+            image = np.where(outline(classes), image, 0).astype(np.uint8)
+        self.item.setImage(np.ascontiguousarray(image), autoLevels=False)
+        self.item.setVisible(True)

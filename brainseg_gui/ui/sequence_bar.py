@@ -1,0 +1,79 @@
+"""Sequence buttons (T1, T1ce, T2, FLAIR; keys 1-4) and the window/level presets of the active one."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+
+from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.ui.display_volume import DEFAULT_PRESET, WINDOW_PRESETS, DisplayVolume
+from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
+from brainseg_gui.ui.viewer_state import ViewerState
+
+
+class SequenceBar(QWidget):
+    def __init__(self, state: ViewerState, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.volume: DisplayVolume | None = None
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.buttons: dict[str, QPushButton] = {}
+        for number, name in enumerate(SEQUENCES, start=1):
+            button = QPushButton(SEQUENCE_TITLES[name])
+            button.setCheckable(True)
+            button.setToolTip(f"Show {SEQUENCE_TITLES[name]} (key {number})")
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, n=name: state.set_sequence(n))
+            self.group.addButton(button)
+            self.buttons[name] = button
+            layout.addWidget(button)
+        layout.addSpacing(12)
+        layout.addWidget(QLabel("Window:"))
+        self.presets = QComboBox()
+        self.presets.addItems(list(WINDOW_PRESETS))
+        self.presets.setToolTip("Window/level from the percentiles of this sequence's brain voxels "
+                                "(right-drag in a view to adjust by hand)")
+        self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.presets.activated.connect(lambda _index: self.apply_preset(self.presets.currentText()))
+        layout.addWidget(self.presets)
+        self.window_label = QLabel("")
+        self.window_label.setMinimumWidth(120)
+        layout.addWidget(self.window_label)
+        layout.addStretch(1)
+        state.sequence_changed.connect(self._on_sequence)
+        state.window_changed.connect(self._on_window)
+        self.set_volume(None)
+
+    def set_volume(self, volume: DisplayVolume | None) -> None:
+        self.volume = volume
+        for name, button in self.buttons.items():
+            button.setEnabled(volume is not None and name in volume.images)
+        self.presets.setEnabled(volume is not None)
+        self.presets.setCurrentText(DEFAULT_PRESET)
+        self._on_sequence(self.state.sequence)
+
+    def apply_preset(self, preset: str) -> None:
+        """Set the active sequence's window from a percentile preset."""
+        if self.volume is None or self.state.sequence not in self.volume.images:
+            return
+        low, high = self.volume.window(self.state.sequence, preset)
+        self.state.set_window(self.state.sequence, low, high)
+
+    def _on_sequence(self, name: str) -> None:
+        button = self.buttons.get(name)
+        if button is not None:
+            button.setChecked(True)
+        self._on_window(name)
+
+    def _on_window(self, name: str) -> None:
+        if name != self.state.sequence:
+            return
+        window = self.state.windows.get(name)
+        if window is None:
+            self.window_label.setText("")
+        else:
+            low, high = window
+            self.window_label.setText(f"W {high - low:.4g}  L {(high + low) / 2:.4g}")

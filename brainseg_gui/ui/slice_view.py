@@ -1,0 +1,314 @@
+"""One orthogonal slice view (axial, coronal or sagittal) of one sequence, with overlays.
+
+Orientation, whatever the file's axis order (arrays are RAS here, see `display_volume`):
+radiological convention, the patient's right on the screen's left. Axial: anterior up; coronal:
+superior up; sagittal: anterior on the left, superior up. Each image pixel is drawn `spacing` mm
+wide, so anisotropic voxels keep their true aspect. Mouse: left click/drag moves the crosshair,
+wheel (or Page Up/Down, arrows) steps slices, right drag changes window/level, middle drag pans,
+Ctrl+wheel zooms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPoint, QPointF, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QTransform
+
+from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.ui.overlay import OverlayLayer
+from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, ViewerState
+
+#: (left, right, top, bottom) labels of each plane on screen.
+EDGE_LABELS = {
+    "axial": ("R", "L", "A", "P"),
+    "coronal": ("R", "L", "S", "I"),
+    "sagittal": ("A", "P", "S", "I"),
+}
+SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
+CROSSHAIR_COLOUR = (255, 214, 0, 170)
+
+
+class _SliceViewBox(pg.ViewBox):
+    """A ViewBox whose mouse gestures drive the viewer instead of the default pan/zoom."""
+
+    def __init__(self, view: SliceView) -> None:
+        super().__init__(lockAspect=True, enableMenu=False, invertY=False)
+        self._view = view
+        self._drag_window: tuple[float, float] | None = None
+
+    def mouseClickEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self._view.move_crosshair_to(ev.scenePos())
+        else:
+            ev.ignore()
+
+    def mouseDragEvent(self, ev, axis=None) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self._view.move_crosshair_to(ev.scenePos())
+        elif ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            if ev.isStart():
+                self._drag_window = self._view.current_window()
+            if self._drag_window is not None:
+                delta = ev.screenPos() - ev.buttonDownScreenPos()
+                self._view.drag_window(self._drag_window, delta.x(), delta.y())
+            if ev.isFinish():
+                self._drag_window = None
+        elif ev.button() == Qt.MouseButton.MiddleButton:
+            super().mouseDragEvent(ev, axis)  # pan
+        else:
+            ev.ignore()
+
+    def wheelEvent(self, ev, axis=None) -> None:
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            return
+        ev.accept()
+        delta = ev.delta()
+        if delta:
+            self._view.step(1 if delta > 0 else -1)
+
+
+class SliceView(pg.GraphicsView):
+    """A slice through the crosshair in one plane; follows `ViewerState` and writes back to it.
+
+    `sequence=None` shows the state's active sequence; a fixed sequence is used by the 2x2 layout.
+    """
+
+    hovered = Signal(object)  # RAS voxel under the mouse, or None
+
+    def __init__(self, state: ViewerState, plane: str, sequence: str | None = None, parent=None) -> None:
+        super().__init__(parent, background="k")
+        self.state = state
+        self.plane = plane
+        self.axis = AXIS_OF_PLANE[plane]
+        self.fixed_sequence = sequence
+        self.volume: DisplayVolume | None = None
+        self.codes: dict[str, np.ndarray | None] = {name: None for name in SOURCES}
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 160)
+
+        self.box = _SliceViewBox(self)
+        self.setCentralItem(self.box)
+        self.image = pg.ImageItem(axisOrder="col-major")
+        self.box.addItem(self.image)
+        self.layers = {
+            "truth": OverlayLayer("truth", state.fills["truth"], z_value=11),
+            "prediction": OverlayLayer("prediction", state.fills["prediction"], z_value=10),
+        }
+        for layer in self.layers.values():
+            self.box.addItem(layer.item)
+        pen = pg.mkPen(CROSSHAIR_COLOUR, width=1)
+        self.v_line = pg.InfiniteLine(angle=90, movable=False, pen=pen)
+        self.h_line = pg.InfiniteLine(angle=0, movable=False, pen=pen)
+        for line in (self.v_line, self.h_line):
+            line.setZValue(20)
+            self.box.addItem(line, ignoreBounds=True)
+
+        self.edge_labels = [self._label(text, 13, bold=True) for text in EDGE_LABELS[plane]]
+        self.title = self._label("", 10, bold=False)
+        self.box.sigResized.connect(self._place_labels)
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        state.crosshair_changed.connect(self._on_crosshair)
+        state.sequence_changed.connect(self._on_sequence)
+        state.window_changed.connect(self._on_window)
+        state.overlay_changed.connect(self._on_overlay)
+        self._place_labels()
+
+    # ---- data --------------------------------------------------------------------------------
+    @property
+    def sequence(self) -> str:
+        return self.fixed_sequence or self.state.sequence
+
+    def set_volume(self, volume: DisplayVolume | None, prediction: np.ndarray | None = None) -> None:
+        """Show a new study (or none). `prediction` is a RAS region code volume or None."""
+        self.volume = volume
+        self.codes = {"truth": volume.truth_code if volume is not None else None, "prediction": prediction}
+        if volume is None:
+            self.image.clear()
+            for layer in self.layers.values():
+                layer.set_slice(None)
+            return
+        sh, sv = self._pixel_mm()
+        transform = QTransform(-sh, 0.0, 0.0, sv, 0.0, 0.0)  # x flipped: radiological convention
+        for item in (self.image, *(layer.item for layer in self.layers.values())):
+            item.setTransform(transform)
+        self._refresh_image()
+        self._refresh_overlays()
+        self._place_crosshair()
+        self.reset_zoom()
+
+    def set_prediction(self, code: np.ndarray | None) -> None:
+        self.codes["prediction"] = code
+        self._refresh_overlays()
+
+    def reset_zoom(self) -> None:
+        if self.volume is not None:
+            w, h = self._plane_size()
+            sh, sv = self._pixel_mm()
+            self.box.setRange(xRange=(-w * sh, 0), yRange=(0, h * sv), padding=0.02)
+
+    # ---- gestures (also called by tests) -----------------------------------------------------
+    def move_crosshair_to(self, scene_pos: QPointF) -> None:
+        voxel = self.voxel_at(scene_pos)
+        if voxel is not None:
+            self.state.set_crosshair(voxel)
+
+    def step(self, steps: int) -> None:
+        self.state.step_slice(self.plane, steps)
+
+    def current_window(self) -> tuple[float, float]:
+        return self.state.windows.get(self.sequence, (0.0, 1.0))
+
+    def drag_window(self, start: tuple[float, float], dx: float, dy: float) -> None:
+        """Right drag: right widens the window, up brightens (lowers the level); relative to start."""
+        low, high = start
+        width, level = high - low, (high + low) / 2
+        width = max(width * math.exp(dx / 200.0), 1e-3)
+        level = level + dy * width / 400.0
+        self.state.set_window(self.sequence, level - width / 2, level + width / 2)
+
+    def voxel_at(self, scene_pos: QPointF) -> tuple[int, int, int] | None:
+        """RAS voxel under a scene position, the fixed axis at the crosshair; None outside the image."""
+        if self.volume is None:
+            return None
+        self.box.prepareForPaint()
+        point = self.image.mapFromScene(scene_pos)
+        u, v = math.floor(point.x()), math.floor(point.y())
+        w, h = self._plane_size()
+        if not (0 <= u < w and 0 <= v < h):
+            return None
+        voxel = list(self.state.crosshair)
+        horizontal, vertical = self._plane_axes()
+        voxel[horizontal], voxel[vertical] = u, v
+        return voxel[0], voxel[1], voxel[2]
+
+    def widget_pos_of(self, voxel: tuple[int, int, int]) -> QPoint:
+        """Where a voxel's centre is in this widget's viewport (for tests driving the mouse)."""
+        horizontal, vertical = self._plane_axes()
+        self.box.prepareForPaint()  # a view not painted yet has a stale view transform
+        scene = self.image.mapToScene(QPointF(voxel[horizontal] + 0.5, voxel[vertical] + 0.5))
+        return self.mapFromScene(scene)
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        steps = {Qt.Key.Key_PageUp: 1, Qt.Key.Key_PageDown: -1,
+                 Qt.Key.Key_Up: 1, Qt.Key.Key_Down: -1}.get(Qt.Key(ev.key()))
+        if steps is not None:
+            self.step(steps)
+            ev.accept()
+        elif Qt.Key.Key_1 <= ev.key() <= Qt.Key.Key_4 and self.volume is not None:
+            # also bound as window shortcuts; this path serves a window that is not active
+            name = SEQUENCES[ev.key() - Qt.Key.Key_1]
+            if name in self.volume.images:
+                self.state.set_sequence(name)
+            ev.accept()
+        elif ev.key() == Qt.Key.Key_Home:
+            self.reset_zoom()
+            ev.accept()
+        else:
+            super().keyPressEvent(ev)
+
+    # ---- following the state -----------------------------------------------------------------
+    def _on_crosshair(self, _voxel) -> None:
+        if self.volume is None:
+            return
+        self._refresh_image()
+        self._refresh_overlays()
+        self._place_crosshair()
+
+    def _on_sequence(self, _name: str) -> None:
+        if self.fixed_sequence is None and self.volume is not None:
+            self._refresh_image()
+
+    def _on_window(self, name: str) -> None:
+        if name == self.sequence and self.volume is not None:
+            self.image.setLevels(self.current_window())
+
+    def _on_overlay(self) -> None:
+        for name, layer in self.layers.items():
+            layer.set_look(self.state.look, self.state.fills[name])
+        self._refresh_overlays()
+
+    # ---- drawing -----------------------------------------------------------------------------
+    def _slice(self, volume: np.ndarray) -> np.ndarray:
+        index = [slice(None)] * 3
+        index[self.axis] = self.state.crosshair[self.axis]
+        return volume[tuple(index)]
+
+    def _refresh_image(self) -> None:
+        assert self.volume is not None
+        array = self.volume.images.get(self.sequence)
+        if array is None:  # a missing sequence: show black, say so in the title
+            self.image.setImage(np.zeros(self._plane_size(), np.float32), levels=(0, 1))
+        else:
+            self.image.setImage(self._slice(array), autoLevels=False, levels=self.current_window())
+        self._update_title()
+
+    def _refresh_overlays(self) -> None:
+        for name, layer in self.layers.items():
+            code = self.codes[name]
+            shown = code is not None and self.state.shown[name]
+            layer.set_slice(self._slice(code) if shown else None)
+
+    def _place_crosshair(self) -> None:
+        sh, sv = self._pixel_mm()
+        horizontal, vertical = self._plane_axes()
+        self.v_line.setPos(-(self.state.crosshair[horizontal] + 0.5) * sh)
+        self.h_line.setPos((self.state.crosshair[vertical] + 0.5) * sv)
+
+    def _update_title(self) -> None:
+        name = SEQUENCE_TITLES.get(self.sequence, self.sequence)
+        if self.volume is not None and self.sequence not in self.volume.images:
+            name += " (missing)"
+        index = self.state.crosshair[self.axis]
+        count = self.volume.shape[self.axis] if self.volume is not None else 0
+        self.title.setText(f"{self.plane.capitalize()}  {name}  {index + 1}/{count}")
+
+    def _plane_axes(self) -> tuple[int, int]:
+        horizontal, vertical = (a for a in range(3) if a != self.axis)
+        return horizontal, vertical
+
+    def _plane_size(self) -> tuple[int, int]:
+        shape = self.volume.shape if self.volume is not None else self.state.shape
+        horizontal, vertical = self._plane_axes()
+        return shape[horizontal], shape[vertical]
+
+    def _pixel_mm(self) -> tuple[float, float]:
+        spacing = self.volume.spacing if self.volume is not None else (1.0, 1.0, 1.0)
+        horizontal, vertical = self._plane_axes()
+        return spacing[horizontal], spacing[vertical]
+
+    def _label(self, text: str, size: int, bold: bool) -> pg.TextItem:
+        item = pg.TextItem(text, color=(230, 230, 230) if bold else (200, 200, 160))
+        font = item.textItem.font()
+        font.setPointSize(size)
+        font.setBold(bold)
+        item.setFont(font)
+        item.setParentItem(self.box)
+        item.setZValue(30)
+        return item
+
+    def _place_labels(self) -> None:
+        rect = self.box.boundingRect()
+        w, h = rect.width(), rect.height()
+        left, right, top, bottom = self.edge_labels
+        left.setAnchor((0, 0.5))
+        left.setPos(2, h / 2)
+        right.setAnchor((1, 0.5))
+        right.setPos(w - 2, h / 2)
+        top.setAnchor((0.5, 0))
+        top.setPos(w / 2, 2)
+        bottom.setAnchor((0.5, 1))
+        bottom.setPos(w / 2, h - 2)
+        self.title.setAnchor((0, 0))
+        self.title.setPos(2, 2)
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        self.hovered.emit(self.voxel_at(scene_pos))

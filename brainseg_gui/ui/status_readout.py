@@ -1,0 +1,30 @@
+"""What the status bar says about one voxel: position (file voxel and world mm), the four
+intensities, the ground-truth label and the predicted class under it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.ui.display_volume import DisplayVolume, tissue_of_code
+
+SHORT = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
+
+
+def describe_voxel(volume: DisplayVolume, voxel: tuple[int, int, int],
+                   prediction: np.ndarray | None = None) -> str:
+    """One line for the status bar; `voxel` is a RAS index, shown as the file's own (i, j, k)."""
+    i, j, k = volume.file_index(voxel)
+    x, y, z = volume.world_mm(voxel)
+    parts = [f"voxel ({i}, {j}, {k})", f"RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm"]
+    values = []
+    for name in SEQUENCES:
+        image = volume.images.get(name)
+        values.append(f"{SHORT[name]} {image[voxel]:.5g}" if image is not None else f"{SHORT[name]} –")
+    parts.append("  ".join(values))
+    truth = volume.truth_label(voxel)
+    if truth is not None:
+        parts.append(f"label {truth}")
+    if prediction is not None:
+        parts.append(f"predicted {tissue_of_code(int(prediction[voxel])) or 'background'}")
+    return "   |   ".join(parts)

@@ -1,0 +1,132 @@
+"""The plain functions the viewer runs in workers: open a study, segment it and compare with truth.
+
+Each takes ``progress`` and ``cancel`` (see `core.progress`) and raises ``Cancelled``; none touches a
+widget. torch is imported only when a segmentation is first asked for, so the window starts fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brainseg_gui.core.labels import REGIONS, to_regions
+from brainseg_gui.core.orientation import Reorientation
+from brainseg_gui.core.progress import CancelToken, ProgressFn, sub_progress
+from brainseg_gui.core.study import Study
+from brainseg_gui.ui.display_volume import DisplayVolume, region_code
+
+#: Name shown for the synthetic demo study, so nobody mistakes it for a patient.
+DEMO_NAME = "Demo (synthetic phantom, not a patient)"
+
+
+def open_study(path: Path, *, progress: ProgressFn, cancel: CancelToken) -> DisplayVolume:
+    """Load a study from any supported path (folder, file of a case, 4D NIfTI, DICOM folder)."""
+    from brainseg_gui.core.io import load_study
+
+    study = load_study(Path(path), progress=sub_progress(progress, 0.0, 0.85), cancel=cancel)
+    cancel.raise_if_cancelled()
+    progress(0.9, "Preparing the views")
+    return DisplayVolume.from_study(study)
+
+
+def open_demo(*, progress: ProgressFn, cancel: CancelToken) -> DisplayVolume:
+    """The built-in synthetic study (a deterministic phantom with a labelled tumour)."""
+    from brainseg_gui.core.phantom import demo_study
+
+    progress(0.1, "Building the demo phantom")
+    study = demo_study()
+    cancel.raise_if_cancelled()
+    progress(0.8, "Preparing the views")
+    return DisplayVolume.from_study(study)
+
+
+class PredictorSlot:
+    """Builds the predictor on first use (in a worker: loading torch and weights takes seconds)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._predictor: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._predictor is None:
+                self._predictor = self._factory()
+            return self._predictor
+
+    @property
+    def loaded(self) -> Any:
+        """The predictor if already built, else None (never builds)."""
+        return self._predictor
+
+
+def default_predictor_factory(model_dir: Path | None = None) -> Callable[[], Any]:
+    """The shipped model (or `model_dir`) on the best device available."""
+
+    def build() -> Any:
+        from brainseg_gui.ml.predictor import Predictor
+
+        return Predictor.from_model_dir(model_dir, device="auto")
+
+    return build
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A finished segmentation, ready for the views and the results table.
+
+    code: RAS region code (see `display_volume.region_code`). regions: (3, *grid.shape) bool in the
+    study's own axis order; regions_ras: the same in RAS order. volumes_ml: per region.
+    metrics: region -> object with .dice and .hd95 when the study has a ground truth, else None.
+    """
+
+    code: np.ndarray
+    regions: np.ndarray
+    regions_ras: np.ndarray
+    volumes_ml: Mapping[str, float]
+    metrics: Mapping[str, Any] | None
+    model_version: str
+    device: str
+    seconds: float
+
+
+def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
+            cancel: CancelToken) -> Segmentation:
+    """Run the model on the study, then measure against its ground truth when it has one."""
+    import time
+
+    started = time.perf_counter()
+    progress(0.0, "Loading the model")
+    predictor = slot.get()
+    cancel.raise_if_cancelled()
+    study: Study = volume.study
+    prediction = predictor(study, progress=sub_progress(progress, 0.05, 0.85), cancel=cancel)
+    cancel.raise_if_cancelled()
+    regions = np.asarray(prediction.regions, dtype=bool)
+    voxel_ml = study.grid.voxel_volume_ml
+    volumes = {name: float(regions[index].sum()) * voxel_ml for index, name in enumerate(REGIONS)}
+    metrics = None
+    if study.labels is not None and study.label_convention is not None:
+        from brainseg_gui.core.metrics import evaluate_regions
+
+        progress(0.9, "Comparing with the ground truth")
+        truth = to_regions(study.labels, study.label_convention)
+        metrics = evaluate_regions(regions, truth, study.grid.spacing)
+    cancel.raise_if_cancelled()
+    regions_ras = Reorientation(study.grid).apply(regions)
+    progress(1.0, "Done")
+    return Segmentation(
+        code=region_code(regions_ras),
+        regions=regions,
+        regions_ras=regions_ras,
+        volumes_ml=volumes,
+        metrics=metrics,
+        model_version=str(prediction.model_version),
+        device=str(prediction.device),
+        seconds=time.perf_counter() - started,
+    )

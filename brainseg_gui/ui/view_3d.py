@@ -1,0 +1,348 @@
+"""The 3D view: WT/TC/ET surfaces, an optional translucent brain, the current slice planes (VTK).
+
+Meshes are built by `meshing.region_meshes` in a worker. Where no OpenGL is available (offscreen
+Qt without OSMesa, a display without GLX, BRAINSEG_NO_3D=1) the panel says so instead of failing.
+Mouse: left drag rotates, middle drag pans, wheel or right drag zooms.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.ui.display_volume import REGION_BITS, DisplayVolume
+from brainseg_gui.ui.overlay import COLOURS
+from brainseg_gui.ui.viewer_state import ViewerState
+from brainseg_gui.ui.workers import Job, JobRunner
+
+log = logging.getLogger(__name__)
+
+#: Opacity of each surface at the slider's full value: outer surfaces see-through, ET solid.
+BASE_OPACITY = {"WT": 0.35, "TC": 0.6, "ET": 1.0}
+BRAIN_OPACITY = 0.12
+#: Slice plane outlines: colours no region uses.
+PLANE_COLOURS = {"axial": (0.95, 0.85, 0.2), "coronal": (0.95, 0.35, 0.95), "sagittal": (0.3, 0.9, 0.95)}
+
+
+def gl_problem() -> str | None:
+    """Why VTK cannot render here (None when it can); decides the render window kind for offscreen Qt."""
+    if os.environ.get("BRAINSEG_NO_3D"):
+        return "the 3D view is turned off (BRAINSEG_NO_3D is set)"
+    platform = QGuiApplication.platformName()
+    if platform == "offscreen":
+        if ctypes.util.find_library("OSMesa") is None:
+            return "no OpenGL on the offscreen platform (install OSMesa, or run on a display)"
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
+        return None
+    if platform == "minimal":
+        return "no OpenGL on Qt's minimal platform"
+    surface = QOffscreenSurface()
+    surface.create()
+    context = QOpenGLContext()
+    if not context.create() or not context.makeCurrent(surface):
+        return f"this display ({platform}) offers no OpenGL context"
+    context.doneCurrent()
+    return None
+
+
+class View3D(QWidget):
+    def __init__(self, state: ViewerState, runner: JobRunner, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.runner = runner
+        self.volume: DisplayVolume | None = None
+        self.prediction: np.ndarray | None = None
+        self.meshes: dict = {}
+        self._job: Job | None = None
+        self.actors: dict = {}
+        self.plane_actors: dict = {}
+        self.plane_sources: dict = {}
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.problem = gl_problem()
+        self.vtk_widget = None
+        if self.problem is None:
+            try:
+                self._build_vtk(layout)
+            except Exception as error:
+                log.exception("3D view unavailable")
+                self.problem = f"OpenGL failed: {error}"
+        if self.problem is not None:
+            message = QLabel(f"3D view unavailable: {self.problem}.\nThe slice views work as usual.")
+            message.setWordWrap(True)
+            message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            message.setObjectName("view3dMessage")
+            layout.addWidget(message)
+            self.message = message
+            return
+        self._build_controls(layout)
+        state.crosshair_changed.connect(lambda _v: self._place_planes())
+        state.overlay_changed.connect(self._apply_style)
+
+    @property
+    def available(self) -> bool:
+        return self.problem is None
+
+    # ---- building ------------------------------------------------------------------------
+    def _build_vtk(self, layout: QVBoxLayout) -> None:
+        import vtkmodules.vtkInteractionStyle
+        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - registers the OpenGL backend
+        from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
+        from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+        from vtkmodules.vtkRenderingCore import vtkRenderer
+
+        self.vtk_widget = QVTKRenderWindowInteractor(self)
+        self.vtk_widget.setMinimumSize(200, 200)
+        window = self.vtk_widget.GetRenderWindow()
+        if QGuiApplication.platformName() == "offscreen":
+            window.SetOffScreenRendering(1)
+        self.renderer = vtkRenderer()
+        self.renderer.SetBackground(0.06, 0.06, 0.08)
+        window.AddRenderer(self.renderer)
+        self.vtk_widget.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        self.vtk_widget.Initialize()
+        layout.addWidget(self.vtk_widget, 1)
+
+    def _build_controls(self, layout: QVBoxLayout) -> None:
+        row = QHBoxLayout()
+        self.source = QComboBox()
+        self.source.addItems(["Prediction", "Ground truth"])
+        self.source.setToolTip("Whose surfaces to show")
+        self.source.currentIndexChanged.connect(lambda _i: self._rebuild())
+        row.addWidget(self.source)
+        row.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(5, 100)
+        self.opacity.setValue(100)
+        self.opacity.valueChanged.connect(lambda _v: self._apply_style())
+        row.addWidget(self.opacity, 1)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.brain_check = QCheckBox("Brain")
+        self.brain_check.setChecked(True)
+        self.brain_check.toggled.connect(lambda _on: self._rebuild())
+        self.planes_check = QCheckBox("Slice planes")
+        self.planes_check.setChecked(True)
+        self.planes_check.toggled.connect(lambda _on: self._place_planes())
+        reset = QPushButton("Reset camera")
+        reset.clicked.connect(self.reset_camera)
+        shot = QPushButton("Screenshot…")
+        shot.clicked.connect(self._ask_screenshot)
+        for widget in (self.brain_check, self.planes_check, reset, shot):
+            row.addWidget(widget)
+        layout.addLayout(row)
+        self.status = QLabel("")
+        layout.addWidget(self.status)
+
+    # ---- data ----------------------------------------------------------------------------
+    def set_volume(self, volume: DisplayVolume | None) -> None:
+        self.volume = volume
+        self.prediction = None
+        if self.available:
+            self._rebuild(reset_camera=True)
+
+    def set_prediction(self, regions_ras: np.ndarray | None) -> None:
+        """(3, x, y, z) bool RAS regions of a new segmentation: shown at once."""
+        self.prediction = regions_ras
+        if self.available:
+            self.source.blockSignals(True)
+            self.source.setCurrentIndex(0)
+            self.source.blockSignals(False)
+            self._rebuild()
+
+    def _regions(self) -> tuple[np.ndarray | None, str]:
+        if self.volume is None:
+            return None, ""
+        want_truth = self.source.currentIndex() == 1
+        truth = self.volume.truth_code
+        if (want_truth or self.prediction is None) and truth is not None:
+            return np.stack([(truth & REGION_BITS[r]) != 0 for r in REGIONS]), "ground truth"
+        if self.prediction is not None:
+            return self.prediction, "prediction"
+        return None, ""
+
+    def _rebuild(self, reset_camera: bool = False) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        regions, whose = self._regions()
+        if self.volume is None:
+            self._show({}, "", reset_camera)
+            return
+        volume = self.volume
+        if regions is None:
+            regions = np.zeros((3, *volume.shape), dtype=bool)
+            whose = "no segmentation yet"
+        self.source.blockSignals(True)  # the combo says whose surfaces are shown
+        self.source.setCurrentIndex(1 if whose == "ground truth" else 0)
+        self.source.blockSignals(False)
+        brain = volume.brain if self.brain_check.isChecked() else None
+        from brainseg_gui.ui.meshing import region_meshes
+
+        self.status.setText("Building surfaces…")
+        job = self.runner.start(
+            "Building 3D surfaces",
+            lambda **kw: region_meshes(regions, volume.spacing, brain, **kw),
+            on_result=lambda meshes: self._show(meshes, whose, reset_camera) if job is self._job else None,
+            on_error=lambda error: self.status.setText(f"Surfaces failed: {error}"))
+        self._job = job
+
+    def _show(self, meshes: dict, whose: str, reset_camera: bool) -> None:
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+        self._job = None
+        for actor in self.actors.values():
+            self.renderer.RemoveActor(actor)
+        self.actors = {}
+        self.meshes = dict(meshes)
+        for name, mesh in meshes.items():
+            if mesh.GetNumberOfPoints() == 0:
+                continue
+            mapper = vtkPolyDataMapper()
+            mapper.SetInputData(mesh)
+            mapper.ScalarVisibilityOff()  # colour by the actor, not by (label) scalars
+            actor = vtkActor()
+            actor.SetMapper(mapper)
+            self.renderer.AddActor(actor)
+            self.actors[name] = actor
+        self.status.setText(f"Surfaces: {whose}" if whose else "")
+        self._apply_style()
+        self._place_planes()
+        if reset_camera:
+            self.reset_camera()
+        self.render()
+
+    def _apply_style(self) -> None:
+        scale = self.opacity.value() / 100.0
+        for name, actor in self.actors.items():
+            prop = actor.GetProperty()
+            if name == "brain":
+                prop.SetColor(0.85, 0.82, 0.78)
+                prop.SetOpacity(BRAIN_OPACITY)
+                continue
+            prop.SetColor(*(c / 255.0 for c in COLOURS[name]))
+            prop.SetOpacity(BASE_OPACITY[name] * scale)
+            prop.SetSpecular(0.2)
+            actor.SetVisibility(name in self.state.look.visible)
+        self.render()
+
+    def _place_planes(self) -> None:
+        if self.volume is None:
+            return
+        from vtkmodules.vtkFiltersSources import vtkPlaneSource
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
+
+        size = [n * s for n, s in zip(self.volume.shape, self.volume.spacing)]
+        centre = [(c + 0.5) * s for c, s in zip(self.state.crosshair, self.volume.spacing)]
+        corners = {  # origin, point1, point2 of each plane through the crosshair
+            "axial": ((0, 0, centre[2]), (size[0], 0, centre[2]), (0, size[1], centre[2])),
+            "coronal": ((0, centre[1], 0), (size[0], centre[1], 0), (0, centre[1], size[2])),
+            "sagittal": ((centre[0], 0, 0), (centre[0], size[1], 0), (centre[0], 0, size[2])),
+        }
+        for plane, (origin, p1, p2) in corners.items():
+            actor = self.plane_actors.get(plane)
+            if actor is None:
+                source = vtkPlaneSource()
+                mapper = vtkPolyDataMapper()
+                mapper.SetInputConnection(source.GetOutputPort())
+                actor = vtkActor()
+                actor.SetMapper(mapper)
+                actor.GetProperty().SetRepresentationToWireframe()
+                actor.GetProperty().SetColor(*PLANE_COLOURS[plane])
+                actor.GetProperty().SetLineWidth(2)
+                self.plane_sources[plane] = source
+                self.renderer.AddActor(actor)
+                self.plane_actors[plane] = actor
+            source = self.plane_sources[plane]
+            source.SetOrigin(*origin)
+            source.SetPoint1(*p1)
+            source.SetPoint2(*p2)
+            actor.SetVisibility(self.planes_check.isChecked())
+        self.render()
+
+    # ---- camera and output ---------------------------------------------------------------
+    def reset_camera(self) -> None:
+        """Look at the head from the front, superior up (the patient's right on the screen's left)."""
+        if not self.available:
+            return
+        camera = self.renderer.GetActiveCamera()
+        if self.volume is not None:
+            size = [n * s for n, s in zip(self.volume.shape, self.volume.spacing)]
+            centre = [v / 2 for v in size]
+            camera.SetFocalPoint(*centre)
+            camera.SetPosition(centre[0] - 0.3 * size[0], centre[1] + 3 * size[1], centre[2] + 0.5 * size[2])
+            camera.SetViewUp(0, 0, 1)
+        self.renderer.ResetCamera()
+        camera.Zoom(1.5)  # ResetCamera fits the slice planes (the whole grid); the head is smaller
+        self.render()
+
+    def render(self) -> None:
+        if self.available:
+            self.vtk_widget.GetRenderWindow().Render()
+
+    def render_image(self) -> np.ndarray:
+        """The current picture as (height, width, 3) uint8, top row first."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+        self.render()
+        grab = vtkWindowToImageFilter()
+        grab.SetInput(self.vtk_widget.GetRenderWindow())
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        image = grab.GetOutput()
+        width, height, _ = image.GetDimensions()
+        pixels = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)
+        return np.ascontiguousarray(pixels[::-1, :, :3])
+
+    def save_screenshot(self, path: Path | str) -> Path:
+        """The 3D picture as PNG, written atomically."""
+        from vtkmodules.vtkIOImage import vtkPNGWriter
+        from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.render()
+        grab = vtkWindowToImageFilter()
+        grab.SetInput(self.vtk_widget.GetRenderWindow())
+        grab.ReadFrontBufferOff()
+        handle, temp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+        os.close(handle)
+        try:
+            writer = vtkPNGWriter()
+            writer.SetFileName(temp)
+            writer.SetInputConnection(grab.GetOutputPort())
+            writer.Write()
+            os.replace(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        return path
+
+    def _ask_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the 3D view", "brainseg-3d.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def close(self) -> bool:
+        if self.vtk_widget is not None:
+            self.vtk_widget.Finalize()
+        return super().close()

@@ -1,0 +1,80 @@
+"""The central area: the slice views arranged by the state's layout (1x3, 2x2, single).
+
+1x3: axial, coronal, sagittal of the active sequence. 2x2: the main plane once per sequence.
+Single: the main plane of the active sequence. Views are rebuilt on a layout change; each one
+follows the shared `ViewerState`, so the crosshair stays linked across all of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
+
+from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.ui.slice_view import SliceView
+from brainseg_gui.ui.viewer_state import PLANES, Layout, ViewerState
+
+
+class ViewGrid(QWidget):
+    hovered = Signal(object)  # RAS voxel under the mouse in any view, or None
+
+    def __init__(self, state: ViewerState, placeholder: QWidget | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.volume: DisplayVolume | None = None
+        self.prediction: np.ndarray | None = None
+        self.views: list[SliceView] = []
+        self._stack = QStackedLayout(self)
+        self._placeholder = placeholder or QLabel("No study open")
+        self._grid_host = QWidget()
+        self._grid = QGridLayout(self._grid_host)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(3)
+        self._stack.addWidget(self._placeholder)
+        self._stack.addWidget(self._grid_host)
+        state.layout_changed.connect(self._rebuild)
+        self._rebuild()
+
+    def set_volume(self, volume: DisplayVolume | None) -> None:
+        self.volume = volume
+        self.prediction = None
+        self._rebuild()
+
+    def set_prediction(self, code: np.ndarray | None) -> None:
+        self.prediction = code
+        for view in self.views:
+            view.set_prediction(code)
+
+    def view(self, plane: str, sequence: str | None = None) -> SliceView:
+        """The shown view of a plane (and, in 2x2, of a sequence); KeyError when not shown."""
+        for view in self.views:
+            if view.plane == plane and (sequence is None or view.sequence == sequence):
+                return view
+        raise KeyError(f"no {plane} view{' of ' + sequence if sequence else ''} in layout {self.state.layout.value}")
+
+    def _rebuild(self) -> None:
+        for view in self.views:
+            self._grid.removeWidget(view)
+            view.hide()
+            view.hovered.disconnect()
+            view.deleteLater()
+        self.views = []
+        if self.volume is None:
+            self._stack.setCurrentWidget(self._placeholder)
+            return
+        layout = self.state.layout
+        if layout is Layout.ROW:
+            specs = [(plane, None, 0, column) for column, plane in enumerate(PLANES)]
+        elif layout is Layout.GRID:
+            specs = [(self.state.main_plane, name, index // 2, index % 2) for index, name in enumerate(SEQUENCES)]
+        else:
+            specs = [(self.state.main_plane, None, 0, 0)]
+        for plane, sequence, row, column in specs:
+            view = SliceView(self.state, plane, sequence)
+            view.hovered.connect(self.hovered)
+            self._grid.addWidget(view, row, column)
+            view.set_volume(self.volume, self.prediction)
+            self.views.append(view)
+        self._stack.setCurrentWidget(self._grid_host)

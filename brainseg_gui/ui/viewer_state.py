@@ -1,0 +1,108 @@
+"""The viewer's small observable state: widgets follow it and write back to it, never to each other.
+
+Positions are RAS voxel indices (x to the Right, y Anterior, z Superior) of the study's
+`DisplayVolume`. Setters ignore a value equal to the current one, so following widgets cannot
+loop through each other.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from PySide6.QtCore import QObject, Signal
+
+from brainseg_gui.ui.overlay import Fill, OverlayLook
+
+#: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
+AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
+PLANES = ("axial", "coronal", "sagittal")
+SOURCES = ("prediction", "truth")
+
+
+class Layout(str, Enum):
+    ROW = "1x3"  # axial, coronal, sagittal side by side, active sequence
+    GRID = "2x2"  # one view per sequence, all in the main plane
+    SINGLE = "single"  # the main plane, active sequence
+
+
+class ViewerState(QObject):
+    crosshair_changed = Signal(object)  # tuple[int, int, int]
+    sequence_changed = Signal(str)
+    window_changed = Signal(str)  # the sequence whose window changed
+    overlay_changed = Signal()
+    layout_changed = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.shape: tuple[int, int, int] = (1, 1, 1)
+        self.crosshair: tuple[int, int, int] = (0, 0, 0)
+        self.sequence = "t1ce"
+        self.windows: dict[str, tuple[float, float]] = {}
+        self.look = OverlayLook()
+        self.fills: dict[str, Fill] = {"prediction": Fill.FILLED, "truth": Fill.OUTLINE}
+        self.shown: dict[str, bool] = {"prediction": True, "truth": True}
+        self.layout = Layout.ROW
+        self.main_plane = "axial"
+
+    def reset(self, shape: tuple[int, int, int], crosshair: tuple[int, int, int],
+              windows: dict[str, tuple[float, float]], sequence: str) -> None:
+        """A new study: new grid, crosshair, windows and sequence; everything is re-emitted."""
+        self.shape = shape
+        self.crosshair = self._clamp(crosshair)
+        self.windows = dict(windows)
+        self.sequence = sequence
+        self.crosshair_changed.emit(self.crosshair)
+        self.sequence_changed.emit(sequence)
+        for name in windows:
+            self.window_changed.emit(name)
+        self.overlay_changed.emit()
+
+    def set_crosshair(self, voxel: tuple[int, int, int]) -> None:
+        voxel = self._clamp(voxel)
+        if voxel != self.crosshair:
+            self.crosshair = voxel
+            self.crosshair_changed.emit(voxel)
+
+    def step_slice(self, plane: str, steps: int) -> None:
+        """Move the crosshair `steps` slices through a plane (positive = R, A or S)."""
+        axis = AXIS_OF_PLANE[plane]
+        voxel = list(self.crosshair)
+        voxel[axis] += steps
+        self.set_crosshair((voxel[0], voxel[1], voxel[2]))
+
+    def set_sequence(self, name: str) -> None:
+        if name != self.sequence:
+            self.sequence = name
+            self.sequence_changed.emit(name)
+
+    def set_window(self, sequence: str, low: float, high: float) -> None:
+        high = max(high, low + 1e-6)
+        if self.windows.get(sequence) != (low, high):
+            self.windows[sequence] = (low, high)
+            self.window_changed.emit(sequence)
+
+    def set_look(self, look: OverlayLook) -> None:
+        if look != self.look:
+            self.look = look
+            self.overlay_changed.emit()
+
+    def set_fill(self, source: str, fill: Fill) -> None:
+        if self.fills[source] is not fill:
+            self.fills[source] = fill
+            self.overlay_changed.emit()
+
+    def set_shown(self, source: str, shown: bool) -> None:
+        if self.shown[source] != shown:
+            self.shown[source] = shown
+            self.overlay_changed.emit()
+
+    def set_layout(self, layout: Layout, main_plane: str | None = None) -> None:
+        plane = main_plane or self.main_plane
+        if layout is not self.layout or plane != self.main_plane:
+            self.layout = layout
+            self.main_plane = plane
+            self.layout_changed.emit()
+
+    def _clamp(self, voxel: tuple[int, int, int]) -> tuple[int, int, int]:
+        x, y, z = (min(max(int(v), 0), n - 1) for v, n in zip(voxel, self.shape))
+        return x, y, z
