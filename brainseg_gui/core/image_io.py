@@ -2,8 +2,9 @@
 
 Every array leaves this module in the program's one axis order: nibabel's (i, j, k) with a voxel ->
 RAS+ mm affine. SimpleITK's (z, y, x) arrays and LPS geometry are converted here and nowhere else
-(`_from_sitk`). SimpleITK is imported inside the functions that need it, so that importing
-`brainseg_gui.core` (and starting the CLI) stays fast.
+(`_from_sitk`, and the public pair `to_sitk` / `from_sitk` for code that runs SimpleITK filters).
+SimpleITK is imported inside the functions that need it, so that importing `brainseg_gui.core`
+(and starting the CLI) stays fast.
 
 Writes are NIfTI only and atomic: a temporary file in the target's folder, then `os.replace`.
 """
@@ -203,9 +204,40 @@ def _from_sitk(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return array, LPS_TO_RAS @ lps
 
 
+def from_sitk(image: sitk.Image) -> tuple[np.ndarray, Grid]:
+    """A 3D SimpleITK image as the program's (i, j, k) array and RAS grid (see `_from_sitk`)."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise StudyLoadError(f"expected a 3D scalar SimpleITK image, got dimension {image.GetDimension()} "
+                             f"with {image.GetNumberOfComponentsPerPixel()} components")
+    array, affine = _from_sitk(image)
+    return array, Grid(array.shape, affine)
+
+
+def to_sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
+    """An (i, j, k) array on a RAS grid as a SimpleITK image: (z, y, x) voxels, LPS geometry.
+
+    The inverse of `from_sitk`: the LPS affine is diag(-1, -1, 1, 1) @ grid.affine, split into
+    origin, spacing (column norms) and direction (unit columns). The voxels are copied.
+    """
+    import SimpleITK as sitk
+
+    if array.shape != grid.shape:
+        raise BrainSegError(f"array shape {array.shape} is not the grid's {grid.shape}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    lps = LPS_TO_RAS @ grid.affine
+    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(d) for d in (lps[:3, :3] / spacing[None, :]).ravel()])
+    image.SetOrigin([float(o) for o in lps[:3, 3]])
+    return image
+
+
 def _read_dicom_series(folder: Path, member: Path | None) -> tuple[np.ndarray, Grid]:
     """Read the one DICOM series in `folder` (or the series `member` belongs to)."""
     import SimpleITK as sitk
+
+    # GDCM prints its own warnings on stderr (e.g. "No Series were found"); ours say it in one line.
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
     try:
         series_ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))

@@ -36,7 +36,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 
 
 def run_app(study: Path | None = None, *, settings: QSettings | None = None) -> int:
-    """Show the main window with `study` (or the demo on first start) and run until it closes."""
+    """Show the main window with `study` (or the built-in demo when none is given) and run until it closes."""
     app = make_application()
     from brainseg_gui.ui.main_window import MainWindow
 
@@ -44,7 +44,7 @@ def run_app(study: Path | None = None, *, settings: QSettings | None = None) -> 
     window.show()
     if study is not None:
         window.open_study(Path(study))
-    elif window.recent.first_start:
+    else:  # no study given: the built-in demo, so a first start shows something real
         window.open_demo()
         window.recent.mark_started()
     return int(app.exec())
