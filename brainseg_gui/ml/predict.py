@@ -1,0 +1,287 @@
+"""Predicting cases from files to files: one case (`predict_case`) or a folder of cases (`predict_batch`).
+
+What is written: a label map in the chosen convention on the exact input grid and affine (NIfTI,
+atomic, never over an input file), its header description "BrainSeg <model version>", and a JSON
+sidecar saying which model, device and inputs made it, what was missing, the region volumes and the
+time taken. Optionally the three region probabilities as one 4D NIfTI (uint8, scl_slope 1/255).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from brainseg_gui.core.cases import CaseFiles
+from brainseg_gui.core.errors import BrainSegError, Cancelled
+from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, sidecar_path, strip_image_suffix
+from brainseg_gui.core.io import find_case, find_cases, load_study, save_label_map
+from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
+from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
+from brainseg_gui.core.study import Grid, Study
+from brainseg_gui.ml.predictor import Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+#: Batch output names: `<case_id><suffix>` in the output folder.
+PREDICTION_SUFFIX = "_pred.nii.gz"
+PROBABILITIES_SUFFIX = "_prob.nii.gz"
+#: Probabilities are stored as uint8 steps of 1/PROBABILITY_STEPS (NIfTI has no float16).
+PROBABILITY_STEPS = 255
+#: Written into every sidecar: what the output is and is not.
+DISCLAIMER = "research software; not a diagnostic device"
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """The outcome of one case: where it went, region volumes, time, device; or why it failed."""
+
+    case_id: str
+    source: Path
+    output: Path | None = None
+    volumes_ml: Mapping[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = ""
+    model_version: str = ""
+    flagged: bool = False
+    flag_reason: str = ""
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def line(self) -> str:
+        """One line for a terminal: case, WT/TC/ET volumes in mL, seconds, device (or the error)."""
+        if not self.ok:
+            return f"{self.case_id}: FAILED: {self.error}"
+        volumes = "  ".join(f"{name} {self.volumes_ml.get(name, 0.0):7.2f} mL" for name in REGIONS)
+        text = f"{self.case_id}: {volumes}  {self.seconds:6.1f} s  {self.device}"
+        if self.flagged:
+            text += f"  FLAGGED: {self.flag_reason}"
+        return text
+
+
+def predict_case(
+    source: Path | CaseFiles,
+    output: Path,
+    *,
+    predictor: Predictor,
+    labels: LabelConvention | str = LabelConvention.BRATS,
+    save_probabilities: Path | None = None,
+    allow_resample: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> CaseSummary:
+    """Load the case at `source`, segment it, write the label map to `output` (and its sidecar).
+
+    `source` is a case folder, any file of a case, or a found `CaseFiles` (its label map, if any, is
+    not read: a prediction does not need it, but it is protected from being overwritten). With
+    `allow_resample`, sequences on different grids that overlap in world space are resampled onto the
+    FLAIR grid (core.io.load_study), and the output lies on that grid. `output` is a .nii.gz / .nii
+    file, or an existing folder (then `<case_id>_pred.nii.gz` inside).
+    Raises BrainSegError subclasses for bad input, Cancelled when cancelled; writes nothing then.
+    """
+    started = time.perf_counter()
+    convention = parse_convention(labels)
+    cancel = cancel or CancelToken()
+    case = source if isinstance(source, CaseFiles) else find_case(Path(source))
+    origin = _case_source(case)
+    study = load_study(dataclasses.replace(case, seg=None), allow_resample=allow_resample,
+                       progress=sub_progress(progress, 0.0, 0.1), cancel=cancel)
+    loaded = time.perf_counter()
+    cancel.raise_if_cancelled()
+    output = _output_path(Path(output), study.case_id)
+    protect = [*study.sources.values(), *([case.seg] if case.seg is not None else [])]
+    if not isinstance(source, CaseFiles):
+        protect.append(Path(source))
+    _check_targets(output, save_probabilities, protect)
+
+    prediction = predictor(study, progress=sub_progress(progress, 0.1, 0.9), cancel=cancel,
+                           keep_probabilities=save_probabilities is not None)
+    cancel.raise_if_cancelled()
+    progress(0.9, f"writing {output}")
+    seconds = {"load": round(loaded - started, 3), **prediction.seconds}  # the write's own time is not known yet
+    sidecar = prediction_sidecar(study, prediction, convention, probabilities=save_probabilities)
+    sidecar["seconds"] = seconds
+    if save_probabilities is not None and prediction.probabilities is not None:
+        write_probabilities(Path(save_probabilities), prediction.probabilities, study.grid,
+                            description=f"BrainSeg {prediction.model_version} P(WT,TC,ET)", protect=protect)
+    save_label_map(output, prediction.labels(convention), study.grid,
+                    description=f"BrainSeg {prediction.model_version}", sidecar=sidecar, protect=protect)
+    total = time.perf_counter() - started
+    progress(1.0, f"{study.case_id}: written {output}")
+    summary = CaseSummary(
+        case_id=study.case_id, source=origin, output=output, volumes_ml=prediction.volumes_ml(),
+        seconds=total, device=prediction.device, model_version=prediction.model_version,
+        flagged=prediction.flagged, flag_reason=prediction.flag_reason, notes=prediction.notes,
+    )
+    log.info("%s", summary.line())
+    return summary
+
+
+def predict_batch(
+    folder: Path,
+    out_dir: Path,
+    *,
+    predictor: Predictor,
+    labels: LabelConvention | str = LabelConvention.BRATS,
+    save_probabilities: bool = False,
+    allow_resample: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+    on_case: Callable[[CaseSummary], None] | None = None,
+) -> list[CaseSummary]:
+    """Predict every case `core.io.find_cases` finds under `folder` into `out_dir/<case_id>_pred.nii.gz`.
+
+    A failing case is logged and reported in its summary (`error`), and the batch goes on;
+    cancelling stops the batch (Cancelled). `on_case` sees each summary as soon as it exists.
+    """
+    cancel = cancel or CancelToken()
+    cases = find_cases(Path(folder))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries: list[CaseSummary] = []
+    for index, case in enumerate(cases):
+        cancel.raise_if_cancelled()
+        step = sub_progress(progress, index / len(cases), (index + 1) / len(cases))
+        source = _case_source(case)
+        output = out_dir / f"{case.case_id}{PREDICTION_SUFFIX}"
+        probabilities = out_dir / f"{case.case_id}{PROBABILITIES_SUFFIX}" if save_probabilities else None
+        started = time.perf_counter()
+        try:
+            summary = predict_case(case, output, predictor=predictor, labels=labels,
+                                   save_probabilities=probabilities, allow_resample=allow_resample,
+                                   progress=step, cancel=cancel)
+        except Cancelled:
+            raise
+        except BrainSegError as error:
+            summary = _failed(case.case_id, source, str(error), started)
+        except Exception as error:  # a broken case must not stop the batch; report what it was
+            log.debug("case %s failed", case.case_id, exc_info=True)
+            summary = _failed(case.case_id, source, f"{type(error).__name__}: {error}", started)
+        if not summary.ok:
+            log.error("%s", summary.line())
+        summaries.append(summary)
+        if on_case is not None:
+            on_case(summary)
+    return summaries
+
+
+def _failed(case_id: str, source: Path, message: str, started: float) -> CaseSummary:
+    return CaseSummary(case_id=case_id, source=source, seconds=time.perf_counter() - started, error=message)
+
+
+def _case_source(case: CaseFiles) -> Path:
+    """The path that names a found case in summaries: its first sequence file (or its label map)."""
+    files = [*case.files.values(), case.seg]
+    return next((Path(p) for p in files if p is not None), Path(case.case_id))
+
+
+def prediction_sidecar(
+    study: Study, prediction: Prediction, convention: LabelConvention, *, probabilities: Path | None = None
+) -> dict[str, Any]:
+    """The JSON sidecar of a written prediction (JSON-ready values only)."""
+    return {
+        "software": "BrainSeg",
+        "note": DISCLAIMER,
+        "case_id": study.case_id,
+        "model_version": prediction.model_version,
+        "device": prediction.device,
+        "tta": prediction.tta,
+        "label_convention": convention.value,
+        "label_values": {tissue: value for tissue, value in convention.tissue_values.items()},
+        "regions": list(REGIONS),
+        "volumes_ml": {name: round(value, 3) for name, value in prediction.volumes_ml().items()},
+        "missing_sequences": list(prediction.missing),
+        "flagged": prediction.flagged,
+        "flag_reason": prediction.flag_reason,
+        "notes": list(prediction.notes),
+        "inputs": {name: str(path) for name, path in study.sources.items()},
+        "grid": study.grid.describe(),
+        "probabilities": str(probabilities) if probabilities is not None else None,
+        "seconds": dict(prediction.seconds),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_probabilities(
+    path: Path, probabilities: np.ndarray, grid: Grid, *, description: str = "", protect: Iterable[Path] = ()
+) -> None:
+    """Write (3, *grid.shape) probabilities as one NIfTI of shape (*grid.shape, 3), atomically.
+
+    NIfTI has no float16, so values are stored as uint8 with scl_slope 1/255 (steps of 0.004):
+    readers that apply the slope (nibabel's get_fdata, ITK, 3D Slicer) see probabilities in [0, 1].
+    """
+    path = Path(path)
+    if image_suffix(path) not in NIFTI_SUFFIXES:
+        raise BrainSegError(f"cannot write {path}: probabilities are written as NIfTI (.nii.gz or .nii)")
+    if probabilities.shape != (3, *grid.shape):
+        raise BrainSegError(f"cannot write {path}: probabilities {probabilities.shape} do not fit {grid.shape}")
+    _refuse_inputs([path], protect)
+    if not path.parent.is_dir():
+        raise BrainSegError(f"cannot write {path}: the folder {path.parent} does not exist")
+    scaled = np.rint(np.clip(probabilities.astype(np.float32), 0.0, 1.0) * PROBABILITY_STEPS).astype(np.uint8)
+    image = nib.Nifti1Image(np.moveaxis(scaled, 0, -1), grid.affine)
+    image.set_qform(grid.affine, code=1)
+    image.set_sform(grid.affine, code=1)
+    image.header.set_data_dtype(np.uint8)
+    image.header.set_slope_inter(1.0 / PROBABILITY_STEPS, 0.0)
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = description.encode("utf-8")[:80]
+    handle, name = tempfile.mkstemp(prefix=f".{strip_image_suffix(path)}.", suffix=f".tmp{image_suffix(path)}",
+                                    dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        nib.save(image, temporary)
+        os.replace(temporary, path)
+    except (OSError, ValueError, TypeError, RuntimeError) as error:
+        raise BrainSegError(f"cannot write {path}: {error}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _output_path(output: Path, case_id: str) -> Path:
+    if output.is_dir():
+        return output / f"{case_id}{PREDICTION_SUFFIX}"
+    if image_suffix(output) not in NIFTI_SUFFIXES:
+        raise BrainSegError(f"output {output} must end in .nii.gz or .nii (or be an existing folder)")
+    if not output.parent.is_dir():
+        raise BrainSegError(f"cannot write {output}: the folder {output.parent} does not exist")
+    return output
+
+
+def _check_targets(output: Path, probabilities: Path | None, protect: list[Path]) -> None:
+    """Refuse before any work when an output would replace an input or another output."""
+    targets = [output, sidecar_path(output)]
+    if probabilities is not None:
+        probabilities = Path(probabilities)
+        if image_suffix(probabilities) not in NIFTI_SUFFIXES:
+            raise BrainSegError(f"probabilities {probabilities} must end in .nii.gz or .nii")
+        if _identity(probabilities) in {_identity(t) for t in targets}:
+            raise BrainSegError(f"probabilities {probabilities} would replace the label map or its sidecar")
+        targets.append(probabilities)
+    _refuse_inputs(targets, protect)
+
+
+def _refuse_inputs(targets: Iterable[Path], protect: Iterable[Path]) -> None:
+    protected = {_identity(Path(p)) for p in protect}
+    for target in targets:
+        if _identity(target) in protected:
+            raise BrainSegError(f"refusing to overwrite {target}: it is one of the input files")
+
+
+def _identity(path: Path) -> Path:
+    return Path(path).expanduser().resolve()
