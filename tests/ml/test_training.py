@@ -1,0 +1,134 @@
+"""Tiny CPU training runs on phantoms: losses, checkpoints, resume, seeds, cancel, fine-tuning."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from brainseg_gui.core.errors import Cancelled
+from brainseg_gui.core.phantom import write_phantom_case
+from brainseg_gui.core.progress import CancelToken
+from brainseg_gui.ml import train_state
+from brainseg_gui.ml.checkpoint import load_model
+from brainseg_gui.ml.training import TrainConfig, TrainResult, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny convolutions run fastest on one thread, and a busy 2-core CI box does not stall them."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("phantoms")
+    for seed in (1, 2, 3):
+        write_phantom_case(root, seed=seed, shape=(48, 48, 40))
+    return root, tmp_path_factory.mktemp("cache")
+
+
+def tiny(data: tuple[Path, Path], out: Path, **changes) -> TrainConfig:
+    root, cache = data
+    config = TrainConfig(
+        data_dirs=[root], out_dir=out, cache_dir=cache, epochs=2, steps_per_epoch=2, batch_size=2,
+        patch_size=16, resolution_mm=2.0, network={"widths": [4, 8], "deep_supervision": True},
+        discriminator={"widths": [4, 8]}, val_fraction=0.34, device="cpu", seed=1,
+    )
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def baseline(data, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        return train(tiny(data, tmp_path_factory.mktemp("run") / "model"))
+
+
+def _generator_state(out: Path) -> dict[str, torch.Tensor]:
+    return train_state.load_state(out)["generator"]
+
+
+def test_tiny_run_writes_a_model_and_a_checkpoint(baseline: TrainResult) -> None:
+    assert [h.epoch for h in baseline.history] == [1, 2]
+    for entry in baseline.history:
+        assert all(math.isfinite(v) for v in (entry.g_rec, entry.g_adv, entry.d_loss))
+        assert entry.g_adv > 0 and entry.d_loss > 0
+        assert set(entry.val_dice) == {"WT", "TC", "ET"}
+    loaded = load_model(baseline.model_dir)
+    card = loaded.card
+    assert card.version == baseline.card.version
+    assert card.config == {"widths": [4, 8], "deep_supervision": True}
+    assert len(card.training["cases"]) == 2 and len(card.training["validation_cases"]) == 1
+    assert not set(card.training["cases"]) & set(card.training["validation_cases"])
+    assert set(card.validation["dice"]) == {"WT", "TC", "ET"}
+    assert card.training["recipe"]["lambda_rec"] == 20.0 and card.modality_dropout
+    assert isinstance(card.postprocess["et_min_voxels"], int)
+    assert train_state.load_state(baseline.model_dir)["epoch"] == 2
+
+
+def test_the_same_seed_gives_identical_weights(data, baseline: TrainResult, tmp_path: Path) -> None:
+    again = train(tiny(data, tmp_path / "again"))
+    assert again.card.version == baseline.card.version
+    reference = _generator_state(baseline.model_dir)
+    assert all(torch.equal(t, reference[k]) for k, t in _generator_state(tmp_path / "again").items())
+    other = train(tiny(data, tmp_path / "other", seed=2, epochs=1))
+    assert not torch.equal(_generator_state(tmp_path / "other")["head.weight"], reference["head.weight"])
+    assert other.history[0].epoch == 1
+
+
+def test_resume_continues_exactly_where_it_stopped(data, baseline: TrainResult, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    token = CancelToken()
+
+    def stop_in_epoch_two(fraction: float, message: str) -> None:
+        if message.startswith("epoch 2/2 step 1"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(tiny(data, out), progress=stop_in_epoch_two, cancel=token)
+    resumed = train(tiny(data, out, resume=True))
+    assert [h.epoch for h in resumed.history] == [1, 2]
+    assert resumed.history[1].g_rec == baseline.history[1].g_rec
+    reference = _generator_state(baseline.model_dir)
+    assert all(torch.equal(t, reference[k]) for k, t in _generator_state(out).items())
+    assert resumed.card.version == baseline.card.version
+
+
+def test_cancel_raises_and_leaves_the_last_good_model(data, tmp_path: Path) -> None:
+    out = tmp_path / "cancelled"
+    token = CancelToken()
+
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("epoch 2/2 step 1"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(tiny(data, out), progress=progress, cancel=token)
+    assert load_model(out).card.training["epochs_done"] == 1
+    assert train_state.load_state(out)["epoch"] == 1
+
+
+def test_fine_tune_starts_from_the_base_model(data, baseline: TrainResult, tmp_path: Path) -> None:
+    config = tiny(data, tmp_path / "tuned", epochs=1, network={"widths": [2, 4]}, resolution_mm=3.0)
+    config.base_model = baseline.model_dir
+    tuned = train(config)
+    assert tuned.card.config == baseline.card.config  # the base card's network wins
+    assert tuned.card.resolution_mm == 2.0
+    assert tuned.card.training["base_model"] == baseline.card.version
+
+
+def test_without_the_adversarial_term_only_the_reconstruction_loss_trains(data, tmp_path: Path) -> None:
+    result = train(tiny(data, tmp_path / "plain", epochs=1, adversarial=False, val_fraction=0.0))
+    entry = result.history[0]
+    assert entry.g_adv == 0.0 and entry.d_loss == 0.0 and entry.g_rec > 0
+    assert entry.val_dice is None and result.card.validation == {}
+
+
+def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:
+    result = train(tiny(data, tmp_path / "cached", data_dirs=[], epochs=1, steps_per_epoch=1))
+    assert len(result.card.training["cases"]) + len(result.card.training["validation_cases"]) == 3
