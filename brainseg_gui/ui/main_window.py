@@ -1,7 +1,9 @@
 """The main window: opens studies, arranges the views and panels, runs long work in workers.
 
 Every user action is a method tests can call without a display: open_study, open_demo,
-set_sequence, move_crosshair, set_layout, run_segmentation, cancel_segmentation, save_screenshot.
+set_sequence, move_crosshair, set_layout, run_segmentation, cancel_segmentation, save_screenshot;
+editing goes through `editing` (an EditController), exports through `exporter`, questions to the
+user through `prompter` (tests replace it with one that answers by itself).
 """
 
 from __future__ import annotations
@@ -29,11 +31,16 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui import __version__
-from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
 from brainseg_gui.ui import tasks
 from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.ui.edit_controller import EditController
+from brainseg_gui.ui.edit_panel import EditPanel
+from brainseg_gui.ui.export_actions import Exporter
 from brainseg_gui.ui.overlay_panel import OverlayPanel
+from brainseg_gui.ui.prompts import Prompter
 from brainseg_gui.ui.recent_studies import RecentStudies
+from brainseg_gui.ui.review_panel import ReviewPanel
 from brainseg_gui.ui.segment_panel import RESEARCH_NOTE, SegmentPanel
 from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
@@ -41,18 +48,19 @@ from brainseg_gui.ui.status_readout import describe_voxel
 from brainseg_gui.ui.view_grid import ViewGrid
 from brainseg_gui.ui.viewer_state import Layout, ViewerState
 from brainseg_gui.ui.welcome import WelcomePanel
+from brainseg_gui.ui.window_editing import WindowEditing
 from brainseg_gui.ui.workers import Job, JobRunner
 
 log = logging.getLogger(__name__)
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowEditing, QMainWindow):
     study_opened = Signal(object)  # DisplayVolume
     segmentation_done = Signal(object)  # tasks.Segmentation
 
     def __init__(self, settings: QSettings | None = None,
                  predictor_factory: Callable[[], Any] | None = None,
-                 model_dir: Path | None = None) -> None:
+                 model_dir: Path | None = None, journal_folder: Path | None = None) -> None:
         super().__init__()
         self.setWindowTitle("BrainSeg (research use only)")
         self.setAcceptDrops(True)
@@ -68,6 +76,9 @@ class MainWindow(QMainWindow):
         self._segment_job: Job | None = None
         self._segment_volume: DisplayVolume | None = None
         self._study_name = ""
+        self.prompter = Prompter(self)
+        self.editing = EditController(self.state, journal_folder, self)
+        self.exporter = Exporter(self)
 
         self.welcome = WelcomePanel()
         self.welcome.open_file_requested.connect(self.ask_open_file)
@@ -76,6 +87,9 @@ class MainWindow(QMainWindow):
         self.welcome.recent_requested.connect(self.open_study)
         self.grid = ViewGrid(self.state, placeholder=self.welcome)
         self.grid.hovered.connect(self._on_hover)
+        self.grid.edit_pressed.connect(self.editing.press)
+        self.grid.edit_moved.connect(self.editing.move)
+        self.grid.edit_released.connect(self.editing.release)
         self.setCentralWidget(self.grid)
 
         self.sequence_bar = SequenceBar(self.state)
@@ -91,20 +105,15 @@ class MainWindow(QMainWindow):
         self.segment_panel = SegmentPanel()
         self.segment_panel.segment_requested.connect(self.run_segmentation)
         self.segment_panel.cancel_requested.connect(self.cancel_segmentation)
-        controls = QWidget()
-        column = QVBoxLayout(controls)
-        for widget in (self.study_label, self.overlay_panel, self.segment_panel):
-            column.addWidget(widget)
-        column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(controls)
-        self.controls_dock = QDockWidget("Study and segmentation")
-        self.controls_dock.setObjectName("controlsDock")
-        self.controls_dock.setWidget(scroll)
-        self.controls_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                                       | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.edit_panel = EditPanel(self.state, self.editing)
+        self.review_panel = ReviewPanel(self.state, self.editing)
+        self.controls_dock = _panel_dock("Study and segmentation", "controlsDock",
+                                         (self.study_label, self.overlay_panel, self.segment_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
+        self.edit_dock = _panel_dock("Edit and review", "editDock", (self.edit_panel, self.review_panel))
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.edit_dock)
+        self.tabifyDockWidget(self.controls_dock, self.edit_dock)
+        self.controls_dock.raise_()
         self.dock_3d = QDockWidget("3D view")
         self.dock_3d.setObjectName("dock3d")
         self.dock_3d.setWidget(QLabel("Open a study to see it in 3D"))
@@ -125,6 +134,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         self.state.crosshair_changed.connect(self._on_crosshair)
+        self._connect_editing()
         self.state.sequence_changed.connect(lambda _name: self._update_title())
         self._refresh_recent()
         self.resize(1500, 900)
@@ -133,12 +143,18 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.controls_dock], [440], Qt.Orientation.Horizontal)
 
     # ---- opening -------------------------------------------------------------------------
-    def open_study(self, path: Path | str) -> Job:
-        """Load a study in a worker; on success it replaces the one shown, on failure a dialog."""
+    def open_study(self, path: Path | str) -> Job | None:
+        """Load a study in a worker; on success it replaces the one shown, on failure a dialog.
+
+        None when the user chose to stay with unsaved edits."""
         path = Path(path)
+        if not self.confirm_unsaved("open another study"):
+            return None
         return self._start_load(f"Opening {path}", lambda **kw: tasks.open_study(path, **kw), path)
 
-    def open_demo(self) -> Job:
+    def open_demo(self) -> Job | None:
+        if not self.confirm_unsaved("open another study"):
+            return None
         return self._start_load("Opening the demo study", tasks.open_demo, None)
 
     def ask_open_file(self) -> None:
@@ -185,6 +201,7 @@ class MainWindow(QMainWindow):
             sequence = "t1ce"
         windows = {name: volume.window(name) for name in volume.sequences}
         self.state.shape = volume.shape
+        self.editing.set_volume(volume)
         self.grid.set_volume(volume)
         self.state.reset(volume.shape, volume.centre(), windows, sequence)
         self.sequence_bar.set_volume(volume)
@@ -199,6 +216,7 @@ class MainWindow(QMainWindow):
         if self.view_3d is not None:
             self.view_3d.set_volume(volume)
         self.statusBar().showMessage(f"Opened {volume.study.case_id}", 5000)
+        self.offer_restore()
         self.study_opened.emit(volume)
 
     def _load_failed(self, job: Job, error: BaseException, path: Path | None) -> None:
@@ -227,7 +245,8 @@ class MainWindow(QMainWindow):
         if self.volume is None:
             self.setWindowTitle("BrainSeg (research use only)")
             return
-        self.setWindowTitle(f"{self._study_name} — {SEQUENCE_TITLES[self.state.sequence]} — "
+        edited = " (unsaved edits)" if self.editing.unsaved else ""
+        self.setWindowTitle(f"{self._study_name}{edited} — {SEQUENCE_TITLES[self.state.sequence]} — "
                             f"BrainSeg {__version__} (research use only)")
 
     # ---- viewing -------------------------------------------------------------------------
@@ -248,7 +267,8 @@ class MainWindow(QMainWindow):
     def _on_hover(self, voxel: tuple[int, int, int] | None) -> None:
         if self.volume is None:
             return
-        prediction = self.segmentation.code if self.segmentation is not None else None
+        prediction = self.editing.code_ras if self.editing.code_ras is not None else (
+            self.segmentation.code if self.segmentation is not None else None)
         target = voxel if voxel is not None else self.state.crosshair
         prefix = "" if voxel is not None else "crosshair: "
         self.position_label.setText(prefix + describe_voxel(self.volume, target, prediction))
@@ -257,6 +277,8 @@ class MainWindow(QMainWindow):
     def run_segmentation(self) -> Job | None:
         """Segment the shown study in a worker; the result replaces the prediction overlay."""
         if self.volume is None or self._segment_job is not None:
+            return None
+        if not self.confirm_unsaved("segment again (the new result replaces the edited mask)"):
             return None
         volume = self.volume
         self._segment_volume = volume
@@ -281,6 +303,8 @@ class MainWindow(QMainWindow):
             return
         self.segmentation = result
         self.grid.set_prediction(result.code)
+        self.editing.start(from_regions(result.regions, LabelConvention.BRATS), model_version=result.model_version,
+                           base=f"model {result.model_version}")
         self.overlay_panel.set_available(prediction=True, truth=self.volume.truth_code is not None)
         self.segment_panel.show_result(result, self._truth_volumes())
         self.segment_panel.stopped(f"Done in {result.seconds:.1f} s on {result.device}.")
@@ -370,7 +394,9 @@ class MainWindow(QMainWindow):
             self.dock_3d.setWidget(self.view_3d)
             if self.volume is not None:
                 self.view_3d.set_volume(self.volume)
-                if self.segmentation is not None:
+                if self.editing.code_ras is not None:
+                    self._update_3d_mask()
+                elif self.segmentation is not None:
                     self.view_3d.set_prediction(self.segmentation.regions_ras)
 
     # ---- menus, drops, closing -----------------------------------------------------------
@@ -401,9 +427,30 @@ class MainWindow(QMainWindow):
             self.open_study(paths[0] if len(paths) == 1 else paths[0].parent)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.confirm_unsaved("quit"):
+            event.ignore()
+            return
+        self.editing.close_session(discard=False)
         self.runner.cancel_all()
         self.runner.wait(10000)
         if self.view_3d is not None:
             self.view_3d.close()
         super().closeEvent(event)
 
+
+def _panel_dock(title: str, name: str, widgets: tuple[QWidget, ...]) -> QDockWidget:
+    """A dock holding panels in a scrolling column."""
+    controls = QWidget()
+    column = QVBoxLayout(controls)
+    for widget in widgets:
+        column.addWidget(widget)
+    column.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # panels wrap instead
+    scroll.setWidget(controls)
+    dock = QDockWidget(title)
+    dock.setObjectName(name)
+    dock.setWidget(scroll)
+    dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+    return dock

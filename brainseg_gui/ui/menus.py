@@ -1,4 +1,7 @@
-"""The main window's menus and keyboard shortcuts (File, View, Segmentation)."""
+"""The main window's menus and keyboard shortcuts (File, Edit, View, Segmentation, Help).
+
+Every shortcut is an action in a menu, so Help > Keyboard shortcuts can list them all.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ from typing import TYPE_CHECKING
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu
 
+from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
-from brainseg_gui.ui.viewer_state import PLANES, Layout
+from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
 
 if TYPE_CHECKING:
     from brainseg_gui.ui.main_window import MainWindow
@@ -40,9 +44,15 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     recent = file_menu.addMenu("Open &recent")
     _action(window, file_menu, "Open the &demo study (synthetic)", window.open_demo)
     file_menu.addSeparator()
+    _action(window, file_menu, "&Export corrected mask (NIfTI)…", window.exporter.ask_export_mask, "Ctrl+E")
+    _action(window, file_menu, "Export &DICOM-SEG…", window.exporter.ask_export_dicom_seg)
+    _action(window, file_menu, "Export region &meshes (STL/OBJ)…", window.exporter.ask_export_meshes)
+    _action(window, file_menu, "Export &report (HTML)…", window.exporter.ask_export_report, "Ctrl+Shift+E")
     _action(window, file_menu, "Save &screenshot…", window.ask_screenshot, "Ctrl+Shift+S")
     file_menu.addSeparator()
     _action(window, file_menu, "&Quit", window.close, QKeySequence.StandardKey.Quit)
+
+    _build_edit_menu(window, bar.addMenu("&Edit"))
 
     view_menu = bar.addMenu("&View")
     sequences: dict[str, QAction] = {}
@@ -69,10 +79,74 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
         planes.addAction(action)
     view_menu.addSeparator()
     _action(window, view_menu, "Reset &zoom", lambda: [v.reset_zoom() for v in window.grid.views], "Home")
+    view_menu.addSeparator()
+    review = _action(window, view_menu, "&Review: AI vs corrected", window.review_panel.set_active, "V",
+                     checkable=True)
+    window.review_panel.toggle.toggled.connect(review.setChecked)
+    _action(window, view_menu, "&Next difference", lambda: window.review_panel.step(1), "N")
+    _action(window, view_menu, "&Previous difference", lambda: window.review_panel.step(-1), "Shift+N")
+    view_menu.addSeparator()
     view_menu.addAction(window.controls_dock.toggleViewAction())
+    view_menu.addAction(window.edit_dock.toggleViewAction())
     view_menu.addAction(window.dock_3d.toggleViewAction())
 
     seg_menu = bar.addMenu("&Segmentation")
     _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")
     _action(window, seg_menu, "&Cancel", window.cancel_segmentation, "Esc")
+
+    help_menu = bar.addMenu("&Help")
+    _action(window, help_menu, "&Keyboard shortcuts", window.show_shortcuts, "F1")
     return recent, sequences
+
+
+TOOL_KEYS = {Tool.NAVIGATE: ("&Navigate (move the crosshair)", "C"), Tool.BRUSH: ("&Brush", "B"),
+             Tool.ERASER: ("&Eraser", "E"), Tool.FILL: ("&Fill (connected region in the slice)", "F"),
+             Tool.THRESHOLD: ("&Threshold brush (intensity range)", "T")}
+
+
+def _build_edit_menu(window: MainWindow, menu: QMenu) -> None:
+    """Undo/redo, the tools, brush size and shape, the class painted, interpolation."""
+    state, editing = window.state, window.editing
+    undo = _action(window, menu, "&Undo stroke", editing.undo, QKeySequence.StandardKey.Undo)
+    redo = _action(window, menu, "&Redo stroke", editing.redo, "Ctrl+Shift+Z")
+    redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+
+    def sync_history() -> None:
+        session = editing.session
+        undo.setEnabled(session is not None and session.can_undo)
+        redo.setEnabled(session is not None and session.can_redo)
+
+    editing.history_changed.connect(sync_history)
+    sync_history()
+    menu.addSeparator()
+    tools = QActionGroup(window)
+    tool_actions: dict[Tool, QAction] = {}
+    for tool, (text, key) in TOOL_KEYS.items():
+        action = _action(window, menu, text, lambda _=False, t=tool: state.set_tool(t), key, checkable=True)
+        tools.addAction(action)
+        tool_actions[tool] = action
+    menu.addSeparator()
+    _action(window, menu, "Smaller brush", lambda: state.set_brush_mm(state.brush_mm - 0.5), "[")
+    _action(window, menu, "Larger brush", lambda: state.set_brush_mm(state.brush_mm + 0.5), "]")
+    sphere = _action(window, menu, "3D &sphere brush", lambda on: state.set_brush_3d(on), "S", checkable=True)
+    erase_only = _action(window, menu, "Eraser removes only the chosen class",
+                         lambda on: state.set_erase_only(on), "Shift+E", checkable=True)
+    menu.addSeparator()
+    labels = QActionGroup(window)
+    label_actions: dict[str, QAction] = {}
+    for number, tissue in enumerate(TISSUES, start=1):
+        action = _action(window, menu, f"Paint {tissue}", lambda _=False, t=tissue: state.set_label(t),
+                         f"Alt+{number}", checkable=True)
+        labels.addAction(action)
+        label_actions[tissue] = action
+    menu.addSeparator()
+    _action(window, menu, "&Interpolate between the last two edited slices", editing.interpolate, "I")
+
+    def sync_tools() -> None:
+        tool_actions[state.tool].setChecked(True)
+        label_actions[state.label].setChecked(True)
+        sphere.setChecked(state.brush_3d)
+        erase_only.setChecked(state.erase_only)
+
+    state.edit_changed.connect(sync_tools)
+    sync_tools()

@@ -5,7 +5,9 @@ radiological convention, the patient's right on the screen's left. Axial: anteri
 superior up; sagittal: anterior on the left, superior up. Each image pixel is drawn `spacing` mm
 wide, so anisotropic voxels keep their true aspect. Mouse: left click/drag moves the crosshair,
 wheel (or Page Up/Down, arrows) steps slices, right drag changes window/level, middle drag pans,
-Ctrl+wheel zooms.
+Ctrl+wheel zooms. With an edit tool chosen (see `ViewerState.tool`), left click/drag edits instead:
+the view reports the RAS voxels under the mouse through `edit_pressed` / `edit_moved` /
+`edit_released` and shows the brush outline; Ctrl+left still moves the crosshair.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QTransform
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QPen, QTransform
+from PySide6.QtWidgets import QGraphicsEllipseItem
 
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.overlay import OverlayLayer
-from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, ViewerState
+from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState
 
 #: (left, right, top, bottom) labels of each plane on screen.
 EDGE_LABELS = {
@@ -30,6 +33,7 @@ EDGE_LABELS = {
 }
 SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 CROSSHAIR_COLOUR = (255, 214, 0, 170)
+BRUSH_COLOUR = (255, 255, 255, 200)
 
 
 class _SliceViewBox(pg.ViewBox):
@@ -40,17 +44,33 @@ class _SliceViewBox(pg.ViewBox):
         self._view = view
         self._drag_window: tuple[float, float] | None = None
 
+    def _edits(self, ev) -> bool:
+        """Left button with an edit tool (and without Ctrl, which keeps the crosshair)."""
+        return (self._view.state.tool is not Tool.NAVIGATE
+                and not ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
+
     def mouseClickEvent(self, ev) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
-            self._view.move_crosshair_to(ev.scenePos())
+            if self._edits(ev):
+                self._view.edit_at(ev.scenePos(), start=True)
+                self._view.finish_edit()
+            else:
+                self._view.move_crosshair_to(ev.scenePos())
         else:
             ev.ignore()
 
     def mouseDragEvent(self, ev, axis=None) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
-            self._view.move_crosshair_to(ev.scenePos())
+            if self._edits(ev) or self._view.editing:
+                if ev.isStart():
+                    self._view.edit_at(ev.buttonDownScenePos(), start=True)
+                self._view.edit_at(ev.scenePos())
+                if ev.isFinish():
+                    self._view.finish_edit()
+            else:
+                self._view.move_crosshair_to(ev.scenePos())
         elif ev.button() == Qt.MouseButton.RightButton:
             ev.accept()
             if ev.isStart():
@@ -82,6 +102,9 @@ class SliceView(pg.GraphicsView):
     """
 
     hovered = Signal(object)  # RAS voxel under the mouse, or None
+    edit_pressed = Signal(str, object)  # plane, RAS voxel where an edit stroke starts
+    edit_moved = Signal(object)  # RAS voxel the stroke moved to
+    edit_released = Signal()
 
     def __init__(self, state: ViewerState, plane: str, sequence: str | None = None, parent=None) -> None:
         super().__init__(parent, background="k")
@@ -91,6 +114,8 @@ class SliceView(pg.GraphicsView):
         self.fixed_sequence = sequence
         self.volume: DisplayVolume | None = None
         self.codes: dict[str, np.ndarray | None] = {name: None for name in SOURCES}
+        self.editing = False  # an edit stroke is under way in this view
+        self._last_edit: tuple[int, int, int] | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
 
@@ -99,6 +124,7 @@ class SliceView(pg.GraphicsView):
         self.image = pg.ImageItem(axisOrder="col-major")
         self.box.addItem(self.image)
         self.layers = {
+            "original": OverlayLayer("original", state.fills["original"], z_value=12),
             "truth": OverlayLayer("truth", state.fills["truth"], z_value=11),
             "prediction": OverlayLayer("prediction", state.fills["prediction"], z_value=10),
         }
@@ -111,6 +137,14 @@ class SliceView(pg.GraphicsView):
             line.setZValue(20)
             self.box.addItem(line, ignoreBounds=True)
 
+        self.brush = QGraphicsEllipseItem()
+        brush_pen = QPen(pg.mkColor(BRUSH_COLOUR))
+        brush_pen.setCosmetic(True)
+        self.brush.setPen(brush_pen)
+        self.brush.setZValue(25)
+        self.brush.setVisible(False)
+        self.box.addItem(self.brush, ignoreBounds=True)
+
         self.edge_labels = [self._label(text, 13, bold=True) for text in EDGE_LABELS[plane]]
         self.title = self._label("", 10, bold=False)
         self.box.sigResized.connect(self._place_labels)
@@ -120,6 +154,7 @@ class SliceView(pg.GraphicsView):
         state.sequence_changed.connect(self._on_sequence)
         state.window_changed.connect(self._on_window)
         state.overlay_changed.connect(self._on_overlay)
+        state.edit_changed.connect(self._on_edit_settings)
         self._place_labels()
 
     # ---- data --------------------------------------------------------------------------------
@@ -130,7 +165,8 @@ class SliceView(pg.GraphicsView):
     def set_volume(self, volume: DisplayVolume | None, prediction: np.ndarray | None = None) -> None:
         """Show a new study (or none). `prediction` is a RAS region code volume or None."""
         self.volume = volume
-        self.codes = {"truth": volume.truth_code if volume is not None else None, "prediction": prediction}
+        self.codes = {"truth": volume.truth_code if volume is not None else None, "prediction": prediction,
+                      "original": None}
         if volume is None:
             self.image.clear()
             for layer in self.layers.values():
@@ -138,7 +174,7 @@ class SliceView(pg.GraphicsView):
             return
         sh, sv = self._pixel_mm()
         transform = QTransform(-sh, 0.0, 0.0, sv, 0.0, 0.0)  # x flipped: radiological convention
-        for item in (self.image, *(layer.item for layer in self.layers.values())):
+        for item in (self.image, self.brush, *(layer.item for layer in self.layers.values())):
             item.setTransform(transform)
         self._refresh_image()
         self._refresh_overlays()
@@ -148,6 +184,26 @@ class SliceView(pg.GraphicsView):
     def set_prediction(self, code: np.ndarray | None) -> None:
         self.codes["prediction"] = code
         self._refresh_overlays()
+
+    def set_original(self, code: np.ndarray | None) -> None:
+        """The AI's own mask (RAS region code), drawn in review mode against the corrected one."""
+        self.codes["original"] = code
+        self._refresh_overlays()
+
+    def shows(self, box: tuple[slice, slice, slice] | None) -> bool:
+        """Whether this view's slice passes through a RAS box (None: anything)."""
+        if box is None:
+            return True
+        index = self.state.crosshair[self.axis]
+        return box[self.axis].start <= index < box[self.axis].stop
+
+    def refresh_overlay(self, name: str = "prediction") -> None:
+        """Redraw one overlay from its (edited in place) code volume."""
+        if self.volume is None:
+            return
+        code = self.codes[name]
+        shown = code is not None and self.state.shown[name]
+        self.layers[name].set_slice(self._slice(code) if shown else None)
 
     def reset_zoom(self) -> None:
         if self.volume is not None:
@@ -163,6 +219,25 @@ class SliceView(pg.GraphicsView):
 
     def step(self, steps: int) -> None:
         self.state.step_slice(self.plane, steps)
+
+    def edit_at(self, scene_pos: QPointF, *, start: bool = False) -> None:
+        """Report an edit at a scene position (a press when `start`); outside the image: ignored."""
+        voxel = self.voxel_at(scene_pos)
+        if voxel is None:
+            return
+        if start:
+            self.editing = True
+            self._last_edit = voxel
+            self.edit_pressed.emit(self.plane, voxel)
+        elif self.editing and voxel != self._last_edit:
+            self._last_edit = voxel
+            self.edit_moved.emit(voxel)
+
+    def finish_edit(self) -> None:
+        if self.editing:
+            self.editing = False
+            self._last_edit = None
+            self.edit_released.emit()
 
     def current_window(self) -> tuple[float, float]:
         return self.state.windows.get(self.sequence, (0.0, 1.0))
@@ -235,6 +310,23 @@ class SliceView(pg.GraphicsView):
         for name, layer in self.layers.items():
             layer.set_look(self.state.look, self.state.fills[name])
         self._refresh_overlays()
+
+    def _on_edit_settings(self) -> None:
+        if not self.state.tool.paints:
+            self.brush.setVisible(False)
+
+    def _place_brush(self, voxel: tuple[int, int, int] | None) -> None:
+        """The brush outline, in mm, centred on the voxel under the mouse."""
+        if voxel is None or not self.state.tool.paints or self.volume is None:
+            self.brush.setVisible(False)
+            return
+        horizontal, vertical = self._plane_axes()
+        sh, sv = self._pixel_mm()
+        radius = self.state.brush_mm
+        u, v = voxel[horizontal] + 0.5, voxel[vertical] + 0.5
+        rx, ry = max(radius / sh, 0.5), max(radius / sv, 0.5)
+        self.brush.setRect(QRectF(u - rx, v - ry, 2 * rx, 2 * ry))
+        self.brush.setVisible(True)
 
     # ---- drawing -----------------------------------------------------------------------------
     def _slice(self, volume: np.ndarray) -> np.ndarray:
@@ -311,4 +403,6 @@ class SliceView(pg.GraphicsView):
         self.title.setPos(2, 2)
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
-        self.hovered.emit(self.voxel_at(scene_pos))
+        voxel = self.voxel_at(scene_pos)
+        self._place_brush(voxel)
+        self.hovered.emit(voxel)

@@ -19,12 +19,16 @@ from brainseg_gui.ui.viewer_state import PLANES, Layout, ViewerState
 
 class ViewGrid(QWidget):
     hovered = Signal(object)  # RAS voxel under the mouse in any view, or None
+    edit_pressed = Signal(str, object)  # from any view: plane, RAS voxel
+    edit_moved = Signal(object)
+    edit_released = Signal()
 
     def __init__(self, state: ViewerState, placeholder: QWidget | None = None, parent=None) -> None:
         super().__init__(parent)
         self.state = state
         self.volume: DisplayVolume | None = None
         self.prediction: np.ndarray | None = None
+        self.original: np.ndarray | None = None
         self.views: list[SliceView] = []
         self._stack = QStackedLayout(self)
         self._placeholder = placeholder or QLabel("No study open")
@@ -40,12 +44,25 @@ class ViewGrid(QWidget):
     def set_volume(self, volume: DisplayVolume | None) -> None:
         self.volume = volume
         self.prediction = None
+        self.original = None
         self._rebuild()
 
     def set_prediction(self, code: np.ndarray | None) -> None:
         self.prediction = code
         for view in self.views:
             view.set_prediction(code)
+
+    def set_original(self, code: np.ndarray | None) -> None:
+        """The AI's unedited mask (RAS region code) for review mode."""
+        self.original = code
+        for view in self.views:
+            view.set_original(code)
+
+    def refresh_prediction(self, box: tuple[slice, slice, slice] | None = None) -> None:
+        """Redraw the edited mask in the views whose slice passes through a RAS box (None: all)."""
+        for view in self.views:
+            if view.shows(box):
+                view.refresh_overlay("prediction")
 
     def view(self, plane: str, sequence: str | None = None) -> SliceView:
         """The shown view of a plane (and, in 2x2, of a sequence); KeyError when not shown."""
@@ -58,7 +75,8 @@ class ViewGrid(QWidget):
         for view in self.views:
             self._grid.removeWidget(view)
             view.hide()
-            view.hovered.disconnect()
+            for signal in (view.hovered, view.edit_pressed, view.edit_moved, view.edit_released):
+                signal.disconnect()
             view.deleteLater()
         self.views = []
         if self.volume is None:
@@ -74,7 +92,12 @@ class ViewGrid(QWidget):
         for plane, sequence, row, column in specs:
             view = SliceView(self.state, plane, sequence)
             view.hovered.connect(self.hovered)
+            view.edit_pressed.connect(self.edit_pressed)
+            view.edit_moved.connect(self.edit_moved)
+            view.edit_released.connect(self.edit_released)
             self._grid.addWidget(view, row, column)
             view.set_volume(self.volume, self.prediction)
+            if self.original is not None:
+                view.set_original(self.original)
             self.views.append(view)
         self._stack.setCurrentWidget(self._grid_host)

@@ -2,7 +2,8 @@
 
 Positions are RAS voxel indices (x to the Right, y Anterior, z Superior) of the study's
 `DisplayVolume`. Setters ignore a value equal to the current one, so following widgets cannot
-loop through each other.
+loop through each other. The editing part (tool, brush, label, threshold) is here too, so the
+edit panel, the menus and the slice views' brush cursor all follow one place.
 """
 
 from __future__ import annotations
@@ -11,12 +12,30 @@ from enum import Enum
 
 from PySide6.QtCore import QObject, Signal
 
+from brainseg_gui.core.labels import TISSUES, LabelConvention
 from brainseg_gui.ui.overlay import Fill, OverlayLook
 
 #: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
 AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
 PLANES = ("axial", "coronal", "sagittal")
-SOURCES = ("prediction", "truth")
+#: Overlay sources: the (editable) segmentation, the study's own labels, and the AI's original
+#: mask (shown in review mode, against the corrected one).
+SOURCES = ("prediction", "truth", "original")
+#: Brush radius limits in mm.
+BRUSH_MM_RANGE = (0.5, 40.0)
+
+
+class Tool(str, Enum):
+    NAVIGATE = "navigate"  # left click moves the crosshair
+    BRUSH = "brush"
+    ERASER = "eraser"
+    FILL = "fill"
+    THRESHOLD = "threshold"  # brush limited to an intensity range of the shown sequence
+
+    @property
+    def paints(self) -> bool:
+        """Tools drawn with the round brush (they show its outline under the mouse)."""
+        return self in (Tool.BRUSH, Tool.ERASER, Tool.THRESHOLD)
 
 
 class Layout(str, Enum):
@@ -31,6 +50,7 @@ class ViewerState(QObject):
     window_changed = Signal(str)  # the sequence whose window changed
     overlay_changed = Signal()
     layout_changed = Signal()
+    edit_changed = Signal()  # tool, brush, label, threshold or displayed convention
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -39,10 +59,18 @@ class ViewerState(QObject):
         self.sequence = "t1ce"
         self.windows: dict[str, tuple[float, float]] = {}
         self.look = OverlayLook()
-        self.fills: dict[str, Fill] = {"prediction": Fill.FILLED, "truth": Fill.OUTLINE}
-        self.shown: dict[str, bool] = {"prediction": True, "truth": True}
+        self.fills: dict[str, Fill] = {"prediction": Fill.FILLED, "truth": Fill.OUTLINE,
+                                       "original": Fill.OUTLINE}
+        self.shown: dict[str, bool] = {"prediction": True, "truth": True, "original": False}
         self.layout = Layout.ROW
         self.main_plane = "axial"
+        self.tool = Tool.NAVIGATE
+        self.brush_mm = 3.0
+        self.brush_3d = False
+        self.label = "ED"  # the tissue class painted: NCR, ED or ET
+        self.erase_only = False  # the eraser removes only `label`
+        self.threshold: tuple[float, float] | None = None
+        self.convention = LabelConvention.BRATS  # how label values are shown and exported
 
     def reset(self, shape: tuple[int, int, int], crosshair: tuple[int, int, int],
               windows: dict[str, tuple[float, float]], sequence: str) -> None:
@@ -102,6 +130,48 @@ class ViewerState(QObject):
             self.layout = layout
             self.main_plane = plane
             self.layout_changed.emit()
+
+    # ---- editing ----------------------------------------------------------------------------
+    def set_tool(self, tool: Tool | str) -> None:
+        tool = Tool(tool)
+        if tool is not self.tool:
+            self.tool = tool
+            self.edit_changed.emit()
+
+    def set_brush_mm(self, radius: float) -> None:
+        low, high = BRUSH_MM_RANGE
+        radius = round(min(max(float(radius), low), high), 1)
+        if radius != self.brush_mm:
+            self.brush_mm = radius
+            self.edit_changed.emit()
+
+    def set_brush_3d(self, on: bool) -> None:
+        if bool(on) != self.brush_3d:
+            self.brush_3d = bool(on)
+            self.edit_changed.emit()
+
+    def set_label(self, tissue: str) -> None:
+        if tissue not in TISSUES:
+            raise ValueError(f"unknown tissue class {tissue!r}; expected one of {TISSUES}")
+        if tissue != self.label:
+            self.label = tissue
+            self.edit_changed.emit()
+
+    def set_erase_only(self, on: bool) -> None:
+        if bool(on) != self.erase_only:
+            self.erase_only = bool(on)
+            self.edit_changed.emit()
+
+    def set_threshold(self, low: float, high: float) -> None:
+        value = (float(min(low, high)), float(max(low, high)))
+        if value != self.threshold:
+            self.threshold = value
+            self.edit_changed.emit()
+
+    def set_convention(self, convention: LabelConvention) -> None:
+        if convention is not self.convention:
+            self.convention = convention
+            self.edit_changed.emit()
 
     def _clamp(self, voxel: tuple[int, int, int]) -> tuple[int, int, int]:
         x, y, z = (min(max(int(v), 0), n - 1) for v, n in zip(voxel, self.shape))

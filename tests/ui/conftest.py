@@ -74,6 +74,14 @@ def write_toy_case(folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch) -> Path:
+    """Edit journals go to a temporary folder, never the user's own state folder."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("BRAINSEG_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def toy_study() -> Study:
     return make_toy_study()

@@ -125,7 +125,9 @@ def test_cancel_keeps_what_was_shown(qtbot, settings, monkeypatch, toy_case, tin
         window.segment_panel.cancel_button.click()
     qtbot.waitUntil(lambda: window.segment_panel.segment_button.isEnabled())
     assert window.segmentation is first
-    assert window.grid.prediction is first.code
+    # the views show the (editable) mask made from the first result, untouched
+    assert window.grid.prediction is window.editing.code_ras
+    np.testing.assert_array_equal(window.grid.prediction, first.code)
     assert [window.segment_panel.cell(r, 1) for r in range(3)] == table
     assert "Cancelled" in window.segment_panel.message.text()
     assert not window.segment_panel.progress.isVisible()

@@ -1,0 +1,165 @@
+"""A one-page HTML report of a corrected mask, and a PNG overview that needs no window.
+
+The report holds per-region volumes (AI and corrected), the Dice of the AI mask against the
+corrected one, voxels changed per class, the model version, who and when, the source files, the
+research-use note and one embedded picture (the GUI's views, or `overview_png` from the CLI).
+It is one self-contained file (the picture is a data: URI), written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui.core.labels import REGIONS, TISSUES, LabelConvention, to_regions
+from brainseg_gui.core.orientation import Reorientation
+from brainseg_gui.core.study import Study
+
+#: Overlay colours in the PNG overview (as the viewer's region colours).
+REGION_RGB = {"WT": (0, 200, 83), "TC": (41, 121, 255), "ET": (255, 61, 61)}
+TISSUE_NAMES = {"NCR": "necrotic / non-enhancing core", "ED": "oedema", "ET": "enhancing tumour"}
+
+
+def report_html(study: Study, prov, convention: LabelConvention, picture_png: bytes | None = None) -> str:
+    """The report as one HTML document. `prov` is a `core.export.Provenance`."""
+    comparison = prov.comparison
+    ml = prov.voxel_ml
+    e = html.escape
+    rows = []
+    for region in REGIONS:
+        ai_ml = comparison.voxels_ai[region] * ml
+        corrected_ml = comparison.voxels_corrected[region] * ml
+        rows.append(f"<tr><td>{region}</td><td>{ai_ml:.2f}</td><td>{corrected_ml:.2f}</td>"
+                    f"<td>{corrected_ml - ai_ml:+.2f}</td><td>{comparison.dice[region]:.3f}</td></tr>")
+    tissue_rows = []
+    for tissue in TISSUES:
+        change = comparison.tissues[tissue]
+        value = convention.tissue_values[tissue]
+        tissue_rows.append(f"<tr><td>{tissue} ({e(TISSUE_NAMES[tissue])}), label {value}</td>"
+                           f"<td>{change.added:,}</td><td>{change.removed:,}</td></tr>")
+    sources = "".join(f"<li>{e(name)}: <code>{e(str(path))}</code></li>" for name, path in prov.sources.items())
+    picture = ""
+    if picture_png:
+        data = base64.b64encode(picture_png).decode("ascii")
+        picture = f'<img alt="views of the corrected mask" src="data:image/png;base64,{data}">'
+    edited = (f"yes: {comparison.changed:,} voxels changed ({comparison.changed * ml:.2f} mL)"
+              if prov.edited else "no (the AI mask as it came)")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>BrainSeg report: {e(study.case_id)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 1.5em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #999; }}
+dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }}
+</style></head><body>
+<h1>Tumour segmentation: {e(study.case_id)}</h1>
+<p class="note">{e(RESEARCH_USE_NOTE)}</p>
+<dl>
+<dt>Model version</dt><dd>{e(prov.model_version or "none")}</dd>
+<dt>Mask started from</dt><dd>{e(prov.base)}</dd>
+<dt>Corrected by hand</dt><dd>{e(edited)}</dd>
+<dt>Label convention</dt><dd>{e(convention.description)}</dd>
+<dt>Grid</dt><dd>{e(study.grid.describe())}</dd>
+<dt>Made by</dt><dd>{e(prov.user)}, {e(prov.created)} ({e(prov.software)})</dd>
+</dl>
+<h2>Regions</h2>
+<table><tr><th>Region</th><th>AI mL</th><th>Corrected mL</th><th>Change mL</th><th>Dice AI vs corrected</th></tr>
+{"".join(rows)}</table>
+<h2>Voxels changed by hand, per class</h2>
+<table><tr><th>Class</th><th>Added</th><th>Removed</th></tr>{"".join(tissue_rows)}</table>
+{picture}
+<h2>Source files</h2><ul>{sources}</ul>
+</body></html>
+"""
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, *, opacity: float = 0.45) -> bytes:
+    """Axial, coronal and sagittal slices through the tumour's centre with the regions overlaid.
+
+    `labels` are BraTS values on the study's grid. Radiological display (patient's right on the
+    left), as the viewer. Pure numpy; encoded as PNG by `encode_png`.
+    """
+    reorient = Reorientation(study.grid)
+    name = sequence if sequence is not None and sequence in study.images else next(
+        n for n in ("t1ce", "flair", "t2", "t1") if n in study.images)
+    image = reorient.apply(study.images[name])
+    regions = reorient.apply(to_regions(labels, LabelConvention.BRATS))
+    wt = regions[0]
+    if wt.any():
+        centre = [int(np.flatnonzero(wt.any(axis=tuple(a for a in range(3) if a != axis))).mean()) for axis in range(3)]
+    else:
+        centre = [n // 2 for n in image.shape]
+    values = image[image != 0]
+    low, high = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))
+    panels = []
+    for axis in (2, 1, 0):
+        key: list[slice | int] = [slice(None)] * 3
+        key[axis] = centre[axis]
+        grey = np.clip((image[tuple(key)] - low) / max(high - low, 1e-6), 0, 1)
+        rgb = np.repeat((grey * 255)[..., None], 3, axis=-1)
+        colours = np.zeros_like(rgb)
+        for index in range(3):  # outer to inner, so the innermost region's colour wins
+            colours[regions[index][tuple(key)]] = REGION_RGB[REGIONS[index]]
+        tumour = regions[0][tuple(key)]
+        rgb[tumour] = (1 - opacity) * rgb[tumour] + opacity * colours[tumour]
+        # (horizontal, vertical) array -> picture rows top-down: transpose, then flip both ways so
+        # superior/anterior is up and the patient's right (sagittal: anterior) is on the left
+        picture = rgb.transpose(1, 0, 2)[::-1, ::-1]
+        spacing = [s for a, s in enumerate(reorient.spacing) if a != axis]
+        panels.append(_aspect(picture, spacing[0], spacing[1]))
+    height = max(p.shape[0] for p in panels)
+    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
+    return encode_png(np.concatenate(padded, axis=1).astype(np.uint8))
+
+
+def _aspect(picture: np.ndarray, horizontal_mm: float, vertical_mm: float) -> np.ndarray:
+    """Repeat rows or columns (nearest) so that pixels are square in mm."""
+    if np.isclose(horizontal_mm, vertical_mm):
+        return picture
+    rows = max(1, round(picture.shape[0] * vertical_mm / min(horizontal_mm, vertical_mm)))
+    cols = max(1, round(picture.shape[1] * horizontal_mm / min(horizontal_mm, vertical_mm)))
+    r = (np.arange(rows) * picture.shape[0] / rows).astype(int)
+    c = (np.arange(cols) * picture.shape[1] / cols).astype(int)
+    return picture[r][:, c]
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """An (h, w, 3) uint8 array as PNG bytes (no dependency beyond zlib)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width, channels = rgb.shape
+    if channels != 3:
+        raise ValueError(f"expected an RGB picture, got {channels} channels")
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, -1)], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")

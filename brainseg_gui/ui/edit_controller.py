@@ -1,0 +1,355 @@
+"""Editing in the viewer: slice-view gestures -> `core.edit_session` operations -> overlay refresh.
+
+The controller owns the session (the mask being corrected, on the study's own grid), its journal
+and the RAS region-code volume the slice views draw. Views report RAS voxels; they are mapped to
+the file's voxels through `DisplayVolume.file_index` (the study's `Reorientation`), never guessed.
+After each operation only the changed box of the code volume is recomputed and only the views
+whose slice crosses it redraw, which keeps a brush stroke smooth on a full case.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from brainseg_gui.core.edit_session import Box, EditError, EditSession, Limits
+from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.journal import Journal, JournalContents, journal_path, read_journal, recover
+from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.core.orientation import Reorientation
+from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, Tool, ViewerState
+
+log = logging.getLogger(__name__)
+
+#: BraTS label value -> region code (WT=1, TC=2, ET=4 bits; see display_volume.region_code).
+LABEL_CODE = np.zeros(256, dtype=np.uint8)
+LABEL_CODE[[1, 2, 4]] = [1 | 2, 1, 1 | 2 | 4]
+#: How often an open stroke is written to the journal while the mouse is held.
+JOURNAL_INTERVAL_MS = 3000
+
+
+class EditController(QObject):
+    mask_changed = Signal(object)  # RAS box that changed (tuple of 3 slices), or None for everything
+    history_changed = Signal()  # undo/redo availability, unsaved state, counts
+    session_changed = Signal()  # a session started or ended
+    stroke_finished = Signal()
+    message = Signal(str)  # something the user should read (e.g. why interpolation failed)
+
+    def __init__(self, state: ViewerState, journal_folder: Path | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.journal_folder = journal_folder
+        self.volume: DisplayVolume | None = None
+        self.session: EditSession | None = None
+        self.journal: Journal | None = None
+        self.code_ras: np.ndarray | None = None
+        self.ai_code_ras: np.ndarray | None = None
+        self.model_version: str | None = None
+        self.base = ""
+        self.saved_revision = 0
+        self.last_export: Path | None = None
+        self._reorient: Reorientation | None = None
+        self._from_file: np.ndarray | None = None
+        self._stroke_plane: str | None = None
+        self._stroke_voxel: tuple[int, int, int] | None = None
+        #: plane -> RAS slice indices of the 2D strokes, latest last (for interpolation)
+        self.edited_slices: dict[str, list[int]] = {}
+        self._last_plane: str | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(JOURNAL_INTERVAL_MS)
+        self._timer.timeout.connect(self.checkpoint)
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def set_volume(self, volume: DisplayVolume | None) -> None:
+        """A new study: the old session ends (the caller asked the user first), nothing is edited yet."""
+        self.close_session(discard=False)
+        self.volume = volume
+        if volume is not None:
+            self._reorient = Reorientation(volume.study.grid)
+            self._from_file = np.linalg.inv(volume.to_file)
+
+    @property
+    def active(self) -> bool:
+        return self.session is not None
+
+    @property
+    def unsaved(self) -> bool:
+        """Edits made since the session started or was last exported."""
+        return self.session is not None and self.session.revision != self.saved_revision
+
+    def journal_file(self) -> Path | None:
+        if self.volume is None:
+            return None
+        return journal_path(self.volume.study, self.journal_folder)
+
+    def start(self, initial: np.ndarray, *, ai: np.ndarray | None = None, model_version: str | None = None,
+              base: str = "") -> EditSession:
+        """Begin editing `initial` (BraTS labels on the study's grid); journal from the first stroke on."""
+        if self.volume is None:
+            raise BrainSegError("open a study before editing")
+        self.close_session(discard=True)
+        session = EditSession(initial, self.volume.study.grid, ai=ai)
+        path = self.journal_file()
+        assert path is not None
+        try:
+            self.journal = Journal.create(path, session, {
+                "case_id": self.volume.study.case_id, "model_version": model_version, "base": base,
+                "sources": {k: str(v) for k, v in self.volume.study.sources.items()}})
+            session.recorder = self.journal
+        except OSError as exc:
+            self.journal = None
+            self.message.emit(f"Edits cannot be journaled ({exc}); export often.")
+        self._begin(session, model_version, base, saved=True)
+        return session
+
+    def start_default(self) -> EditSession:
+        """Edit without a segmentation: the study's own label map if it has one, else an empty mask."""
+        assert self.volume is not None
+        study = self.volume.study
+        if study.labels is not None and study.label_convention is not None:
+            from brainseg_gui.core.labels import convert
+
+            labels = convert(study.labels, study.label_convention, LabelConvention.BRATS)
+            return self.start(labels, base=f"label file {study.sources.get('seg', '')}")
+        return self.start(np.zeros(study.grid.shape, np.uint8), base="empty mask")
+
+    def pending_journal(self) -> JournalContents | None:
+        """The journal a crashed session left for this study (None if there is none worth restoring)."""
+        path = self.journal_file()
+        if path is None or not path.exists() or (self.journal is not None and self.journal.path == path):
+            return None
+        try:
+            contents = read_journal(path)
+        except BrainSegError as exc:
+            log.warning("ignoring an unreadable journal: %s", exc)
+            return None
+        if contents.strokes == 0:
+            path.unlink(missing_ok=True)  # a session that never changed anything
+            return None
+        return contents
+
+    def restore(self, contents: JournalContents) -> EditSession:
+        """Replay a crashed session's journal and keep journaling into it."""
+        assert self.volume is not None
+        self.close_session(discard=True)
+        session, contents = recover(contents.path, self.volume.study.grid)
+        self.journal = Journal.resume(contents)
+        session.recorder = self.journal
+        meta = contents.meta
+        self._begin(session, meta.get("model_version"), meta.get("base", ""), saved=not contents.unsaved)
+        return session
+
+    def discard_journal(self, contents: JournalContents) -> None:
+        contents.path.unlink(missing_ok=True)
+
+    def close_session(self, *, discard: bool) -> None:
+        """End the session; its journal is deleted unless it holds edits the user did not give up."""
+        if self.session is not None and self.session.in_stroke:
+            self.session.end_stroke()
+        if self.journal is not None:
+            if discard or not self.unsaved:
+                self.journal.discard()
+            else:
+                self.journal.close()
+        had = self.session is not None
+        self.session, self.journal = None, None
+        self.code_ras = self.ai_code_ras = None
+        self.edited_slices = {}
+        self._last_plane = None
+        self._timer.stop()
+        if had:
+            self.session_changed.emit()
+            self.history_changed.emit()
+
+    def mark_saved(self, path: Path) -> None:
+        """The current mask was exported: no unsaved edits, and the journal says where it went."""
+        if self.session is None:
+            return
+        self.saved_revision = self.session.revision
+        self.last_export = Path(path)
+        if self.journal is not None:
+            self.journal.record_saved({"path": str(path), "revision": self.session.revision})
+        self.history_changed.emit()
+
+    def _begin(self, session: EditSession, model_version: str | None, base: str, *, saved: bool) -> None:
+        assert self._reorient is not None
+        self.session = session
+        self.model_version = model_version
+        self.base = base
+        self.saved_revision = session.revision if saved else -1
+        self.code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.labels]))
+        self.ai_code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.ai]))
+        self._timer.start()
+        self.session_changed.emit()
+        self.history_changed.emit()
+        self.mask_changed.emit(None)
+
+    # ---- gestures from the slice views ------------------------------------------------------
+    def press(self, plane: str, voxel: tuple[int, int, int]) -> None:
+        """Start a stroke (or, for fill, do the whole edit) at a RAS voxel of a plane's view."""
+        if self.volume is None or self.state.tool is Tool.NAVIGATE:
+            return
+        if self.session is None:
+            self.start_default()
+        assert self.session is not None
+        tool = self.state.tool
+        if tool is Tool.FILL:
+            with self.session.stroke("fill"):
+                self._changed(self.session.fill(self._file_axis(plane), self.volume.file_index(voxel),
+                                                 self._label_value(), limits=self._limits()))
+            self._finish(plane, voxel)
+            return
+        self.session.begin_stroke(tool.value)
+        self._stroke_plane, self._stroke_voxel = plane, voxel
+        self._dab(voxel, voxel)
+
+    def move(self, voxel: tuple[int, int, int]) -> None:
+        """Continue the stroke to a RAS voxel (the swept path is painted, no gaps)."""
+        if self._stroke_voxel is None or self.session is None:
+            return
+        if self._stroke_plane is not None and not self.state.brush_3d:
+            axis = AXIS_OF_PLANE[self._stroke_plane]
+            voxel = tuple(self._stroke_voxel[a] if a == axis else voxel[a] for a in range(3))  # type: ignore[assignment]
+        self._dab(self._stroke_voxel, voxel)
+        self._stroke_voxel = voxel
+
+    def release(self) -> None:
+        if self._stroke_voxel is None or self.session is None:
+            return
+        plane, voxel = self._stroke_plane, self._stroke_voxel
+        self._stroke_plane = self._stroke_voxel = None
+        self.session.end_stroke()
+        assert plane is not None
+        self._finish(plane, voxel)
+
+    def _dab(self, start: tuple[int, int, int], end: tuple[int, int, int]) -> None:
+        assert self.session is not None and self.volume is not None and self._stroke_plane is not None
+        tool = self.state.tool
+        label = 0 if tool is Tool.ERASER else self._label_value()
+        limits = self._limits()
+        a, b = self.volume.file_index(start), self.volume.file_index(end)
+        if self.state.brush_3d:
+            box = self.session.paint_sphere(a, self.state.brush_mm, label, to=b, limits=limits)
+        else:
+            box = self.session.paint_disc(self._file_axis(self._stroke_plane), a, self.state.brush_mm, label,
+                                          to=b, limits=limits)
+        self._changed(box)
+
+    def _finish(self, plane: str, voxel: tuple[int, int, int]) -> None:
+        if not (self.state.brush_3d and self.state.tool.paints):
+            slices = self.edited_slices.setdefault(plane, [])
+            index = voxel[AXIS_OF_PLANE[plane]]
+            if index in slices:
+                slices.remove(index)
+            slices.append(index)
+            self._last_plane = plane
+        self.history_changed.emit()
+        self.stroke_finished.emit()
+
+    # ---- commands ---------------------------------------------------------------------------
+    def undo(self) -> None:
+        if self.session is not None:
+            self._changed(self.session.undo())
+            self.history_changed.emit()
+            self.stroke_finished.emit()
+
+    def redo(self) -> None:
+        if self.session is not None:
+            self._changed(self.session.redo())
+            self.history_changed.emit()
+            self.stroke_finished.emit()
+
+    def interpolation_slices(self) -> tuple[str, int, int] | None:
+        """(plane, first, last) RAS slices the next interpolation would use, or None."""
+        plane = self._last_plane
+        if plane is None:
+            return None
+        slices = self.edited_slices.get(plane, [])
+        if len(slices) < 2:
+            return None
+        first, last = sorted(slices[-2:])
+        return plane, first, last
+
+    def interpolate(self) -> bool:
+        """Fill the chosen class between the last two slices edited in one plane (shape-based)."""
+        if self.session is None or self.volume is None:
+            self.message.emit("Nothing to interpolate: edit two slices of one plane first.")
+            return False
+        chosen = self.interpolation_slices()
+        if chosen is None:
+            self.message.emit("Interpolation needs two edited slices in the same plane.")
+            return False
+        plane, first, last = chosen
+        axis = AXIS_OF_PLANE[plane]
+        voxel = list(self.state.crosshair)
+        voxel[axis] = first
+        file_first = self.volume.file_index((voxel[0], voxel[1], voxel[2]))
+        voxel[axis] = last
+        file_last = self.volume.file_index((voxel[0], voxel[1], voxel[2]))
+        file_axis = self._file_axis(plane)
+        try:
+            with self.session.stroke("interpolate"):
+                box = self.session.interpolate(file_axis, file_first[file_axis], file_last[file_axis],
+                                               self._label_value())
+        except EditError as exc:
+            self.message.emit(f"Cannot interpolate: {exc}")
+            return False
+        self._changed(box)
+        self.history_changed.emit()
+        self.stroke_finished.emit()
+        self.message.emit(f"Interpolated {self.state.label} between {plane} slices {first + 1} and {last + 1}.")
+        return True
+
+    def checkpoint(self) -> None:
+        """Every few seconds: put a long, still open stroke on disk."""
+        if self.journal is not None and self.session is not None and self.session.in_stroke:
+            try:
+                self.journal.checkpoint(self.session)
+            except BrainSegError as exc:
+                self.message.emit(str(exc))
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def label_value(self, convention: LabelConvention | None = None) -> int:
+        """The chosen class's value in a convention (the session itself is BraTS)."""
+        return (convention or LabelConvention.BRATS).tissue_values[self.state.label]
+
+    def _label_value(self) -> int:
+        return self.label_value()
+
+    def _limits(self) -> Limits:
+        tool = self.state.tool
+        if tool is Tool.ERASER:
+            return Limits(only=frozenset({self._label_value()})) if self.state.erase_only else Limits()
+        if tool is Tool.THRESHOLD and self.volume is not None:
+            image = self.volume.study.images.get(self.state.sequence)
+            low, high = self.state.threshold or self.state.windows.get(self.state.sequence, (-np.inf, np.inf))
+            if image is not None:
+                return Limits(intensity=image, low=low, high=high)
+        return Limits()
+
+    def _file_axis(self, plane: str) -> int:
+        """The file axis that the plane's fixed RAS axis is."""
+        assert self.volume is not None
+        return int(np.argmax(np.abs(self.volume.to_file[:3, AXIS_OF_PLANE[plane]])))
+
+    def _changed(self, box: Box | None) -> None:
+        """Recompute the code volume in a changed file box and tell the views (RAS box)."""
+        if box is None or self.session is None or self.code_ras is None:
+            return
+        assert self._reorient is not None and self._from_file is not None
+        ras_box = self.ras_box(box)
+        self.code_ras[ras_box] = self._reorient.apply(LABEL_CODE[self.session.labels[box]])
+        self.mask_changed.emit(ras_box)
+
+    def ras_box(self, box: Box) -> tuple[slice, slice, slice]:
+        """A file-order voxel box as the same box in RAS order."""
+        assert self._from_file is not None
+        corners = np.array([[box[0].start, box[1].start, box[2].start, 1.0],
+                            [box[0].stop - 1, box[1].stop - 1, box[2].stop - 1, 1.0]])
+        ras = np.rint(corners @ self._from_file.T)[:, :3].astype(int)
+        low, high = ras.min(axis=0), ras.max(axis=0)
+        return slice(low[0], high[0] + 1), slice(low[1], high[1] + 1), slice(low[2], high[2] + 1)

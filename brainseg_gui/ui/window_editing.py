@@ -1,0 +1,116 @@
+"""The main window's editing workflow (a mixin of `MainWindow`): the edit controller wired to the
+views, the 3D view and the title; restoring a crashed session's edits; asking before unsaved edits
+are lost; the shortcuts dialog.
+
+It uses the window's `editing` (EditController), `prompter`, `exporter`, `grid`, `state`,
+`settings`, `overlay_panel`, `edit_dock` and `view_3d`, which `MainWindow.__init__` creates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+
+from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.ui.prompts import Unsaved
+from brainseg_gui.ui.viewer_state import Tool
+
+#: The 3D surfaces follow the edits this long after the last stroke (meshing takes ~1 s).
+MESH_DELAY_MS = 700
+
+
+class WindowEditing:
+    editing: Any
+    prompter: Any
+    exporter: Any
+    grid: Any
+    state: Any
+    settings: Any
+    overlay_panel: Any
+    edit_dock: Any
+    view_3d: Any
+    volume: Any
+
+    def _connect_editing(self) -> None:
+        editing = self.editing
+        editing.mask_changed.connect(self.grid.refresh_prediction)
+        editing.session_changed.connect(self._on_edit_session)
+        editing.history_changed.connect(self._update_title)  # type: ignore[attr-defined]
+        editing.message.connect(lambda text: self.statusBar().showMessage(text, 8000))  # type: ignore[attr-defined]
+        editing.stroke_finished.connect(self._schedule_3d_update)
+        self._3d_timer = QTimer(self)  # type: ignore[arg-type]
+        self._3d_timer.setSingleShot(True)
+        self._3d_timer.setInterval(MESH_DELAY_MS)
+        self._3d_timer.timeout.connect(self._update_3d_mask)
+        try:
+            self.state.set_convention(LabelConvention(str(self.settings.value("edit/convention", "brats"))))
+        except ValueError:
+            pass
+        self.state.edit_changed.connect(self._on_edit_settings)
+
+    def confirm_unsaved(self, action: str) -> bool:
+        """Before unsaved edits would be lost: export them, drop them, or stay (False)."""
+        if not self.editing.unsaved:
+            return True
+        choice = self.prompter.unsaved(action)
+        if choice is Unsaved.CANCEL:
+            return False
+        if choice is Unsaved.DISCARD:
+            self.editing.close_session(discard=True)
+            return True
+        path = self.exporter.ask_mask_path()
+        return path is not None and self.exporter.export_mask(path, overwrite=True, blocking=True) is not None
+
+    def offer_restore(self) -> bool:
+        """A journal of unsaved edits for this study (the app was killed): offer to restore it."""
+        from brainseg_gui.core.journal import describe
+
+        contents = self.editing.pending_journal()
+        if contents is None:
+            return False
+        if not self.prompter.restore(describe(contents)):
+            self.editing.discard_journal(contents)
+            return False
+        try:
+            self.editing.restore(contents)
+        except BrainSegError as error:
+            self.show_error("Could not restore the edits", str(error))  # type: ignore[attr-defined]
+            return False
+        self.statusBar().showMessage("Restored the unsaved edits", 8000)  # type: ignore[attr-defined]
+        return True
+
+    def show_shortcuts(self) -> Any:
+        """Help > Keyboard shortcuts (a non-modal dialog, returned for tests)."""
+        from brainseg_gui.ui.shortcuts import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.menuBar(), self)  # type: ignore[attr-defined]
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _on_edit_settings(self) -> None:
+        self.settings.setValue("edit/convention", self.state.convention.value)
+        if self.state.tool is not Tool.NAVIGATE:
+            self.edit_dock.raise_()  # the user is editing: show the edit controls
+
+    def _on_edit_session(self) -> None:
+        editing = self.editing
+        if editing.code_ras is not None:
+            self.grid.set_prediction(editing.code_ras)
+            self.grid.set_original(editing.ai_code_ras)
+            has_truth = self.volume is not None and self.volume.truth_code is not None
+            self.overlay_panel.set_available(prediction=True, truth=has_truth)
+        self._update_title()  # type: ignore[attr-defined]
+        self._schedule_3d_update()
+
+    def _schedule_3d_update(self) -> None:
+        if self.view_3d is not None:
+            self._3d_timer.start()
+
+    def _update_3d_mask(self) -> None:
+        code = self.editing.code_ras
+        if self.view_3d is not None and code is not None:
+            self.view_3d.set_prediction(np.stack([(code & bit) != 0 for bit in (1, 2, 4)]))

@@ -1,0 +1,99 @@
+"""Helpers for the editing tests: a fake model, a prompter that answers by itself, real mouse drags."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from brainseg_gui.core.labels import to_regions
+from brainseg_gui.ml.predictor import Prediction
+from brainseg_gui.ui.main_window import MainWindow
+from brainseg_gui.ui.prompts import Unsaved
+
+TIMEOUT_MS = 60_000
+#: pyqtgraph drops mouse moves closer together than its rate limit (100 Hz).
+MOVE_INTERVAL_S = 0.012
+
+
+class FakePredictor:
+    """'Segments' a study by returning its own ground truth, minus one slab (so there is work to do)."""
+
+    model_version = "fake-1"
+    device_description = "CPU (fake)"
+
+    def __call__(self, study, *, progress, cancel) -> Prediction:
+        regions = to_regions(study.labels, study.label_convention).copy()
+        regions[:, :, :, study.grid.shape[2] // 2 + 2:] = False  # the model 'misses' the top of the tumour
+        progress(1.0, "done")
+        return Prediction(study.case_id, study.grid, regions, None, self.model_version, "CPU", False)
+
+
+class StubPrompter:
+    """Answers the window's questions as told, and records them."""
+
+    def __init__(self, restore: bool = True, unsaved: Unsaved = Unsaved.DISCARD, overwrite: bool = True) -> None:
+        self.answers = {"restore": restore, "unsaved": unsaved, "overwrite": overwrite}
+        self.asked: list[tuple[str, str]] = []
+
+    def restore(self, description: str) -> bool:
+        self.asked.append(("restore", description))
+        return self.answers["restore"]
+
+    def unsaved(self, action: str) -> Unsaved:
+        self.asked.append(("unsaved", action))
+        return self.answers["unsaved"]
+
+    def overwrite(self, path: Path) -> bool:
+        self.asked.append(("overwrite", str(path)))
+        return self.answers["overwrite"]
+
+
+def make_window(qtbot, settings, monkeypatch, **kwargs) -> MainWindow:
+    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
+    window = MainWindow(settings=settings, predictor_factory=FakePredictor, **kwargs)
+    window.prompter = StubPrompter()
+    qtbot.addWidget(window)
+    window.resize(1400, 860)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def open_and_segment(qtbot, window: MainWindow, path: Path, segment: bool = True) -> None:
+    with qtbot.waitSignal(window.study_opened, timeout=TIMEOUT_MS):
+        assert window.open_study(path) is not None
+    if segment:
+        with qtbot.waitSignal(window.segmentation_done, timeout=TIMEOUT_MS):
+            assert window.run_segmentation() is not None
+        qtbot.waitUntil(lambda: window.segment_panel.segment_button.isEnabled())
+
+
+def drag(view, voxels: list[tuple[int, int, int]], modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    """Press on the first RAS voxel, move through the others, release on the last (real events)."""
+    viewport = view.viewport()
+    points = [view.widget_pos_of(v) for v in voxels]
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, modifier, points[0])
+    for first, second in itertools.pairwise(points):
+        for t in np.linspace(0.25, 1.0, 4):  # a few events per segment, as a real mouse sends
+            position = QPointF(first.x() + (second.x() - first.x()) * t, first.y() + (second.y() - first.y()) * t)
+            time.sleep(MOVE_INTERVAL_S)
+            event = QMouseEvent(QEvent.Type.MouseMove, position, viewport.mapToGlobal(position),
+                                Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, modifier)
+            QApplication.sendEvent(viewport, event)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, modifier, points[-1])
+
+
+def click(view, voxel: tuple[int, int, int], modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, modifier, view.widget_pos_of(voxel))
+
+
+def file_value(window: MainWindow, voxel: tuple[int, int, int]) -> int:
+    """The edited label at a RAS voxel (read from the file-order session mask)."""
+    return int(window.editing.session.labels[window.volume.file_index(voxel)])
