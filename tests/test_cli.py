@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from brainseg_gui import __version__, cli
+from brainseg_gui.cli import study as cli_study
 from brainseg_gui.core.labels import LabelConvention, to_regions
 from brainseg_gui.core.metrics import evaluate_regions
 
@@ -88,7 +89,7 @@ def test_gui_with_missing_study_is_an_error(capsys: pytest.CaptureFixture[str], 
 
 def test_default_command_routes_a_study_to_the_viewer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[object] = []
-    monkeypatch.setattr(cli, "_run_gui", lambda args: seen.append(args.study) or 0)
+    monkeypatch.setattr(cli_study, "_run_gui", lambda args: seen.append(args.study) or 0)
     assert cli.main([str(tmp_path)]) == 0
     assert cli.main([]) == 0
     assert seen == [tmp_path, None]
@@ -99,7 +100,7 @@ def test_unexpected_exception_is_one_line_and_exit_1(capsys: pytest.CaptureFixtu
     def broken(args: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_run_info", broken)
+    monkeypatch.setattr(cli_study, "_run_info", broken)
     status, _, err = run(capsys, "info", "--demo")
     assert status == 1
     line = one_error_line(err)
@@ -112,7 +113,7 @@ def test_ctrl_c_exits_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytes
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_info", interrupted)
+    monkeypatch.setattr(cli_study, "_run_info", interrupted)
     status, _, err = run(capsys, "info", "--demo")
     assert status == 130
     assert one_error_line(err) == "brainseg: error: interrupted"

@@ -60,7 +60,7 @@ def test_wheel_carries_the_shipped_model(wheel: Path) -> None:
             assert member in names, sorted(names)
             assert archive.read(member) == file.read_bytes()
         card = json.loads(archive.read("brainseg_gui/shipped_model/card.json"))
-        assert {"brainseg_gui/cli.py", "brainseg_gui/__main__.py", "brainseg_gui/core/io.py"} <= names
+        assert {"brainseg_gui/cli/__init__.py", "brainseg_gui/__main__.py", "brainseg_gui/core/io.py"} <= names
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "brainseg = brainseg_gui.cli:main" in archive.read(entry_points).decode()
     assert card.get("version")

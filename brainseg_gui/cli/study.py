@@ -1,0 +1,162 @@
+"""`brainseg gui`, `info` and `evaluate`: open, describe and score studies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from brainseg_gui.cli.common import (
+    CONVENTIONS,
+    EXIT_OK,
+    GuiUnavailableError,
+    UsageError,
+    plain,
+    require_exists,
+)
+
+
+def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the gui, info and evaluate commands."""
+    gui = commands.add_parser("gui", parents=parents, help="open the viewer (the default command)",
+                              description="Open the viewer on STUDY, or on the built-in demo study.")
+    gui.add_argument("study", nargs="?", type=Path, metavar="STUDY",
+                     help="a case folder, any file of a case, a 4D NIfTI or a DICOM folder")
+    gui.set_defaults(run=_run_gui, live_logs=True)
+
+    info = commands.add_parser("info", parents=parents, help="describe a study: files, grid, intensities, labels",
+                               description="Describe what BrainSeg finds in PATH (or the demo study).")
+    info.add_argument("path", nargs="?", type=Path, metavar="PATH", help="a case folder or any file of a case")
+    info.add_argument("--demo", action="store_true", help="describe the built-in synthetic demo study")
+    info.add_argument("--labels", choices=CONVENTIONS, help="label convention of the case's seg (default: guess)")
+    info.add_argument("--allow-resample", action="store_true",
+                      help="resample sequences on other grids onto the FLAIR grid when they overlap")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(run=_run_info, warnings_in_output=True)
+
+    evaluate = commands.add_parser("evaluate", parents=parents, help="score a predicted label map against truth",
+                                   description="Metrics per region (WT, TC, ET) of PRED against GT.")
+    evaluate.add_argument("pred", type=Path, metavar="PRED", help="predicted label map")
+    evaluate.add_argument("gt", type=Path, metavar="GT", help="ground-truth label map on the same grid")
+    evaluate.add_argument("--pred-labels", choices=CONVENTIONS, help="convention of PRED (default: guess)")
+    evaluate.add_argument("--gt-labels", choices=CONVENTIONS, help="convention of GT (default: guess)")
+    evaluate.add_argument("--brain", type=Path, metavar="CASE_OR_IMAGE",
+                          help="the case's images, to also report accuracy inside the brain (non-zero voxels)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON (full-precision numbers)")
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    study: Path | None = args.study
+    if study is not None and not study.exists():
+        raise FileNotFoundError(2, "No such file or folder", str(study))
+    problem = _display_problem()
+    if problem:
+        raise GuiUnavailableError(f"the viewer cannot start: {problem}")
+    try:
+        import PySide6  # noqa: F401
+
+        from brainseg_gui.ui.app import run_app
+    except ImportError as error:
+        raise GuiUnavailableError(
+            f"the viewer cannot start: {error}; install the GUI dependencies (PySide6-Essentials>=6.8,<6.12, "
+            "pyqtgraph, vtk) or use the info/evaluate/predict/train commands"
+        ) from error
+    return int(run_app(study) or 0)
+
+
+def _display_problem() -> str | None:
+    """Why Qt would abort for want of a screen, or None (Qt itself aborts the process, uncatchably)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
+    if not sys.platform.startswith("linux") or platform not in ("", "xcb", "wayland"):
+        return None
+    if os.environ.get("DISPLAY") or (platform != "xcb" and os.environ.get("WAYLAND_DISPLAY")):
+        return None
+    return ("no display found (DISPLAY is not set); run it on a desktop, under xvfb-run, or with "
+            "QT_QPA_PLATFORM=offscreen; info, evaluate, predict and train need no display")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    if args.demo == (args.path is not None):
+        raise UsageError("give either PATH or --demo (see 'brainseg info --help')")
+    if args.path is not None:
+        require_exists(args.path)
+    from brainseg_gui.core import io
+    from brainseg_gui.core.study_report import describe_study, format_study_report
+
+    if args.demo:
+        from brainseg_gui.core.phantom import demo_study
+
+        study, layout = demo_study(), "demo (synthetic phantom, not a patient)"
+    else:
+        case = io.find_case(args.path)
+        layout = case.layout
+        study = io.load_study(case, label_convention=args.labels, allow_resample=args.allow_resample)
+    report = describe_study(study, layout=layout, path=None if args.demo else args.path)
+    print(json.dumps(report, indent=2) if args.json else format_study_report(report))
+    return EXIT_OK
+
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    for path in (args.pred, args.gt, args.brain):
+        if path is not None:
+            require_exists(path)
+    for name, path in (("PRED", args.pred), ("GT", args.gt)):
+        if path.is_dir():
+            raise UsageError(f"{name} {path} is a folder; give the label map file (e.g. *_seg.nii.gz)")
+    from brainseg_gui.core.errors import GridMismatchError
+    from brainseg_gui.core.io import load_label_map
+    from brainseg_gui.core.labels import to_regions
+    from brainseg_gui.core.metrics import evaluate_regions, format_table
+    pred, pred_convention, pred_grid = load_label_map(args.pred, convention=args.pred_labels)
+    truth, truth_convention, truth_grid = load_label_map(args.gt, convention=args.gt_labels)
+    if not pred_grid.same_as(truth_grid):
+        raise GridMismatchError(
+            f"{args.pred} and {args.gt} are not on the same grid: {_grid_text(pred_grid)} vs "
+            f"{_grid_text(truth_grid)}"
+        )
+    brain = None if args.brain is None else _brain_mask(args.brain, pred_grid)
+    results = evaluate_regions(to_regions(pred, pred_convention), to_regions(truth, truth_convention),
+                               pred_grid.spacing, brain=brain)
+    if args.json:
+        report = {
+            "prediction": {"file": str(args.pred), "convention": pred_convention.value},
+            "truth": {"file": str(args.gt), "convention": truth_convention.value},
+            "brain": None if args.brain is None else str(args.brain),
+            "shape": list(pred_grid.shape),
+            "spacing_mm": list(pred_grid.spacing),
+            "regions": {region: {k: plain(v) for k, v in m.as_dict().items()} for region, m in results.items()},
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"prediction: {args.pred} ({pred_convention.description})")
+        print(f"truth:      {args.gt} ({truth_convention.description})")
+        print(f"grid:       {pred_grid.describe()}")
+        print(format_table(results))
+    return EXIT_OK
+
+
+def _brain_mask(path: Path, grid: Any) -> Any:
+    """Non-zero voxels of any sequence of the case (or image) at `path`, which must share `grid`."""
+    import numpy as np
+
+    from brainseg_gui.core.errors import GridMismatchError
+    from brainseg_gui.core.io import load_study
+
+    study = load_study(path)
+    if not study.grid.same_as(grid):
+        raise GridMismatchError(f"the images of {path} are not on the label maps' grid: "
+                                f"{_grid_text(study.grid)} vs {_grid_text(grid)}")
+    return np.any([image != 0 for image in study.images.values()], axis=0)
+
+
+def _grid_text(grid: Any) -> str:
+    origin = ", ".join(f"{x + 0.0:g}" for x in grid.affine[:3, 3])
+    return f"{grid.describe()}, origin ({origin}) mm"
+
+

@@ -1,0 +1,76 @@
+"""`brainseg train`: train the GAN segmenter on labelled cases."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from brainseg_gui.cli.common import (
+    DEVICES,
+    EXIT_OK,
+    ProgressBar,
+    UsageError,
+    positive_float,
+    positive_int,
+    require_exists,
+)
+
+
+def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the train command."""
+    train = commands.add_parser("train", parents=parents, help="train a generator (adversarially)",
+                                description="Train the GAN segmenter on labelled cases.")
+    train.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the model is written")
+    train.add_argument("--val", nargs="+", metavar="CASE", help="validation case ids or folders")
+    train.add_argument("--epochs", type=positive_int, metavar="N")
+    train.add_argument("--steps-per-epoch", type=positive_int, metavar="N")
+    train.add_argument("--batch-size", type=positive_int, metavar="N")
+    train.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
+                       help="weight of the reconstruction loss against the adversarial one")
+    train.add_argument("--no-adversarial", action="store_true", help="ablation: train G alone (no D)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--folds", type=positive_int, metavar="K", help="case-level K-fold cross-validation")
+    train.add_argument("--fold", type=int, metavar="I", help="which fold (0..K-1) is held out")
+    train.add_argument("--seed", type=int, metavar="N")
+    train.set_defaults(run=_run_train, live_logs=True)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    for path in args.data:
+        require_exists(path)
+    if (args.folds is None) != (args.fold is None):
+        raise UsageError("--folds and --fold go together (e.g. --folds 5 --fold 0)")
+    if args.folds is not None and not 0 <= args.fold < args.folds:
+        raise UsageError(f"--fold must be between 0 and {args.folds - 1}, got {args.fold}")
+    if args.val is not None and args.folds is not None:
+        raise UsageError("give either --val or --folds/--fold, not both")
+
+    from brainseg_gui.ml.training import TrainConfig, train
+
+    wanted = {
+        "data_dirs": list(args.data), "out_dir": args.out, "val_cases": _case_ids(args.val),
+        "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
+        "lambda_rec": args.lambda_rec, "adversarial": not args.no_adversarial, "resume": args.resume,
+        "device": args.device, "folds": args.folds, "fold": args.fold, "seed": args.seed,
+    }
+    config = TrainConfig(**{key: value for key, value in wanted.items() if value is not None})
+    with ProgressBar("training") as bar:
+        result = train(config, progress=bar, on_epoch=lambda entry: bar.write(entry.message()))
+    card = result.card
+    print(f"model {card.version} written to {result.model_dir} (best epoch {result.best_epoch} "
+          f"of {len(result.history)})")
+    dice = (card.validation or {}).get("dice")
+    if dice:
+        print("validation Dice: " + ", ".join(f"{region} {value:.3f}" for region, value in dice.items()))
+    return EXIT_OK
+
+
+def _case_ids(values: list[str] | None) -> list[str] | None:
+    """--val takes case ids or case paths; a path stands for the case found there."""
+    if values is None:
+        return None
+    from brainseg_gui.core.io import find_case
+
+    return [find_case(Path(value)).case_id if Path(value).exists() else value for value in values]
