@@ -374,6 +374,17 @@ def test_train_maps_options_onto_train_config(capsys: pytest.CaptureFixture[str]
     assert seen["config"].val_cases == [phantom_case.name]
     defaults = training.TrainConfig()
     assert seen["config"].epochs == defaults.epochs and seen["config"].adversarial is True
+    assert seen["config"].val_fraction == defaults.val_fraction and seen["config"].cache_dir is None
+
+    status, _, _ = run(capsys, "train", phantom_case.parent, "--out", tmp_path / "m3", "--val-fraction", "0",
+                       "--cache", tmp_path / "cache")
+    assert status == 0
+    assert (seen["config"].val_fraction, seen["config"].cache_dir) == (0.0, tmp_path / "cache")
+    status, _, err = run(capsys, "train", phantom_case.parent, "--out", tmp_path / "m4", "--val-fraction", "1")
+    assert status == 2 and "fraction" in one_error_line(err)
+    status, _, err = run(capsys, "train", phantom_case.parent, "--out", tmp_path / "m4", "--val-fraction", "0.3",
+                         "--val", phantom_case)
+    assert status == 2 and "--val-fraction" in one_error_line(err)
 
 
 def test_train_rejects_a_fold_without_folds(capsys: pytest.CaptureFixture[str], phantom_case: Path,

@@ -23,18 +23,46 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     train.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the model is written")
     train.add_argument("--val", nargs="+", metavar="CASE", help="validation case ids or folders")
-    train.add_argument("--epochs", type=positive_int, metavar="N")
-    train.add_argument("--steps-per-epoch", type=positive_int, metavar="N")
-    train.add_argument("--batch-size", type=positive_int, metavar="N")
-    train.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
-                       help="weight of the reconstruction loss against the adversarial one")
-    train.add_argument("--no-adversarial", action="store_true", help="ablation: train G alone (no D)")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--val-fraction", type=_fraction, metavar="F",
+                       help="share of cases held out for validation when --val/--folds are not given "
+                            "(default 0.2; 0 trains on every case)")
     train.add_argument("--folds", type=positive_int, metavar="K", help="case-level K-fold cross-validation")
     train.add_argument("--fold", type=int, metavar="I", help="which fold (0..K-1) is held out")
-    train.add_argument("--seed", type=int, metavar="N")
+    add_recipe_options(train)
     train.set_defaults(run=_run_train, live_logs=True)
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The training-recipe options `train` and `crossval` share."""
+    parser.add_argument("--epochs", type=positive_int, metavar="N")
+    parser.add_argument("--steps-per-epoch", type=positive_int, metavar="N")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N")
+    parser.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
+                        help="weight of the reconstruction loss against the adversarial one")
+    parser.add_argument("--no-adversarial", action="store_true", help="ablation: train G alone (no D)")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint(s) in --out")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--seed", type=int, metavar="N")
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="folder for the preprocessed training cache (default: inside --out); "
+                             "reuse one across runs to skip preprocessing")
+
+
+def recipe_from_args(args: argparse.Namespace, **extra: object) -> dict[str, object]:
+    """TrainConfig keyword arguments from the shared recipe options (unset ones keep the defaults)."""
+    wanted = {
+        "data_dirs": list(args.data), "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
+        "batch_size": args.batch_size, "lambda_rec": args.lambda_rec, "adversarial": not args.no_adversarial,
+        "resume": args.resume, "device": args.device, "seed": args.seed, "cache_dir": args.cache, **extra,
+    }
+    return {key: value for key, value in wanted.items() if value is not None}
+
+
+def _fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -49,13 +77,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from brainseg_gui.ml.training import TrainConfig, train
 
-    wanted = {
-        "data_dirs": list(args.data), "out_dir": args.out, "val_cases": _case_ids(args.val),
-        "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
-        "lambda_rec": args.lambda_rec, "adversarial": not args.no_adversarial, "resume": args.resume,
-        "device": args.device, "folds": args.folds, "fold": args.fold, "seed": args.seed,
-    }
-    config = TrainConfig(**{key: value for key, value in wanted.items() if value is not None})
+    if args.val_fraction is not None and (args.val is not None or args.folds is not None):
+        raise UsageError("--val-fraction applies only without --val and --folds")
+    config = TrainConfig(**recipe_from_args(args, out_dir=args.out, val_cases=_case_ids(args.val),
+                                            folds=args.folds, fold=args.fold, val_fraction=args.val_fraction))
     with ProgressBar("training") as bar:
         result = train(config, progress=bar, on_epoch=lambda entry: bar.write(entry.message()))
     card = result.card

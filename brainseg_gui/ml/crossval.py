@@ -1,0 +1,176 @@
+"""Case-level cross-validation: train K fold models (or reuse finished ones) and score each on its
+held-out cases with the real predictor at the cases' full resolution.
+
+The numbers in model/README.md come from here; the training-time validation Dice in a card is
+measured at the model's coarser resolution and is only a guide for picking the best epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from brainseg_gui.core.cases import CaseFiles, find_cases
+from brainseg_gui.core.errors import ModelError, StudyLoadError
+from brainseg_gui.core.io import load_study
+from brainseg_gui.core.labels import REGIONS, to_regions
+from brainseg_gui.core.metrics import RegionMetrics, evaluate_regions
+from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
+from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
+from brainseg_gui.ml.training import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+#: Metrics summarised per region (mean and standard deviation over cases).
+SUMMARY_METRICS = ("dice", "hd95", "iou", "accuracy", "accuracy_in_brain", "recall", "precision", "specificity")
+
+
+@dataclass(frozen=True)
+class CaseEvaluation:
+    """Full-resolution metrics of one held-out case under the model of its fold."""
+
+    fold: int
+    case_id: str
+    model_version: str
+    metrics: dict[str, RegionMetrics]
+    seconds: float
+
+
+def labelled_cases(data_dirs: Sequence[Path]) -> dict[str, CaseFiles]:
+    """case id -> files, for every labelled case under the folders."""
+    cases = {case.case_id: case for folder in data_dirs for case in find_cases(Path(folder)) if case.seg}
+    if not cases:
+        raise StudyLoadError(f"no labelled case found in {[str(d) for d in data_dirs]}")
+    return cases
+
+
+def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0, device: str = "cpu",
+                   tta: bool = False, progress: ProgressFn = no_progress,
+                   cancel: CancelToken | None = None) -> list[CaseEvaluation]:
+    """Predict each case with the model in `model_dir` and score it against its own labels."""
+    import time
+
+    from brainseg_gui.ml.predictor import Predictor
+
+    predictor = Predictor.from_model_dir(model_dir, device=device, tta=tta)
+    results = []
+    for index, case in enumerate(cases):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        progress(index / max(len(cases), 1), f"fold {fold}: {case.case_id}")
+        started = time.perf_counter()
+        study = load_study(case)
+        assert study.labels is not None and study.label_convention is not None  # labelled_cases() only
+        prediction = predictor(study, cancel=cancel)
+        truth = to_regions(study.labels, study.label_convention)
+        brain = study.stacked().any(axis=0)
+        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=brain)
+        results.append(CaseEvaluation(fold, case.case_id, predictor.model_version, metrics,
+                                      time.perf_counter() - started))
+        log.info("fold %d %s: Dice %s", fold, case.case_id,
+                 " ".join(f"{r} {metrics[r].dice:.3f}" for r in REGIONS))
+    return results
+
+
+def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_missing: bool = True,
+                 device: str = "cpu", tta: bool = False, progress: ProgressFn = no_progress,
+                 cancel: CancelToken | None = None) -> list[CaseEvaluation]:
+    """Train fold i into OUT/fold{i} unless a model is already there, then evaluate every fold.
+
+    With `train_missing=False` only the folds already trained are evaluated (a warning names the
+    others), so a partial run still gives honest held-out numbers. Writes OUT/per_case.csv,
+    OUT/summary.json and OUT/summary.md.
+    """
+    if folds < 2:
+        raise StudyLoadError(f"cross-validation needs at least 2 folds, got {folds}")
+    cases = labelled_cases(template.data_dirs)
+    evaluations: list[CaseEvaluation] = []
+    missing: list[int] = []
+    for fold in range(folds):
+        fold_dir = Path(out_dir) / f"fold{fold}"
+        part = sub_progress(progress, fold / folds, (fold + 1) / folds)
+        trained = (fold_dir / CARD_FILE).exists()
+        if not train_missing and not trained:
+            missing.append(fold)
+            continue
+        if not trained or (template.resume and train_missing):
+            config = dataclasses.replace(template, folds=folds, fold=fold, out_dir=fold_dir,
+                                         cache_dir=template.cache_dir or Path(out_dir) / "cache")
+            train(config, progress=sub_progress(part, 0.0, 0.8), cancel=cancel)
+        held_out = read_card(fold_dir).training.get("validation_cases", [])
+        unknown = sorted(set(held_out) - set(cases))
+        if unknown:
+            raise StudyLoadError(f"fold {fold} held out cases not found in the data folders: {unknown}")
+        evaluations += evaluate_model(fold_dir, [cases[c] for c in held_out], fold=fold, device=device,
+                                      tta=tta, progress=sub_progress(part, 0.8, 1.0), cancel=cancel)
+    if missing:
+        if not evaluations:
+            raise ModelError(f"no trained fold model in {out_dir} (looked for fold0..fold{folds - 1}/{CARD_FILE})")
+        log.warning("folds %s have no trained model in %s: evaluated the others only",
+                    ", ".join(map(str, missing)), out_dir)
+    write_reports(evaluations, Path(out_dir))
+    return evaluations
+
+
+def summarise(evaluations: Sequence[CaseEvaluation]) -> dict[str, dict[str, dict[str, float]]]:
+    """region -> metric -> {mean, sd, median, min} over cases."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for region in REGIONS:
+        summary[region] = {}
+        for metric in SUMMARY_METRICS:
+            values = [getattr(e.metrics[region], metric) for e in evaluations]
+            values = [float(v) for v in values if v is not None]
+            if not values:
+                continue
+            summary[region][metric] = {
+                "mean": statistics.fmean(values),
+                "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "median": statistics.median(values),
+                "min": min(values),
+            }
+    return summary
+
+
+def summary_markdown(evaluations: Sequence[CaseEvaluation]) -> str:
+    """A Markdown table: per region, mean ± sd over held-out cases of the main metrics."""
+    summary = summarise(evaluations)
+    shown = ("dice", "hd95", "iou", "recall", "precision", "accuracy_in_brain")
+    lines = ["| region | " + " | ".join(shown) + " |", "| --- |" + " --- |" * len(shown)]
+    for region in REGIONS:
+        cells = []
+        for metric in shown:
+            stats = summary[region].get(metric)
+            cells.append("n/a" if stats is None else f"{stats['mean']:.3f} ± {stats['sd']:.3f}")
+        lines.append(f"| {region} | " + " | ".join(cells) + " |")
+    folds = sorted({e.fold for e in evaluations})
+    lines.append("")
+    plural = "s" if len(folds) != 1 else ""
+    lines.append(f"{len(evaluations)} held-out cases over {len(folds)} fold{plural}; mean ± sd over cases; "
+                 "HD95 in mm; metrics at the cases' full 1 mm resolution.")
+    return "\n".join(lines)
+
+
+def write_reports(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> None:
+    """per_case.csv, summary.json and summary.md in `out_dir` (each written atomically)."""
+    from brainseg_gui.ml.checkpoint import atomic_write_bytes
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["fold", "case_id", "model_version", "region", *RegionMetrics.__dataclass_fields__])
+    for e in evaluations:
+        for region in REGIONS:
+            writer.writerow([e.fold, e.case_id, e.model_version, region,
+                             *(e.metrics[region].as_dict().values())])
+    atomic_write_bytes(out_dir / "per_case.csv", buffer.getvalue().encode())
+    summary = {"cases": len(evaluations), "folds": sorted({e.fold for e in evaluations}),
+               "regions": summarise(evaluations)}
+    atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(out_dir / "summary.md", (summary_markdown(evaluations) + "\n").encode())

@@ -1,0 +1,95 @@
+"""Cross-validation on tiny phantoms: every case held out once, reports written, partial folds scored."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from brainseg_gui import cli
+from brainseg_gui.core.errors import ModelError
+from brainseg_gui.core.phantom import write_phantom_case
+from brainseg_gui.ml.crossval import run_crossval, summarise
+from brainseg_gui.ml.training import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def _template(data: Path, out: Path) -> TrainConfig:
+    return TrainConfig(
+        data_dirs=[data], out_dir=out, epochs=1, steps_per_epoch=2, batch_size=2, patch_size=16,
+        resolution_mm=2.0, network={"widths": [4, 8]}, discriminator={"widths": [4, 8]}, device="cpu", seed=3,
+        et_min_voxels=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def crossval_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list]:
+    data = tmp_path_factory.mktemp("phantoms")
+    for seed in (1, 2, 3, 4):
+        write_phantom_case(data, seed=seed, shape=(40, 40, 32))
+    out = tmp_path_factory.mktemp("cv")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        evaluations = run_crossval(_template(data, out), 2, out)
+    return data, out, evaluations
+
+
+def test_every_case_is_held_out_exactly_once(crossval_run) -> None:
+    data, out, evaluations = crossval_run
+    assert sorted(e.case_id for e in evaluations) == sorted(p.name for p in data.iterdir())
+    assert sorted({e.fold for e in evaluations}) == [0, 1]
+    for fold in (0, 1):
+        card = json.loads((out / f"fold{fold}" / "card.json").read_text())
+        held_out = {e.case_id for e in evaluations if e.fold == fold}
+        assert set(card["training"]["validation_cases"]) == held_out
+        assert not held_out & set(card["training"]["cases"])
+    for e in evaluations:
+        assert 0.0 <= e.metrics["WT"].dice <= 1.0
+
+
+def test_reports_agree_with_the_evaluations(crossval_run) -> None:
+    _, out, evaluations = crossval_run
+    rows = list(csv.DictReader((out / "per_case.csv").open()))
+    assert len(rows) == 3 * len(evaluations)
+    summary = json.loads((out / "summary.json").read_text())
+    expected = summarise(evaluations)["WT"]["dice"]["mean"]
+    assert summary["regions"]["WT"]["dice"]["mean"] == pytest.approx(expected)
+    assert "| WT |" in (out / "summary.md").read_text()
+
+
+def test_evaluate_only_scores_the_trained_folds_and_names_the_missing(crossval_run, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    data, out, evaluations = crossval_run
+    partial = tmp_path / "partial"
+    shutil.copytree(out / "fold0", partial / "fold0")
+    with caplog.at_level(logging.WARNING):
+        again = run_crossval(_template(data, partial), 2, partial, train_missing=False)
+    assert {e.fold for e in again} == {0}
+    fold0 = {e.case_id: e.metrics["WT"].dice for e in evaluations if e.fold == 0}
+    assert {e.case_id: e.metrics["WT"].dice for e in again} == pytest.approx(fold0)
+    assert "folds 1 have no trained model" in caplog.text
+    assert not (partial / "fold1").exists()
+    with pytest.raises(ModelError, match="no trained fold model"):
+        run_crossval(_template(data, tmp_path / "empty"), 2, tmp_path / "empty", train_missing=False)
+
+
+def test_cli_evaluate_only_prints_the_table(crossval_run, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data, out, _ = crossval_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out / "fold0", copy / "fold0")
+    shutil.copytree(out / "fold1", copy / "fold1")
+    assert cli.main(["crossval", str(data), "--out", str(copy), "--folds", "2", "--evaluate-only",
+                     "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "| ET |" in printed and "4 held-out cases over 2 folds" in printed
+    assert cli.main(["crossval", str(data), "--out", str(tmp_path / "none"), "--folds", "2",
+                     "--evaluate-only"]) == 2
+    assert "no trained fold model" in capsys.readouterr().err
