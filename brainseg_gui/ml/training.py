@@ -6,6 +6,13 @@ BCE, + soft Dice, over the deep-supervision outputs). After each epoch: validati
 held-out cases (whole crop at the model's resolution), an atomic checkpoint in OUT_DIR/training, and
 the best generator so far saved as the model directory OUT_DIR (card.json + weights.safetensors).
 The same function serves `brainseg train`, the GUI's fine-tune panel and CI-sized CPU runs.
+
+Under `torchrun` (ml/distributed.py) the same call trains with DistributedDataParallel: each process
+draws its share of every batch (`batch_size` is the global batch, split over the processes, so the
+recipe and the number of steps do not change with the process count) from its own sampler seed;
+DDP averages the gradients; BatchNorm statistics are averaged over the processes after each epoch
+(SyncBatchNorm on GPUs); rank 0 alone validates (its Dice is broadcast so every rank takes the same
+decisions) and writes the cache, checkpoints and the model directory. A plain run is unchanged.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
-from brainseg_gui.ml import losses, train_state
+from brainseg_gui.ml import distributed, losses, train_state
 from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
 from brainseg_gui.ml.dataset import build_cache, cached_files, load_cache
 from brainseg_gui.ml.networks import (
@@ -37,6 +45,9 @@ from brainseg_gui.ml.splits import split_cases
 from brainseg_gui.ml.validation import ValidationResult, evaluate, tune_postprocess
 
 log = logging.getLogger(__name__)
+
+#: Under torchrun, rank r samples with seed + r * SEED_STRIDE (rank 0 keeps the single-process stream).
+SEED_STRIDE = 1_000_003
 
 DESCRIPTION = (
     "3D encoder-decoder generator (Conv3d+BatchNorm+ReLU, max-pool down, transposed-conv up, skip "
@@ -146,7 +157,12 @@ def _prepare_cases(config: TrainConfig, resolution: float, device: torch.device,
                    progress: ProgressFn, cancel: CancelToken | None):
     cache_dir = Path(config.cache_dir or Path(config.out_dir) / train_state.STATE_FOLDER / "cache")
     if config.data_dirs:
+        context = distributed.env_context()
+        if not context.is_local_main:  # one process a node builds the cache; the others then read it
+            distributed.barrier()
         paths = build_cache(_case_paths(config.data_dirs), cache_dir, resolution, progress, cancel)
+        if context.is_local_main:
+            distributed.barrier()
     else:
         paths = cached_files(cache_dir)
         if not paths:
@@ -157,11 +173,11 @@ def _prepare_cases(config: TrainConfig, resolution: float, device: torch.device,
 def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: CancelToken | None = None,
           on_epoch: Callable[[EpochLog], None] | None = None) -> TrainResult:
     """Run (or resume) a training run; returns the best model directory's card and the history."""
-    from brainseg_gui.ml.device import describe_device, select_device
+    from brainseg_gui.ml.device import describe_device
 
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
-    device = select_device(config.device)
+    context, device = distributed.setup(config.device)
     amp = _amp_dtype(config.amp, device)
     resumed = train_state.load_state(out_dir) if config.resume and train_state.has_state(out_dir) else None
     if config.resume and resumed is None:
@@ -175,7 +191,7 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         base = load_model(config.base_model)
         base_card = base.card
         architecture, network, resolution = base_card.architecture, dict(base_card.config), base_card.resolution_mm
-    log.info("training on %s", describe_device(device))
+    log.info("training on %s, %s", describe_device(device), context.describe())
 
     cases = _prepare_cases(config, resolution, device, progress, cancel)
     train_ids, val_ids = split_cases(cases.case_ids, val_cases=config.val_cases, folds=config.folds,
@@ -185,18 +201,22 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
 
     torch.manual_seed(config.seed)
     generator = build_generator(architecture, network).to(device)
-    discriminator = build_discriminator(config.discriminator).to(device)
+    discriminator: nn.Module = build_discriminator(config.discriminator).to(device)
     if base_card is not None:
         generator.load_state_dict(base.generator.state_dict())
     if device.type == "cuda":
         generator.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         discriminator.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    # Under torchrun: DDP wrappers train; the plain modules (same parameters) validate and are saved.
+    generator_ddp, discriminator_ddp = distributed.wrap(generator, device), distributed.wrap(discriminator, device)
+    generator, discriminator = distributed.unwrap(generator_ddp), distributed.unwrap(discriminator_ddp)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(0.9, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     augment = AugmentConfig(enabled=config.augment, modality_dropout=config.modality_dropout)
-    sampler = PatchSampler(train_cases, config.patch_size, config.batch_size, augment=augment,
-                           tumour_fraction=config.tumour_fraction, seed=config.seed)
+    sampler = PatchSampler(train_cases, config.patch_size, distributed.shard(config.batch_size, context),
+                           augment=augment, tumour_fraction=config.tumour_fraction,
+                           seed=config.seed + SEED_STRIDE * context.rank)
     history: list[EpochLog] = []
     start_epoch, best_score, best_epoch = 0, -1.0, 0
     card: ModelCard | None = None
@@ -206,7 +226,12 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         train_state.restore_optimizer(opt_g, resumed["opt_g"])
         train_state.restore_optimizer(opt_d, resumed["opt_d"])
         scaler.load_state_dict(resumed["scaler"])
-        sampler.load_state_dict(resumed["sampler"])
+        samplers = resumed.get("sampler_ranks") or [resumed["sampler"]]
+        if len(samplers) == context.world_size:
+            sampler.load_state_dict(samplers[context.rank])
+        else:
+            log.warning("resuming with %d processes a run saved with %d: patch sampling restarts from "
+                        "the seeds", context.world_size, len(samplers))
         start_epoch, best_score, best_epoch = resumed["epoch"], resumed["best_score"], resumed["best_epoch"]
         history = [EpochLog(**entry) for entry in resumed["history"]]
         log.info("resuming %s after epoch %d", out_dir, start_epoch)
@@ -214,8 +239,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
     total_steps = config.epochs * config.steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.perf_counter()
-        generator.train()
-        discriminator.train()
+        generator_ddp.train()
+        discriminator_ddp.train()
         sums = torch.zeros(3, device=device)
         for step in range(config.steps_per_epoch):
             if cancel is not None:
@@ -225,38 +250,53 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = config.lr * (1 - done / total_steps) ** 0.9
             image, target = sampler.sample()
-            sums += _step(generator, discriminator, opt_g, opt_d, scaler, image, target, config, amp)
+            sums += _step(generator_ddp, discriminator_ddp, opt_g, opt_d, scaler, image, target, config, amp)
             progress(done / total_steps, f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{config.steps_per_epoch}")
+        sums = distributed.mean_across_ranks(sums)
+        distributed.average_buffers(generator)
+        distributed.average_buffers(discriminator)
         g_rec, g_adv, d_loss = (float(v) / config.steps_per_epoch for v in sums.cpu())
-        result: ValidationResult | None = evaluate(generator, val_cases, amp=amp) if len(val_cases) else None
-        score = result.mean_dice if result is not None else float(epoch)
+        result: ValidationResult | None = None
+        if len(val_cases) and context.is_main:
+            result = evaluate(generator, val_cases, amp=amp)
+        val_dice = distributed.broadcast_object(result.dice if result is not None else None)
+        score = float(np.mean(list(val_dice.values()))) if val_dice else float(epoch)
         is_best = score > best_score
-        entry = EpochLog(epoch + 1, config.epochs, g_rec, g_adv, d_loss,
-                         result.dice if result is not None else None,
+        entry = EpochLog(epoch + 1, config.epochs, g_rec, g_adv, d_loss, val_dice,
                          time.perf_counter() - epoch_started, is_best)
         history.append(entry)
         if is_best:
             best_score, best_epoch = score, epoch + 1
-            card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
-                                                        val_ids, result, history, device, started, base_card))
-        train_state.save_state(out_dir, {
-            "epoch": epoch + 1, "best_score": best_score, "best_epoch": best_epoch,
-            "architecture": architecture, "network": network, "resolution_mm": resolution,
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
-            "sampler": sampler.state_dict(), "history": [dataclasses.asdict(h) for h in history],
-            "recipe": config.recipe(),
-        })
+            if context.is_main:
+                card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
+                                                            val_ids, result, history, device, started, base_card))
+        sampler_states = distributed.gather_objects(sampler.state_dict())
+        if context.is_main:
+            state = {
+                "epoch": epoch + 1, "best_score": best_score, "best_epoch": best_epoch,
+                "architecture": architecture, "network": network, "resolution_mm": resolution,
+                "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
+                "sampler": sampler_states[0],
+                "history": [dataclasses.asdict(h) for h in history], "recipe": config.recipe(),
+            }
+            if context.enabled:  # each rank's sampler, for an exact resume with as many processes
+                state["sampler_ranks"] = [{k: v.clone() for k, v in rank.items()} for rank in sampler_states]
+            train_state.save_state(out_dir, state)
         log.info(entry.message())
         progress((epoch + 1) / config.epochs, entry.message())
         if on_epoch is not None:
             on_epoch(entry)
-    if card is None:  # resumed a finished run, or zero epochs: the model directory is already there
+    if card is None and context.is_main:  # resumed a finished run, or zero epochs: the model is there
         try:
             card = load_model(out_dir).card
         except ModelError:
             card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
                                                         val_ids, None, history, device, started, base_card))
+    if distributed.active():  # every rank returns rank 0's card
+        shared = distributed.broadcast_object(card.to_dict() if card is not None else None)
+        card = ModelCard.from_dict(shared, source=f"{out_dir} (card from rank 0)")
+    assert card is not None  # set above on rank 0, broadcast to the others
     return TrainResult(model_dir=out_dir, card=card, history=history, best_epoch=best_epoch)
 
 
@@ -271,6 +311,7 @@ def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Opt
     with torch.autocast(device_type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         outputs = generator(image)
     logits = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    # D is trained through its DDP wrapper; G's adversarial pass uses the plain module (D frozen there).
     rec = losses.deep_supervision_loss(outputs, target, dice=config.dice_loss)
     zero = rec.detach() * 0
     if not config.adversarial:
@@ -289,7 +330,7 @@ def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Opt
     scaler.step(opt_d)
     discriminator.requires_grad_(False)
     with torch.autocast(device_type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-        adv = losses.adversarial_generator_loss(discriminator(image, fake))
+        adv = losses.adversarial_generator_loss(distributed.unwrap(discriminator)(image, fake))
     g_loss = adv + config.lambda_rec * rec
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(g_loss).backward()
@@ -304,6 +345,7 @@ def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resol
     """The model card of the generator as it is at this epoch."""
     from brainseg_gui.ml.device import describe_device
 
+    context = distributed.env_context()
     postprocess: dict[str, Any] = {"threshold": 0.5, "et_min_voxels": 0}
     if base_card is not None:
         postprocess.update(base_card.postprocess)
@@ -322,6 +364,7 @@ def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resol
         training={
             "cases": train_ids, "validation_cases": val_ids, "recipe": config.recipe(),
             "epochs_done": len(history), "device": describe_device(device),
+            "processes": context.world_size,
             "seconds": round(time.perf_counter() - started, 1),
             "base_model": base_card.version if base_card is not None else None,
             "history": [{"epoch": h.epoch, "g_rec": round(h.g_rec, 5), "g_adv": round(h.g_adv, 5),
