@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,27 +100,31 @@ def provenance(study: Study, corrected: np.ndarray, ai: np.ndarray | None, *, mo
 
 def export_nifti(path: Path, labels: np.ndarray, study: Study, prov: Provenance, *,
                  convention: LabelConvention | str = LabelConvention.BRATS,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, protect: Iterable[Path] = ()) -> Path:
     """Write `labels` (BraTS values, the study's grid) as NIfTI in `convention`, with a JSON sidecar.
 
     Raises ExportExistsError when the file (or its sidecar) exists and `overwrite` is False, and
-    BrainSegError when the path is one of the study's inputs (whatever `overwrite` says).
+    BrainSegError when the path is one of the study's inputs or of `protect` (the mask files the
+    labels were read from), whatever `overwrite` says.
     """
     path = Path(path)
     chosen = parse_convention(convention)
     if image_suffix(path) not in NIFTI_SUFFIXES:
         raise BrainSegError(f"cannot export to {path}: the mask is written as NIfTI (.nii.gz or .nii)")
-    check_target(path, study, overwrite=overwrite, extra=(sidecar_path(path),))
+    protect = tuple(Path(p) for p in protect)
+    check_target(path, study, overwrite=overwrite, extra=(sidecar_path(path),), protect=protect)
     values = convert(labels, LabelConvention.BRATS, chosen)
     save_label_map(path, values, study.grid, description=prov.description(chosen),
-                   sidecar=prov.to_dict(chosen), protect=input_paths(study))
+                   sidecar=prov.to_dict(chosen), protect=[*input_paths(study), *protect])
     log.info("exported the mask of %s to %s (%s)", study.case_id, path, chosen.value)
     return path
 
 
-def check_target(path: Path, study: Study, *, overwrite: bool, extra: tuple[Path, ...] = ()) -> None:
-    """Refuse an input file always, an existing file unless `overwrite`; the folder must exist."""
-    protected = {p.expanduser().resolve() for p in input_paths(study)}
+def check_target(path: Path, study: Study, *, overwrite: bool, extra: tuple[Path, ...] = (),
+                 protect: Iterable[Path] = ()) -> None:
+    """Refuse an input file (the study's, or one of `protect`) always, an existing file unless
+    `overwrite`; the folder must exist. `extra`: more files the same export writes (sidecars)."""
+    protected = {Path(p).expanduser().resolve() for p in (*input_paths(study), *protect)}
     for target in (Path(path), *extra):
         resolved = target.expanduser().resolve()
         if resolved in protected or any(parent in protected for parent in resolved.parents):

@@ -86,12 +86,17 @@ dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a text file via a temporary file in the same folder and a rename."""
+    """Write a text file (UTF-8) via a temporary file in the same folder and a rename."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write a file via a temporary file in the same folder and a rename."""
     path = Path(path)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     finally:
