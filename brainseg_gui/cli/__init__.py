@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from brainseg_gui import RESEARCH_USE_NOTE, __version__
+from brainseg_gui.cli import desktop as desktop_options
 from brainseg_gui.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="show debug logs and tracebacks")
     parser.add_argument("--version", action=_VersionAction, help="print the app and model versions")
+    desktop_options.add_options(parser)  # --install-desktop / --uninstall-desktop
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(commands, [verbose])
