@@ -37,6 +37,7 @@ from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.edit_panel import EditPanel
 from brainseg_gui.ui.export_actions import Exporter
+from brainseg_gui.ui.model_actions import ModelActions
 from brainseg_gui.ui.overlay_panel import OverlayPanel
 from brainseg_gui.ui.prompts import Prompter
 from brainseg_gui.ui.recent_studies import RecentStudies
@@ -79,6 +80,7 @@ class MainWindow(WindowEditing, QMainWindow):
         self.prompter = Prompter(self)
         self.editing = EditController(self.state, journal_folder, self)
         self.exporter = Exporter(self)
+        self.models = ModelActions(self, follow_active=predictor_factory is None and model_dir is None)
 
         self.welcome = WelcomePanel()
         self.welcome.open_file_requested.connect(self.ask_open_file)

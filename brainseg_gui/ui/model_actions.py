@@ -1,0 +1,135 @@
+"""The main window's link to the models: the fine-tune window, the Models dialog, the active model.
+
+- Segmentation follows the active model of the per-user registry: after Keep, Set active or
+  Rollback, the next segmentation loads the new active model.
+- Each corrected mask exported as NIfTI is remembered (`corrected_cases`) for the fine-tune panel.
+- The fine-tune window and the Models dialog are built on first use (they load torch).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication
+
+from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.ui import tasks
+from brainseg_gui.ui.corrected_cases import CorrectedCases
+
+if TYPE_CHECKING:
+    from brainseg_gui.ui.finetune_panel import FinetunePanel
+    from brainseg_gui.ui.main_window import MainWindow
+    from brainseg_gui.ui.models_dialog import ModelsDialog
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def active_predictor_factory() -> Any:
+    """Builds a predictor for the registry's active model (read when it is built, in a worker)."""
+
+    def build() -> Any:
+        from brainseg_gui.ml.model_registry import active_model_dir
+        from brainseg_gui.ml.predictor import Predictor
+
+        return Predictor.from_model_dir(active_model_dir(), device="auto")
+
+    return build
+
+
+class ModelActions(QObject):
+    """Owned by the main window; `follow_active` is off when the window was given its own model."""
+
+    active_changed = Signal(object)  # the new active ModelEntry
+
+    def __init__(self, window: MainWindow, *, follow_active: bool = True, registry: Any = None,
+                 corrected: CorrectedCases | None = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.follow_active = follow_active
+        self._registry = registry
+        self.corrected = corrected or CorrectedCases()
+        self.panel: FinetunePanel | None = None
+        self.dialog: ModelsDialog | None = None
+        if follow_active:
+            window.predictors = tasks.PredictorSlot(active_predictor_factory())
+        window.exporter.exported.connect(self._record_corrected)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from brainseg_gui.ml.model_registry import ModelRegistry
+
+            self._registry = ModelRegistry()
+        return self._registry
+
+    def show_finetune(self) -> FinetunePanel:
+        """The fine-tune window (a run goes on while it is hidden)."""
+        if self.panel is None:
+            from brainseg_gui.ui.finetune_panel import FinetunePanel
+
+            self.panel = FinetunePanel(self.registry, self.corrected, self.window)
+            self.panel.setWindowFlag(Qt.WindowType.Window, True)
+            self.panel.models_changed.connect(self._changed)
+            self.panel.open_models_requested.connect(self.show_models)
+        self.panel.show()
+        self.panel.raise_()
+        return self.panel
+
+    def show_models(self) -> ModelsDialog:
+        if self.dialog is None:
+            from brainseg_gui.ui.models_dialog import ModelsDialog
+
+            self.dialog = ModelsDialog(self.registry, self.window)
+            self.dialog.models_changed.connect(self._changed)
+        self.dialog.refresh()
+        self.dialog.show()
+        self.dialog.raise_()
+        return self.dialog
+
+    def rollback(self) -> Any:
+        """Make the shipped model active (the menu's one-click rollback)."""
+        try:
+            entry = self.registry.rollback_to_shipped()
+        except (BrainSegError, OSError) as error:  # shown to the user
+            self.window.show_error("Could not roll back", str(error))
+            return None
+        self._changed(entry)
+        return entry
+
+    def _changed(self, entry: Any) -> None:
+        """The active model changed: the next segmentation loads it; the open windows show it."""
+        if self.follow_active:
+            self.window.predictors = tasks.PredictorSlot(active_predictor_factory())
+            self.window.segment_panel.model_label.setText(
+                f"Model: {entry.name} ({entry.version}); loads at the next segmentation")
+        if self.panel is not None:
+            self.panel.show_base()
+        if self.dialog is not None:
+            self.dialog.refresh()
+        self.window.statusBar().showMessage(f"Active model: {entry.name} ({entry.version})", 8000)
+        self.active_changed.emit(entry)
+
+    def _record_corrected(self, paths: list[Path]) -> None:
+        """A corrected mask exported as NIfTI becomes a case the fine-tune panel offers."""
+        window = self.window
+        mask = getattr(window.editing, "last_export", None)
+        if window.volume is None or mask is None or Path(mask) not in [Path(p) for p in paths]:
+            return
+        if not str(mask).lower().endswith(NIFTI_SUFFIXES):
+            return
+        try:
+            self.corrected.record(window.volume.study, Path(mask), window.state.convention.value)
+        except Exception:  # the export worked; only the list for fine-tuning missed it
+            log.exception("could not remember %s as a corrected case", mask)
+
+    def shutdown(self) -> None:
+        if self.panel is not None:
+            self.panel.shutdown()
