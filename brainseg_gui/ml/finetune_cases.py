@@ -1,0 +1,160 @@
+"""Choosing a fine-tune's cases: expand the user's picks, refuse leaks, and cache each case for training.
+
+A pick is a case folder, any file of a case, a folder holding several cases, or a `CaseFiles` (a
+case corrected in this app: its images plus the exported mask as `seg`). `check_cases` reads only
+file names, so the panel can call it on every change. Validation must be held apart by patient, not
+only by case id: BraTS re-issues patients under new names (`splits.patient_key`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brainseg_gui.core.cases import CaseFiles, find_case, find_cases
+from brainseg_gui.core.errors import BrainSegError, StudyLoadError
+from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
+from brainseg_gui.ml.splits import patient_key
+
+log = logging.getLogger(__name__)
+
+CaseInput = Path | str | CaseFiles
+
+#: Below these counts a fine-tune is allowed but warned about (overfitting, a noisy validation).
+MIN_TRAIN_CASES = 3
+MIN_VAL_CASES = 2
+
+
+class FinetuneError(BrainSegError):
+    """A fine-tune cannot run as asked (bad case choice, bad settings, an unsafe output folder)."""
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """The expanded training and validation cases, and what is wrong (errors) or risky (warnings)."""
+
+    train: list[CaseFiles] = field(default_factory=list)
+    val: list[CaseFiles] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _where(case: CaseFiles) -> str:
+    return str(case.seg or next(iter(case.files.values()), case.case_id))
+
+
+def expand_cases(inputs: Sequence[CaseInput], side: str) -> tuple[list[CaseFiles], list[str], list[str]]:
+    """(labelled cases, errors, warnings) for one side ("training" or "validation")."""
+    cases: list[CaseFiles] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    for item in inputs:
+        if isinstance(item, CaseFiles):
+            found, explicit = [item], True
+        else:
+            path = Path(item)
+            try:
+                explicit = not path.is_dir() or not any(child.is_dir() for child in path.iterdir())
+                found = find_cases(path) if path.is_dir() else [find_case(path)]
+            except (StudyLoadError, OSError) as error:
+                errors.append(f"{side}: {error}")
+                continue
+        unlabelled = [case for case in found if case.seg is None]
+        if unlabelled and explicit:
+            errors += [f"{side}: case {case.case_id} ({_where(case)}) has no label map" for case in unlabelled]
+        elif unlabelled:
+            warnings.append(f"{side}: skipped {len(unlabelled)} unlabelled case(s) in {item}: "
+                            f"{', '.join(c.case_id for c in unlabelled[:5])}")
+        cases += [case for case in found if case.seg is not None]
+    seen: dict[str, CaseFiles] = {}
+    for case in cases:
+        if case.case_id in seen:
+            errors.append(f"{side}: case {case.case_id} is given twice ({_where(seen[case.case_id])} "
+                          f"and {_where(case)})")
+        seen.setdefault(case.case_id, case)
+    return sorted(seen.values(), key=lambda c: c.case_id), errors, warnings
+
+
+def check_cases(train: Sequence[CaseInput], val: Sequence[CaseInput]) -> CaseCheck:
+    """Expand both sides and say whether a fine-tune may start (errors) and what to warn about."""
+    train_cases, errors, warnings = expand_cases(train, "training")
+    val_cases, val_errors, val_warnings = expand_cases(val, "validation")
+    errors += val_errors
+    warnings += val_warnings
+    if not train_cases:
+        errors.append("no labelled training case chosen")
+    if not val_cases:
+        errors.append("no labelled validation case chosen: validation cases are needed to stop early "
+                      "and to compare the model before and after")
+    val_ids = {case.case_id for case in val_cases}
+    val_patients = {patient_key(case.case_id): case.case_id for case in val_cases}
+    for case in train_cases:
+        if case.case_id in val_ids:
+            errors.append(f"case {case.case_id} is in training and validation: hold validation cases apart")
+        elif patient_key(case.case_id) in val_patients:
+            errors.append(f"{case.case_id} (training) and {val_patients[patient_key(case.case_id)]} "
+                          "(validation) are the same patient: hold validation cases apart")
+    if train_cases and len(train_cases) < MIN_TRAIN_CASES:
+        warnings.append(f"only {len(train_cases)} training case(s): with fewer than {MIN_TRAIN_CASES} the "
+                        "model may fit those cases and get worse on others")
+    if val_cases and len(val_cases) < MIN_VAL_CASES:
+        warnings.append(f"only {len(val_cases)} validation case(s): with fewer than {MIN_VAL_CASES} the "
+                        "before/after comparison and early stopping rest on very little")
+    return CaseCheck(train_cases, val_cases, errors, warnings)
+
+
+def cache_cases(cases: Sequence[CaseFiles], cache_dir: Path, resolution_mm: float, *,
+                progress: ProgressFn = no_progress, cancel: CancelToken | None = None) -> list[Path]:
+    """Write each case's training-cache entry (ml/dataset.py format) into `cache_dir`; returns them.
+
+    Like `dataset.cache_case`, but from a `CaseFiles`, so a corrected mask (`seg`) replaces the
+    case's own labels. Always rebuilt: a mask corrected again must never be served from a cache.
+    """
+    paths = []
+    for index, case in enumerate(cases):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        progress(index / max(len(cases), 1), f"preparing {case.case_id} ({index + 1}/{len(cases)})")
+        paths.append(_cache_case(case, Path(cache_dir), resolution_mm))
+    progress(1.0, f"{len(paths)} cases prepared")
+    return paths
+
+
+def _cache_case(case: CaseFiles, cache_dir: Path, resolution_mm: float) -> Path:
+    import torch
+
+    from brainseg_gui.core.io import load_study
+    from brainseg_gui.core.labels import LabelConvention, to_regions
+    from brainseg_gui.ml.checkpoint import atomic_write_bytes
+    from brainseg_gui.ml.dataset import CACHE_FORMAT, CACHE_SUFFIX, TARGET_SCALE, quantise_image
+    from brainseg_gui.ml.preprocess import model_shape, prepare, resample
+
+    study = load_study(case)
+    if study.labels is None or study.label_convention is None:
+        raise FinetuneError(f"case {case.case_id} ({_where(case)}) has no label map")
+    prepared = prepare(study)
+    labels = prepared.reorientation.apply(study.labels)[prepared.box]
+    regions = to_regions(np.ascontiguousarray(labels), LabelConvention(study.label_convention))
+    size = model_shape(prepared.volume.shape[1:], prepared.spacing, resolution_mm)
+    with torch.no_grad():
+        image = resample(torch.from_numpy(prepared.volume)[None], size)[0].numpy()
+        target = resample(torch.from_numpy(regions.astype(np.float32))[None], size, mode="area")[0].numpy()
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, image=quantise_image(image),
+        target=np.clip(np.rint(target / TARGET_SCALE), 0, 255).astype(np.uint8),
+        case_id=np.array(case.case_id), resolution_mm=np.array(float(resolution_mm)),
+        format=np.array(CACHE_FORMAT), present=np.array(prepared.present, dtype=bool),
+    )
+    path = cache_dir / f"{case.case_id}{CACHE_SUFFIX}"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

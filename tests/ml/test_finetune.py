@@ -1,0 +1,197 @@
+"""Fine-tuning on tiny phantoms with a tiny base model: checks, events, early stop, collapse, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from brainseg_gui.core.cases import find_case
+from brainseg_gui.core.errors import Cancelled
+from brainseg_gui.core.phantom import write_phantom_case
+from brainseg_gui.core.progress import CancelToken
+from brainseg_gui.ml import finetune as ft
+from brainseg_gui.ml import model_registry
+from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
+from brainseg_gui.ml.dataset import read_entry
+from brainseg_gui.ml.finetune_cases import cache_cases
+from brainseg_gui.ml.networks import build_generator
+from brainseg_gui.ml.training import EpochLog
+
+TINY = {"widths": [4, 8], "deep_supervision": True}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv(model_registry.MODELS_DIR_ENV, str(tmp_path / "user-models"))
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("phantoms")
+    return [write_phantom_case(root, seed=seed, shape=(40, 40, 32), case_id=f"Phantom_{seed}")
+            for seed in (1, 2, 3, 4)]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("base") / "model"
+    torch.manual_seed(0)
+    save_model(folder, build_generator("generator3d", TINY),
+               ModelCard(architecture="generator3d", config=TINY, resolution_mm=2.0, modality_dropout=True,
+                         postprocess={"threshold": 0.5, "et_min_voxels": 7}, inference={"roi": [32, 32, 32]}))
+    return folder
+
+
+def tiny_settings(**changes) -> ft.FinetuneSettings:
+    settings = ft.FinetuneSettings(epochs=2, steps_per_epoch=1, batch_size=2, patch_size=16, device="cpu",
+                                   patience=0, seed=1)
+    return dataclasses.replace(settings, **changes)
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_check_cases_refuses_leaks_and_warns_about_few_cases(cases: list[Path], tmp_path: Path) -> None:
+    good = ft.check_cases(cases[:3], [cases[3]])
+    assert good.ok and [c.case_id for c in good.train] == ["Phantom_1", "Phantom_2", "Phantom_3"]
+    assert any("only 1 validation case" in w for w in good.warnings)
+    assert not any("training case" in w for w in good.warnings)
+
+    both = ft.check_cases(cases[:2], [cases[1], cases[3]])
+    assert not both.ok and any("Phantom_2 is in training and validation" in e for e in both.errors)
+    assert any("only 2 training case(s)" in w for w in both.warnings)
+
+    twice = ft.check_cases([cases[0], cases[0]], [cases[3]])
+    assert any("Phantom_1 is given twice" in e for e in twice.errors)
+    assert ft.check_cases([], [cases[3]]).errors == ["no labelled training case chosen"]
+    assert any("no labelled validation case" in e for e in ft.check_cases(cases[:3], []).errors)
+    missing = ft.check_cases([tmp_path / "nowhere"], [cases[3]])
+    assert any("training:" in e and "does not exist" in e for e in missing.errors)
+
+
+def test_the_same_patient_reissued_is_not_allowed_on_both_sides(tmp_path: Path) -> None:
+    old = write_phantom_case(tmp_path, seed=1, shape=(24, 24, 24), case_id="Brats17_2013_27_1")
+    new = write_phantom_case(tmp_path, seed=2, shape=(24, 24, 24), case_id="Brats18_2013_27_1")
+    check = ft.check_cases([old], [new])
+    assert any("same patient" in e for e in check.errors)
+
+
+def test_an_unlabelled_case_is_an_error_and_a_folder_of_cases_expands(cases: list[Path], tmp_path: Path) -> None:
+    unlabelled = write_phantom_case(tmp_path / "u", seed=5, shape=(24, 24, 24), case_id="Phantom_5")
+    next(unlabelled.glob("*_seg.nii.gz")).unlink()
+    check = ft.check_cases([unlabelled], [cases[3]])
+    assert any("Phantom_5" in e and "no label map" in e for e in check.errors)
+    folder = ft.check_cases([cases[0].parent], [tmp_path / "u"])
+    assert [c.case_id for c in folder.train] == ["Phantom_1", "Phantom_2", "Phantom_3", "Phantom_4"]
+    assert any("validation: skipped 1 unlabelled case(s)" in w for w in folder.warnings)
+    assert any("no labelled validation case" in e for e in folder.errors)
+
+
+def test_a_corrected_mask_replaces_the_case_labels_in_the_cache(cases: list[Path], tmp_path: Path) -> None:
+    case = find_case(cases[0])
+    seg = nib.load(str(case.seg))
+    empty = tmp_path / "corrected.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(seg.shape, np.uint8), seg.affine), str(empty))
+    original, corrected = cache_cases([case], tmp_path / "a", 2.0)[0], cache_cases(
+        [dataclasses.replace(case, seg=empty)], tmp_path / "b", 2.0)[0]
+    assert read_entry(original)[2].max() > 0 and read_entry(corrected)[2].max() == 0
+    assert read_entry(corrected)[0] == "Phantom_1"
+
+
+@pytest.mark.slow
+def test_a_fine_tune_reports_each_epoch_and_before_after(cases: list[Path], base: Path, tmp_path: Path) -> None:
+    base_before = _fingerprint(base)
+    events: list[ft.FinetuneEvent] = []
+    fractions: list[float] = []
+    result = ft.finetune(cases[:3], [cases[3]], tmp_path / "run", base_model=base, settings=tiny_settings(),
+                         on_event=events.append, progress=lambda f, m: fractions.append(f))
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ft.Notice)]
+    assert kinds == ["Started", "Evaluated", "EpochDone", "EpochDone", "Evaluated"]
+    started = events[[type(e).__name__ for e in events].index("Started")]
+    assert isinstance(started, ft.Started) and started.train_cases == ["Phantom_1", "Phantom_2", "Phantom_3"]
+    assert started.base_version == load_model(base).card.version and set(started.base_val_dice) == {"WT", "TC", "ET"}
+    assert "CPU" in started.device and started.steps_per_epoch == 1
+    epochs = [e for e in events if isinstance(e, ft.EpochDone)]
+    for epoch in epochs:
+        assert set(epoch.val_dice) == {"WT", "TC", "ET"} and epoch.d_loss > 0
+        assert epoch.g_loss == pytest.approx(epoch.g_adv + 20.0 * epoch.g_rec)
+    assert epochs[-1].eta_seconds == 0.0 and epochs[0].eta_seconds > 0
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+    assert result.before is not None and result.after is not None
+    assert set(result.before.per_case) == {"Phantom_4"}
+    assert result.before.model_version == load_model(base).card.version
+    assert result.after.model_version == result.card.version != result.before.model_version
+    assert all(0.0 <= s.dice <= 1.0 and s.hd95 >= 0 for s in result.after.mean.values())
+    table = result.table()
+    assert "Dice before" in table and table.count("\n") >= 5 and "WT" in table
+
+    card = load_model(result.model_dir).card  # the card was rewritten, the weights still match it
+    tuned = card.training["finetune"]
+    assert tuned["base_version"] == result.base_version and tuned["validation_cases"] == ["Phantom_4"]
+    assert tuned["settings"]["lr"] == 1e-4 and tuned["before"]["mean"]["WT"]["dice"] == pytest.approx(
+        result.before.mean["WT"].dice, abs=1e-4)
+    assert card.postprocess["et_min_voxels"] == 7 and card.inference == {"roi": [32, 32, 32]}
+    assert card.config == TINY and card.training["base_model"] == result.base_version
+    assert _fingerprint(base) == base_before
+
+
+def test_early_stopping_and_the_no_improvement_notice(cases: list[Path], base: Path, tmp_path: Path) -> None:
+    events: list[ft.FinetuneEvent] = []
+    result = ft.finetune(cases[:3], [cases[3]], tmp_path / "run", base_model=base,
+                         settings=tiny_settings(epochs=5, patience=1, min_improvement=2.0, evaluate=False),
+                         on_event=events.append)
+    assert result.stopped_early and len(result.history) == 1 and result.best_epoch == 0
+    notices = {e.kind: e.text for e in events if isinstance(e, ft.Notice)}
+    assert "stopped after epoch 1" in notices["early_stop"] and "not advised" in notices["info"]
+    assert result.before is None and result.after is None and "no before/after" in result.table()
+
+
+def _log(epoch: int, d_loss: float, g_adv: float, dice: float) -> EpochLog:
+    return EpochLog(epoch, 10, 0.5, g_adv, d_loss, {"WT": dice, "TC": dice, "ET": dice}, 1.0, False)
+
+
+def test_the_collapse_detector_warns_when_the_discriminator_wins_outright() -> None:
+    events: list[ft.FinetuneEvent] = []
+    monitor = ft._Monitor(ft.FinetuneSettings(patience=0), 0.5, events.append, [])
+    monitor(_log(1, 0.05, 3.0, 0.6))
+    monitor(_log(2, 0.69, 0.7, 0.6))  # a healthy epoch resets the count
+    monitor(_log(3, 0.05, 3.0, 0.6))
+    assert not [e for e in events if isinstance(e, ft.Notice)]
+    monitor(_log(4, 0.02, 4.0, 0.6))
+    notices = [e for e in events if isinstance(e, ft.Notice)]
+    assert len(notices) == 1 and notices[0].kind == "collapse" and "since epoch 3" in notices[0].text
+    with pytest.raises(ft.FinetuneError, match="diverged at epoch 5"):
+        monitor(_log(5, float("nan"), 3.0, 0.6))
+
+
+def test_cancel_and_unsafe_outputs_leave_the_active_model_alone(cases: list[Path], base: Path,
+                                                                tmp_path: Path) -> None:
+    registry = model_registry.ModelRegistry()
+    kept = registry.keep(base, note="active")
+    active_before = _fingerprint(kept.directory)
+    token = CancelToken()
+
+    def cancel_in_training(fraction: float, message: str) -> None:
+        if message.startswith("epoch 1/2"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        ft.finetune(cases[:3], [cases[3]], tmp_path / "run", settings=tiny_settings(evaluate=False),
+                    progress=cancel_in_training, cancel=token)
+    assert registry.active().name == kept.name and _fingerprint(kept.directory) == active_before
+    for unsafe in (kept.directory, model_registry.shipped_model_dir()):
+        with pytest.raises(ft.FinetuneError, match="new folder"):
+            ft.finetune(cases[:3], [cases[3]], unsafe, base_model=base, settings=tiny_settings())
+    with pytest.raises(ft.FinetuneError, match="is in training and validation"):
+        ft.finetune(cases[:3], [cases[2]], tmp_path / "x", base_model=base, settings=tiny_settings())
+    with pytest.raises(ft.FinetuneError, match="multiple of 2"):
+        ft.finetune(cases[:3], [cases[3]], tmp_path / "y", base_model=base, settings=tiny_settings(patch_size=15))
