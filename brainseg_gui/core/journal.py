@@ -383,12 +383,46 @@ def recover(path: Path, grid: Grid | None = None) -> tuple[EditSession, JournalC
 
 
 def describe(contents: JournalContents) -> str:
-    """One sentence for the restore dialog."""
-    created = contents.meta.get("created", "an earlier session")
+    """One sentence for the restore dialog: how many strokes, from when (local time), what happened.
+
+    E.g. '3 unsaved edit strokes made on 24 Nov 2026 at 20:32 (1 of them undone; the last one was
+    still being painted when BrainSeg stopped)'.
+    """
     strokes = contents.strokes
-    text = f"{strokes} unsaved edit{'s' if strokes != 1 else ''} from {created}"
+    unsaved = "unsaved " if contents.unsaved else ""
+    text = f"{strokes} {unsaved}edit stroke{'s' if strokes != 1 else ''} made {_when(contents.meta.get('created'))}"
+    notes = []
+    undone = undone_strokes(contents)
+    if undone:
+        notes.append(f"{undone} of them undone")
+    if contents.open_stroke:
+        notes.append("the last one was still being painted when BrainSeg stopped")
+    if notes:
+        text += f" ({'; '.join(notes)})"
     if contents.saved:
-        text += f" (last exported to {contents.saved[-1].get('path', '?')})"
+        text += f"; last exported to {contents.saved[-1].get('path', '?')}"
     if contents.torn:
         text += "; the very last change was cut off by the crash"
     return text
+
+
+def undone_strokes(contents: JournalContents) -> int:
+    """Strokes undone and not redone when the journal ends (they can still be redone after restoring)."""
+    done = undone = 0
+    for kind, _ in contents.records:
+        if kind == END:
+            done, undone = done + 1, 0
+        elif kind == UNDO and done:
+            done, undone = done - 1, undone + 1
+        elif kind == REDO and undone:
+            done, undone = done + 1, undone - 1
+    return undone
+
+
+def _when(created: object) -> str:
+    """'on 24 Nov 2026 at 20:32' in local time, from the journal's ISO timestamp."""
+    try:
+        moment = datetime.fromisoformat(str(created)).astimezone()
+    except ValueError:
+        return "in an earlier session"
+    return f"on {moment.day} {moment:%b %Y} at {moment:%H:%M}"

@@ -145,6 +145,8 @@ class EditPanel(QGroupBox):
         outer.addWidget(self.status)
 
         state.edit_changed.connect(self._sync)
+        state.window_changed.connect(self._sync_range)
+        state.sequence_changed.connect(self._sync_range)
         controller.history_changed.connect(self._sync_history)
         controller.session_changed.connect(self._sync_history)
         self._sync()
@@ -177,15 +179,20 @@ class EditPanel(QGroupBox):
             check.blockSignals(True)
             check.setChecked(value)
             check.blockSignals(False)
-        if state.threshold is not None:
-            for box, value in zip((self.low_box, self.high_box), state.threshold):
-                box.blockSignals(True)
-                box.setValue(value)
-                box.blockSignals(False)
+        self._sync_range()
         threshold_on = state.tool is Tool.THRESHOLD
         for widget in (self.low_box, self.high_box, self.window_button):
             widget.setEnabled(threshold_on)
         self._sync_history()
+
+    def _sync_range(self, *_: object) -> None:
+        """Until a range is set, the threshold brush uses the shown sequence's window: show that."""
+        shown_range = self.state.threshold or self.state.windows.get(self.state.sequence)
+        if shown_range is not None:
+            for box, value in zip((self.low_box, self.high_box), shown_range):
+                box.blockSignals(True)
+                box.setValue(value)
+                box.blockSignals(False)
 
     def _sync_history(self) -> None:
         controller = self.controller

@@ -140,6 +140,9 @@ class OverlayPanel(QGroupBox):
             self.fill_boxes[name].blockSignals(True)
             self.fill_boxes[name].setCurrentText(self.state.fills[name].value)
             self.fill_boxes[name].blockSignals(False)
+            self.source_checks[name].blockSignals(True)  # review mode hides the truth through the state
+            self.source_checks[name].setChecked(self.state.shown[name])
+            self.source_checks[name].blockSignals(False)
         self.legend.setText(self._legend_html())
 
     def _legend_html(self) -> str:

@@ -18,7 +18,7 @@ class Unsaved(str, Enum):
 
 def restore_box(parent: QWidget | None, description: str) -> QMessageBox:
     box = QMessageBox(QMessageBox.Icon.Question, "Restore unsaved edits?",
-                      "BrainSeg was closed while this study had unsaved mask edits.", parent=parent)
+                      "BrainSeg stopped while the mask of this study was being edited.", parent=parent)
     box.setInformativeText(f"Found {description}. Restore them?")
     box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
     box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)

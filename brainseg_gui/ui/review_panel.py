@@ -1,5 +1,9 @@
 """Review mode: the AI's mask (outline) over the corrected one (filled), Dice per region, and a way
-to step through the slices where the two differ most."""
+to step through the slices where the two differ most.
+
+While review mode is on, the study's own ground truth is hidden (it is drawn as an outline in the
+same colours as the AI's mask, so the two could not be told apart); it comes back when review ends.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDockWidget,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -34,6 +40,7 @@ class ReviewPanel(QGroupBox):
         self.differences: list[tuple[int, int]] = []
         self.position = -1
         self._stale = False
+        self._truth_shown: bool | None = None  # the truth overlay's state before review mode hid it
         layout = QVBoxLayout(self)
         self.toggle = QCheckBox("Show the AI mask (outline) over the corrected one (V)")
         self.toggle.toggled.connect(self.set_active)
@@ -73,8 +80,27 @@ class ReviewPanel(QGroupBox):
         if self.toggle.isChecked() != on:
             self.toggle.setChecked(on)  # comes back here through `toggled`
             return
+        if on and self._truth_shown is None:
+            self._truth_shown = self.state.shown["truth"]
+            self.state.set_shown("truth", False)
+        elif not on and self._truth_shown is not None:
+            self.state.set_shown("truth", self._truth_shown)
+            self._truth_shown = None
         self.state.set_shown("original", on)
+        if on:
+            self.bring_into_view()
         self.refresh()
+
+    def bring_into_view(self) -> None:
+        """Show the panel: raise its dock's tab and scroll the dock down to it."""
+        widget = self.parentWidget()
+        while widget is not None:
+            if isinstance(widget, QScrollArea):
+                widget.ensureWidgetVisible(self, 0, 0)
+            if isinstance(widget, QDockWidget):
+                widget.raise_()
+                break
+            widget = widget.parentWidget()
 
     @property
     def plane(self) -> str:

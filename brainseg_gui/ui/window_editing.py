@@ -8,6 +8,7 @@ It uses the window's `editing` (EditController), `prompter`, `exporter`, `grid`,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.ui.overlay import OverlayMode
 from brainseg_gui.ui.prompts import Unsaved
 from brainseg_gui.ui.viewer_state import Tool
 
@@ -61,8 +63,8 @@ class WindowEditing:
         if choice is Unsaved.DISCARD:
             self.editing.close_session(discard=True)
             return True
-        path = self.exporter.ask_mask_path()
-        return path is not None and self.exporter.export_mask(path, overwrite=True, blocking=True) is not None
+        path = self.exporter.ask_mask_path()  # asks before replacing an earlier export, as File > Export does
+        return path is not None and self.exporter.export_mask(path, blocking=True) is not None
 
     def offer_restore(self) -> bool:
         """A journal of unsaved edits for this study (the app was killed): offer to restore it."""
@@ -93,8 +95,17 @@ class WindowEditing:
 
     def _on_edit_settings(self) -> None:
         self.settings.setValue("edit/convention", self.state.convention.value)
-        if self.state.tool is not Tool.NAVIGATE:
-            self.edit_dock.raise_()  # the user is editing: show the edit controls
+        tool, before = self.state.tool, getattr(self, "_tool_before", Tool.NAVIGATE)
+        self._tool_before = tool
+        if tool is Tool.NAVIGATE:
+            return
+        self.edit_dock.raise_()  # the user is editing: show the edit controls
+        if before is Tool.NAVIGATE and self.state.look.mode is OverlayMode.REGIONS:
+            # edits paint classes: show classes, in the colours of the edit panel's swatches
+            self.state.set_look(replace(self.state.look, mode=OverlayMode.TISSUES))
+            self.statusBar().showMessage(  # type: ignore[attr-defined]
+                "Editing: the overlay shows the labels NCR/ED/ET (choose Regions in the overlay panel "
+                "to see WT/TC/ET)", 8000)
 
     def _on_edit_session(self) -> None:
         editing = self.editing

@@ -125,6 +125,21 @@ def test_a_torn_last_record_is_ignored_and_cut_on_resume(tmp_path: Path) -> None
     np.testing.assert_array_equal(again.labels, recovered.labels)
 
 
+def test_the_restore_question_says_what_was_left(tmp_path: Path) -> None:
+    session, journal, path = make_session(tmp_path)
+    session.paint_disc(2, (20, 20, 10), 3, 4)
+    session.paint_disc(2, (30, 20, 10), 3, 1)
+    session.undo()
+    session.begin_stroke("brush")
+    session.paint_disc(2, (10, 10, 10), 3, 2)
+    journal.checkpoint(session)
+    journal.close()  # killed with the mouse held
+    text = describe(read_journal(path))
+    assert text.startswith("3 unsaved edit strokes made on ")
+    assert "(1 of them undone; the last one was still being painted when BrainSeg stopped)" in text
+    assert "+00:00" not in text and "T" not in text.split(" made ")[1][:12]  # a date for people, local time
+
+
 def test_a_damaged_record_stops_the_replay_there(tmp_path: Path) -> None:
     session, journal, path = make_session(tmp_path)
     session.paint_disc(2, (20, 20, 10), 3, 4)

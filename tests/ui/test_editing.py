@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 
 from brainseg_gui.core.labels import LabelConvention, convert
 from brainseg_gui.core.review import compare
-from brainseg_gui.ui.overlay import Fill, OverlayLook
+from brainseg_gui.ui.overlay import Fill, OverlayLook, OverlayMode
 from brainseg_gui.ui.viewer_state import Tool
 from tests.ui.conftest import colour_mask, rgb
 from tests.ui.editing_support import (
@@ -49,6 +49,12 @@ def test_paint_erase_undo_redo_export_and_reload(qtbot, window, toy_case, tmp_pa
 
     key(qtbot, window, "B")
     assert window.state.tool is Tool.BRUSH
+    assert window.state.look.mode is OverlayMode.TISSUES  # editing paints classes: the overlay shows them
+    assert window.overlay_panel.mode_buttons[OverlayMode.TISSUES].isChecked()
+    window.state.set_look(OverlayLook(opacity=0.8))  # the user may go back to regions; tools do not undo it
+    key(qtbot, window, "E")
+    assert window.state.look.mode is OverlayMode.REGIONS
+    key(qtbot, window, "B")
     key(qtbot, window, "Alt+3")
     assert window.state.label == "ET"
     for _ in range(3):
@@ -124,10 +130,14 @@ def test_each_tool_lands_on_the_right_file_voxels(qtbot, window, toy_case) -> No
     # threshold brush: paints only voxels whose T1ce lies in the range
     state.set_sequence("t1ce")
     state.set_tool(Tool.THRESHOLD)
+    panel = window.edit_panel
+    window_low, window_high = state.windows["t1ce"]  # no range yet: the panel shows the window it uses
+    assert (panel.low_box.value(), panel.high_box.value()) == pytest.approx((window_low, window_high), abs=0.05)
     state.set_label("ED")
     state.set_brush_mm(20.0)
     t1ce = volume.images["t1ce"]
-    state.set_threshold(550, 650)  # the bright marker only (600)
+    state.set_threshold(550, 650)
+    assert (panel.low_box.value(), panel.high_box.value()) == (550, 650)  # the bright marker only (600)
     before = session.labels.copy()
     editing.press("coronal", (x, 40, z))
     editing.release()
@@ -210,8 +220,11 @@ def test_review_mode_shows_dice_and_steps_to_the_differences(qtbot, window, toy_
     window.set_layout("single", "axial")
     qtbot.waitExposed(window.grid.views[0])
     qtbot.wait(50)  # the new view takes its place before the picture
+    assert state.shown["truth"]
     review.set_active(True)
-    assert state.shown["original"]
+    assert state.shown["original"] and not state.shown["truth"]  # two outlines in one colour: truth hidden
+    assert not window.overlay_panel.source_checks["truth"].isChecked()
+    assert window.edit_dock.isVisible() and review.visibleRegion().boundingRect().height() >= 80  # on screen
     expected = compare(editing.session.ai, editing.session.labels)
     for row, region in enumerate(("WT", "TC", "ET")):
         assert float(review.cell(row, 3)) == pytest.approx(expected.dice[region], abs=1e-3)
@@ -227,7 +240,7 @@ def test_review_mode_shows_dice_and_steps_to_the_differences(qtbot, window, toy_
     pixels = rgb(view.grab())
     assert colour_mask(pixels, (255, 61, 61), 90).sum() > 10
     review.set_active(False)
-    assert not state.shown["original"]
+    assert not state.shown["original"] and state.shown["truth"]
 
 
 def test_shortcuts_dialog_lists_every_tool(qtbot, window) -> None:

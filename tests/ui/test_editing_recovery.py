@@ -119,10 +119,16 @@ def test_closing_can_export_first(qtbot, settings, monkeypatch, toy_case, tmp_pa
     open_and_segment(qtbot, window, toy_case)
     paint(window, label="NCR")
     target = tmp_path / "on_close.nii.gz"
+    target.write_bytes(b"an earlier export")
     monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), ""))
     window.prompter.answers["unsaved"] = Unsaved.EXPORT
+    window.prompter.answers["overwrite"] = False  # the earlier export is kept, so the window stays
+    assert not window.close()
+    assert window.prompter.asked[-1] == ("overwrite", str(target))
+    assert target.read_bytes() == b"an earlier export" and window.editing.unsaved
+    window.prompter.answers["overwrite"] = True
     assert window.close()
-    assert target.exists() and (tmp_path / "on_close.json").exists()
+    assert target.read_bytes() != b"an earlier export" and (tmp_path / "on_close.json").exists()
 
 
 def test_exports_ask_before_replacing_and_write_meshes_and_report(qtbot, settings, monkeypatch, toy_case,
