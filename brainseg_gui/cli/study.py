@@ -25,6 +25,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                               description="Open the viewer on STUDY, or on the built-in demo study.")
     gui.add_argument("study", nargs="?", type=Path, metavar="STUDY",
                      help="a case folder, any file of a case, a 4D NIfTI or a DICOM folder")
+    gui.add_argument("--no-welcome", action="store_true", help="do not show the first-start welcome")
     gui.set_defaults(run=_run_gui, live_logs=True)
 
     info = commands.add_parser("info", parents=parents, help="describe a study: files, grid, intensities, labels",
@@ -66,7 +67,7 @@ def _run_gui(args: argparse.Namespace) -> int:
             f"the viewer cannot start: {error}; install the GUI dependencies (PySide6-Essentials>=6.8,<6.12, "
             "pyqtgraph, vtk) or use the info/evaluate/predict/train commands"
         ) from error
-    return int(run_app(study) or 0)
+    return int(run_app(study, welcome=not getattr(args, "no_welcome", False)) or 0)
 
 
 def _display_problem() -> str | None:

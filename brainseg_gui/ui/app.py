@@ -35,9 +35,13 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
-def run_app(study: Path | None = None, *, settings: QSettings | None = None) -> int:
-    """Show the main window with `study` (or the built-in demo when none is given) and run until it closes."""
+def run_app(study: Path | None = None, *, settings: QSettings | None = None, welcome: bool = True) -> int:
+    """Show the main window with `study` (or the built-in demo when none is given) and run until it closes.
+
+    At the first start a welcome (demo, device, research-use note) opens over it; `welcome=False` skips it.
+    """
     app = make_application()
+    from brainseg_gui.ui.first_run import show_at_first_start
     from brainseg_gui.ui.main_window import MainWindow
 
     window = MainWindow(settings=settings)
@@ -47,4 +51,6 @@ def run_app(study: Path | None = None, *, settings: QSettings | None = None) -> 
     else:  # no study given: the built-in demo, so a first start shows something real
         window.open_demo()
         window.recent.mark_started()
+    if welcome:
+        show_at_first_start(window, demo_open=study is None)
     return int(app.exec())
