@@ -4,9 +4,12 @@ Prints:
 - the core edit of one brush dab (2D disc and 3D sphere), and of fill / interpolation;
 - the GUI update of one dab: edit + code volume + overlay refresh of the affected slice views
   (three 1x3 views at a realistic window size), with and without an immediate repaint;
-- memory held by the undo history after 120 strokes, and undo/redo times;
+- memory held by the undo history after 120 strokes (and after 150 big 3D strokes), undo/redo times;
 - journal cost per stroke end (write + fsync) and the journal's size;
 - comparison (Dice, changed voxels) and NIfTI export times.
+
+The GUI figures are wall-clock times and, beside them, the CPU time the process used (all its
+threads): on a shared machine the wall time grows with the load, the CPU time much less.
 
 Usage: python bench/editing.py [CASE_DIR]   (default: ../shared/data/brats2021/BraTS2021_00003)
 """
@@ -35,6 +38,13 @@ def ms(values: list[float]) -> str:
     values = sorted(values)
     p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
     return f"median {1000 * statistics.median(values):.2f} ms, p95 {1000 * p95:.2f} ms (n={len(values)})"
+
+
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def stroke_paths(rng: np.random.Generator, centre: tuple[int, int, int], count: int) -> list[list[tuple[int, int, int]]]:
@@ -99,6 +109,8 @@ def core_bench(study, labels, centre) -> None:
         size = (Path(folder) / "bench.bsjournal").stat().st_size
         print(f"journal: {size / 1e6:.2f} MB after {len(ends)} strokes and {len(undo_times) * 2} undo/redo records")
 
+        heavy_bench(study, labels, centre)
+
         x, y, z = centre
         fills, interpolations = [], []
         for k in range(5):
@@ -116,6 +128,24 @@ def core_bench(study, labels, centre) -> None:
         comparison = session.comparison()
         print(f"comparison with the AI mask (Dice, changed per class): {1000 * (time.perf_counter() - t):.1f} ms "
               f"({comparison.changed:,} voxels differ)")
+
+
+def heavy_bench(study, labels, centre) -> None:
+    """Undo memory in a worst case: 150 strokes, each a 3D sphere of 15 mm swept 10 mm."""
+    from brainseg_gui.core.edit_session import MAX_UNDO_BYTES, EditSession
+
+    session = EditSession(labels, study.grid)
+    rng = np.random.default_rng(2)
+    changed = 0
+    for number in range(150):
+        start = np.clip(np.array(centre) + rng.integers(-30, 31, 3), 15, [224, 224, 139])
+        end = start + [10, 0, 0]
+        delta_box = session.paint_sphere(tuple(int(v) for v in start), 15.0, (4, 0, 2, 1)[number % 4],
+                                         to=tuple(int(v) for v in end))
+        changed += 0 if delta_box is None else 1
+    stored = sum(d.size for d in session._undo)
+    print(f"undo history after {session.undo_depth} big 3D strokes (r=15 mm): {session.undo_bytes / 1e6:.1f} MB, "
+          f"{stored:,} voxels (cap {MAX_UNDO_BYTES / 1e6:.0f} MB, oldest strokes dropped beyond it)")
 
 
 def gui_bench(study, labels, centre) -> None:
@@ -145,24 +175,30 @@ def gui_bench(study, labels, centre) -> None:
         state.set_brush_mm(5.0)
         x, y, z = state.crosshair
         rng = np.random.default_rng(1)
-        update, painted = [], []
+        update, painted, update_cpu, painted_cpu = [], [], [], []
         for number in range(60):
             state.set_label(("NCR", "ED", "ET")[number % 3])
             points = np.clip(np.array([x, y]) + np.cumsum(rng.integers(-3, 4, (12, 2)), axis=0) + rng.integers(-20, 21, 2),
                              0, 239)
             controller.press("axial", (int(points[0][0]), int(points[0][1]), z))
             for px, py in points[1:]:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 controller.move((int(px), int(py), z))
                 update.append(time.perf_counter() - t)
-                t = time.perf_counter()
+                update_cpu.append(time.process_time() - c)
+                t, c = time.perf_counter(), time.process_time()
                 controller.move((int(px) + 1, int(py), z))
                 grid.views[0].viewport().repaint()  # what the user sees, drawn now
                 painted.append(time.perf_counter() - t)
+                painted_cpu.append(time.process_time() - c)
             controller.release()
             app.processEvents()
         print(f"GUI dab update (edit + code volume + overlay refresh of the views through the slice): {ms(update)}")
+        print(f"  CPU time of the process: {ms(update_cpu)}")
         print(f"GUI dab update + immediate repaint of the axial view:                           {ms(painted)}")
+        print(f"  CPU time of the process: {ms(painted_cpu)}")
+        print(f"  (load average {load_average()} on {os.cpu_count()} CPUs while measuring; "
+              f"the issue asks for a median under 16 ms)")
         controller.close_session(discard=True)
         grid.close()
 
@@ -191,6 +227,12 @@ def main() -> None:
     core_bench(study, labels, centre)
     gui_bench(study, labels, centre)
     export_bench(study, labels)
+    try:
+        import resource
+
+        print(f"peak RSS of this benchmark: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    except ImportError:
+        pass
 
 
 if __name__ == "__main__":

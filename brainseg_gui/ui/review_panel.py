@@ -8,7 +8,7 @@ same colours as the AI's mask, so the two could not be told apart); it comes bac
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QDockWidget,
@@ -87,15 +87,17 @@ class ReviewPanel(QGroupBox):
             self.state.set_shown("truth", self._truth_shown)
             self._truth_shown = None
         self.state.set_shown("original", on)
-        if on:
-            self.bring_into_view()
         self.refresh()
+        if on:  # once the dock's tab is raised and laid out, or the scroll position is wrong
+            self.bring_into_view()
+            QTimer.singleShot(0, self.bring_into_view)
 
     def bring_into_view(self) -> None:
-        """Show the panel: raise its dock's tab and scroll the dock down to it."""
+        """Show the panel: raise its dock's tab and scroll the dock down to it (all of it if it fits)."""
         widget = self.parentWidget()
         while widget is not None:
             if isinstance(widget, QScrollArea):
+                widget.ensureWidgetVisible(self.next_button, 0, 4)  # the bottom, then the top
                 widget.ensureWidgetVisible(self, 0, 0)
             if isinstance(widget, QDockWidget):
                 widget.raise_()
