@@ -77,6 +77,7 @@ class ViewGrid(QWidget):
             view.hide()
             for signal in (view.hovered, view.edit_pressed, view.edit_moved, view.edit_released):
                 signal.disconnect()
+            view.set_volume(None)  # until deleted it still follows the state: the next study's crosshair
             view.deleteLater()
         self.views = []
         if self.volume is None:
