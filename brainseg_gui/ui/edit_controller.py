@@ -10,6 +10,7 @@ whose slice crosses it redraw, which keeps a brush stroke smooth on a full case.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,19 @@ class EditController(QObject):
         self.stroke_finished.emit()
         self.message.emit(f"Interpolated {self.state.label} between {plane} slices {first + 1} and {last + 1}.")
         return True
+
+    def apply(self, name: str, operation: Callable[[EditSession], Box | None]) -> Box | None:
+        """Run `operation` on the session as one undoable stroke and redraw what it changed.
+
+        For edits that are not gestures (e.g. eroding or growing a whole brain mask)."""
+        if self.session is None:
+            return None
+        with self.session.stroke(name):
+            box = operation(self.session)
+        self._changed(box)
+        self.history_changed.emit()
+        self.stroke_finished.emit()
+        return box
 
     def checkpoint(self) -> None:
         """Every few seconds: put a long, still open stroke on disk."""

@@ -26,9 +26,16 @@ DEMO_NAME = "Demo (synthetic phantom, not a patient)"
 
 def open_study(path: Path, *, progress: ProgressFn, cancel: CancelToken) -> DisplayVolume:
     """Load a study from any supported path (folder, file of a case, 4D NIfTI, DICOM folder)."""
+    from brainseg_gui.core.errors import GridMismatchError
     from brainseg_gui.core.io import load_study
 
-    study = load_study(Path(path), progress=sub_progress(progress, 0.0, 0.85), cancel=cancel)
+    try:
+        study = load_study(Path(path), progress=sub_progress(progress, 0.0, 0.85), cancel=cancel)
+    except GridMismatchError:
+        # Straight from the scanner: sequences on their own grids. Shown resampled onto one grid
+        # (the study's warnings say so); the readiness check then offers to prepare it properly.
+        study = load_study(Path(path), allow_resample=True, progress=sub_progress(progress, 0.0, 0.85),
+                           cancel=cancel)
     cancel.raise_if_cancelled()
     progress(0.9, "Preparing the views")
     return DisplayVolume.from_study(study)
