@@ -71,7 +71,7 @@ def test_corrected_mask_in_msd_with_provenance(capsys, phantom: Path, tmp_path: 
     assert sidecar["voxels_changed_per_class"]["ET"] == {"added": 27, "removed": 0}
     assert sidecar["voxels_changed_per_region"]["WT"]["added"] == int(((corrected > 0) & (ai == 0)).sum())
     assert set(sidecar["source_files"]) == {"t1", "t1ce", "t2", "flair", "seg"}
-    assert sidecar["mask_origin"] == f"label map {mask_path}"
+    assert sidecar["mask_origin"] == f"AI mask {ai_path} (model m-42), corrected as the label map {mask_path}"
 
 
 def test_never_an_input_and_an_earlier_export_only_with_force(capsys, phantom: Path, tmp_path: Path) -> None:

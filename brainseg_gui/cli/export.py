@@ -130,7 +130,7 @@ def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
     inputs: list[Path] = []
     if args.mask is not None:
         labels = _read_mask(args.mask, args.mask_labels, study)
-        origin = f"label map {args.mask}"
+        origin = f"label map {args.mask.resolve()}"
         inputs += [args.mask, sidecar_path(args.mask)]
     elif study.labels is not None and study.label_convention is not None:
         labels = convert(study.labels, study.label_convention, brats)
@@ -145,7 +145,11 @@ def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
     for source in (args.ai_mask, args.mask):
         if version is None and source is not None:
             version = _sidecar(source).get("model_version") or None
-    return _Mask(labels, ai, None if version is None else str(version), origin, tuple(inputs))
+    version = None if version is None else str(version)
+    if args.ai_mask is not None:
+        model = f" (model {version})" if version else ""
+        origin = f"AI mask {args.ai_mask.resolve()}{model}, corrected as the {origin}"
+    return _Mask(labels, ai, version, origin, tuple(inputs))
 
 
 def _read_mask(path: Path, convention: str | None, study: Any) -> Any:
