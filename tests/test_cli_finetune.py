@@ -49,7 +49,8 @@ def test_finetune_prints_the_table_and_keep_makes_the_model_active(setup, tmp_pa
     assert "epoch 1/2" in stdout and "epoch 2/2" in stdout and "before: Dice WT" in stdout
     assert "warning: only 2 training case(s)" in stdout
     version = load_model(out).card.version
-    assert f"new model {version} written to {out}" in stdout and f"kept as v1-{version}" in stdout
+    assert f"new model {version} (epoch " in stdout and f"written to {out}" in stdout
+    assert f"kept as v1-{version}" in stdout
     registry = model_registry.ModelRegistry()
     assert registry.active().name == f"v1-{version}" and registry.active().note == "site test"
     assert load_model(registry.active().directory).card.training["finetune"]["validation_cases"] == ["P_3"]

@@ -84,7 +84,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
                 if isinstance(event, Started):
                     bar.write(f"fine-tuning model {event.base_version} on {len(event.train_cases)} case(s), "
                               f"validating on {len(event.val_cases)}; {event.device}; up to {event.epochs} "
-                              f"epochs of {event.steps_per_epoch} steps")
+                              f"epochs of {event.steps_per_epoch} step(s)")
                 elif isinstance(event, EpochDone):
                     dice = " ".join(f"{r} {v:.3f}" for r, v in event.val_dice.items())
                     bar.write(f"epoch {event.epoch}/{event.epochs}  G {event.g_loss:.3f}  D {event.d_loss:.3f}  "
@@ -100,9 +100,9 @@ def _run_finetune(args: argparse.Namespace) -> int:
         if not main:
             return EXIT_OK
         print(result.table())
-        print(f"new model {result.card.version} written to {result.model_dir} (best epoch {result.best_epoch} of "
-              f"{len(result.history)}{', stopped early' if result.stopped_early else ''}); "
-              f"base {result.base_version}")
+        print(f"new model {result.card.version} (epoch {result.saved_epoch} of {len(result.history)}"
+              f"{', stopped early' if result.stopped_early else ''}) written to {result.model_dir}; "
+              f"base model {result.base_version}")
         if args.keep:
             from brainseg_gui.ml.model_registry import ModelRegistry
 

@@ -15,6 +15,7 @@ model directories; every rank trains on its own patches; gradients are averaged 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ def setup(device_request: str = "auto") -> tuple[DistContext, torch.device]:
         backend = "nccl" if use_cuda else "gloo"
         dist.init_process_group(backend=backend, timeout=TIMEOUT,
                                 device_id=device if use_cuda else None)
+        atexit.register(shutdown)  # commands that do not call shutdown() still end the group cleanly
         log.info("process group: rank %d of %d (%s) on %s", context.rank, context.world_size, backend, device)
     return env_context(), device
 

@@ -172,13 +172,18 @@ class FinetuneResult:
     base_model: Path
     base_version: str
     history: list[EpochDone]
-    best_epoch: int
+    best_epoch: int  # the best validation Dice, the base model counted as epoch 0
     stopped_early: bool
     before: ValidationMetrics | None
     after: ValidationMetrics | None
     warnings: list[str] = field(default_factory=list)
     device: str = ""
     seconds: float = 0.0
+
+    @property
+    def saved_epoch(self) -> int:
+        """The epoch whose weights are in `model_dir` (the best fine-tuned epoch; 0 if none ran)."""
+        return max((e.epoch for e in self.history if e.best), default=0)
 
     def table(self) -> str:
         return format_comparison(self.before, self.after)
@@ -420,6 +425,7 @@ def _finish_card(out_dir: Path, base_dir: Path, settings: FinetuneSettings, chec
         "base_model": str(base_dir), "base_version": base_card.version,
         "train_cases": [c.case_id for c in check.train], "validation_cases": [c.case_id for c in check.val],
         "settings": settings.to_dict(), "best_epoch": monitor.best_epoch, "epochs_run": len(monitor.history),
+        "saved_epoch": max((e.epoch for e in monitor.history if e.best), default=0),
         "stopped_early": monitor.stopped_early, "device": device, "warnings": warnings,
         "before": before.to_dict() if before else None, "after": after.to_dict() if after else None,
         "where": "full resolution, real predictor, Dice and HD95 (mm) per region",

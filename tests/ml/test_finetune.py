@@ -141,6 +141,8 @@ def test_a_fine_tune_reports_each_epoch_and_before_after(cases: list[Path], base
         result.before.mean["WT"].dice, abs=1e-4)
     assert card.postprocess["et_min_voxels"] == 7 and card.inference == {"roi": [32, 32, 32]}
     assert card.config == TINY and card.training["base_model"] == result.base_version
+    assert result.saved_epoch in (1, 2) and tuned["saved_epoch"] == result.saved_epoch
+    assert card.training["epochs_done"] == result.saved_epoch  # the staged weights are that epoch's
     assert _fingerprint(base) == base_before
 
 
