@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMenu
 
 from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.ui.edit_panel import class_title
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
 
@@ -145,6 +146,8 @@ def _build_edit_menu(window: MainWindow, menu: QMenu) -> None:
     def sync_tools() -> None:
         tool_actions[state.tool].setChecked(True)
         label_actions[state.label].setChecked(True)
+        for tissue, action in label_actions.items():  # the class names of the user's convention
+            action.setText(f"Paint {class_title(tissue, state.convention)}")
         sphere.setChecked(state.brush_3d)
         erase_only.setChecked(state.erase_only)
 

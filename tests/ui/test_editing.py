@@ -255,3 +255,7 @@ def test_shortcuts_dialog_lists_every_tool(qtbot, window) -> None:
         assert any(expected in k.split(", ") for k in keys), expected
     assert any("Ctrl+Z" in k for k in keys) and any("Ctrl+Shift+Z" in k for k in keys)
     assert any("Right drag" in k for _, k, _ in rows)
+    # the classes are named as in the user's label convention, in the menu and so in Help
+    window.state.set_convention(LabelConvention.BRATS23)
+    does = {text for _, _, text in window.show_shortcuts().texts()}
+    assert "Paint NETC non-enhancing core (1)" in does and "Paint ET enhancing tumour (3)" in does
