@@ -94,6 +94,10 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     seg_menu = bar.addMenu("&Segmentation")
     _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")
     _action(window, seg_menu, "&Cancel", window.cancel_segmentation, "Esc")
+    seg_menu.addSeparator()
+    _action(window, seg_menu, "&Fine-tune the model on annotated cases…", lambda: window.models.show_finetune())
+    _action(window, seg_menu, "&Models (kept versions, active model)…", lambda: window.models.show_models())
+    _action(window, seg_menu, "Roll &back to the shipped model", lambda: window.models.rollback())
 
     help_menu = bar.addMenu("&Help")
     _action(window, help_menu, "&Keyboard shortcuts", window.show_shortcuts, "F1")

@@ -107,6 +107,8 @@ class ModelsDialog(QDialog):
         layout.addWidget(self.active_label)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         self.listing = QListWidget()
+        self.listing.setWordWrap(True)
+        self.listing.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.listing.currentRowChanged.connect(self._show_card)
         self.card = QTextBrowser()
         splitter.addWidget(self.listing)

@@ -67,6 +67,17 @@ def test_exported_correction_is_offered_for_finetuning(qtbot, settings, monkeypa
     saved = json.loads(window.models.corrected.path.read_text())
     assert saved["cases"][0]["mask"] == str(mask.resolve())
 
+    # Segmentation > Fine-tune opens the panel, which offers the correction as a case
+    action = next(a for a in window.menuBar().actions() if a.text() == "&Segmentation")
+    finetune = next(a for a in action.menu().actions() if a.text().startswith("&Fine-tune"))
+    finetune.trigger()
+    panel = window.models.panel
+    assert panel is not None and panel.isVisible()
+    assert panel.cases.add_corrected("val", window.models.corrected.all()) == 1
+    assert [c.case_id for c in panel.cases.cases["val"]] == ["toy"]
+    assert panel.cases.cases["val"][0].seg == mask.resolve()
+    assert "corrected in BrainSeg" in panel.cases.lists["val"].item(0).text()
+
 
 def test_corrected_cases_skip_missing_files_and_survive_a_broken_file(tmp_path, toy_study) -> None:
     store = CorrectedCases(tmp_path / "state" / "corrected.json")

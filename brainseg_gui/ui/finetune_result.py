@@ -1,0 +1,114 @@
+"""The end of a fine-tune run: Dice and HD95 per region before and after, a verdict, Keep or Discard."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from brainseg_gui.core.labels import REGIONS
+
+COLUMNS = ("Region", "Dice\nbefore", "Dice\nafter", "Δ Dice", "HD95 mm\nbefore", "HD95 mm\nafter")
+
+
+class ResultBox(QGroupBox):
+    """The before/after table (mean over the validation cases, full resolution) and the two buttons."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Before / after on the validation cases (full resolution)", parent)
+        layout = QVBoxLayout(self)
+        self.table = QTableWidget(len(REGIONS), len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 22 + 12)
+        layout.addWidget(self.table)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(2 * self.summary.fontMetrics().lineSpacing() + 6)
+        layout.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        self.keep_button = QPushButton("Keep (make it the active model)")
+        self.keep_button.setToolTip("Copy the new model into your models folder as a new version and use it")
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Delete the new model; the active model stays as it is")
+        buttons.addWidget(self.keep_button)
+        buttons.addWidget(self.discard_button)
+        layout.addLayout(buttons)
+        self.show_result(None)
+
+    def show_result(self, result: Any) -> None:
+        """Fill the table and the verdict from an ml FinetuneResult (None: empty)."""
+        before = result.before if result is not None else None
+        after = result.after if result is not None else None
+        for row, region in enumerate(REGIONS):
+            b, a = _score(before, region), _score(after, region)
+            delta = "" if b is None or a is None else f"{a[0] - b[0]:+.3f}"
+            cells = (region, _fmt(b, 0, "{:.3f}"), _fmt(a, 0, "{:.3f}"), delta,
+                     _fmt(b, 1, "{:.1f}"), _fmt(a, 1, "{:.1f}"))
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, item)
+        self.summary.setText("" if result is None else summary(result))
+        self.keep_button.setEnabled(result is not None)
+        self.discard_button.setEnabled(result is not None)
+
+    def cell(self, row: int, column: int) -> str:
+        item = self.table.item(row, column)
+        return item.text() if item is not None else ""
+
+
+def summary(result: Any) -> str:
+    """One or two lines: best epoch, how the run ended, time and device, and what to do."""
+    stop = "stopped early" if result.stopped_early else "ran all epochs"
+    if result.before is None or result.after is None:
+        verdict = "Not evaluated before/after (see the per-epoch Dice)."
+    elif result.improved():
+        verdict = "Validation Dice rose or held: keep it to use it."
+    else:
+        verdict = "Validation Dice fell: discarding is advised."
+    return (f"Best epoch {result.best_epoch} of {len(result.history)} ({stop}), "
+            f"{duration(result.seconds)} on {result.device}. {verdict}")
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _score(metrics: Any, region: str) -> tuple[float, float] | None:
+    if metrics is None:
+        return None
+    mean: Mapping[str, Any] = metrics.mean
+    if region not in mean:
+        return None
+    return float(mean[region].dice), float(mean[region].hd95)
+
+
+def _fmt(score: tuple[float, float] | None, index: int, pattern: str) -> str:
+    if score is None:
+        return ""
+    value = score[index]
+    return pattern.format(value) if math.isfinite(value) else "–"

@@ -1,0 +1,208 @@
+"""The fine-tune window on tiny phantoms and a tiny model: case checks, live plots, cancel, keep, rollback.
+
+Training really runs in a spawned process (ml.finetune_job), so each run costs a few seconds of
+process start-up; the network (widths 4, 8 at 2 mm) and the patches (16^3) are tiny.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from brainseg_gui.core.phantom import write_phantom_case
+from brainseg_gui.ml.checkpoint import ModelCard, save_model
+from brainseg_gui.ml.model_registry import SHIPPED, ModelRegistry
+from brainseg_gui.ml.networks import build_generator
+from brainseg_gui.ui.corrected_cases import CorrectedCases
+from brainseg_gui.ui.finetune_cases import TRAIN, VAL
+from brainseg_gui.ui.finetune_panel import FinetunePanel
+from brainseg_gui.ui.models_dialog import ModelsDialog
+
+TINY_NET = {"in_channels": 4, "out_channels": 3, "widths": [4, 8], "convs_per_level": 1, "down": "pool",
+            "deep_supervision": False}
+PHANTOM_SHAPE = (40, 48, 36)
+#: Options the panel does not show, set so a run takes seconds: few tiny patches a step.
+FAST = {"patch_size": 16, "steps_per_epoch": 2, "patience": 0}
+RUN_TIMEOUT_MS = 120_000
+SHOTS = "issue6"
+STYLE = Path(__file__).resolve().parents[2] / "resources" / "style.qss"
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the spawned training process
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("phantoms")
+    for seed in (11, 12, 13):
+        write_phantom_case(root, seed=seed, shape=PHANTOM_SHAPE, case_id=f"phantom{seed}")
+    return root
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    """A private models folder whose active model is a tiny kept one (the fine-tune's base)."""
+    monkeypatch.setenv("BRAINSEG_MODELS_DIR", str(tmp_path / "models"))
+    torch.manual_seed(0)
+    save_model(tmp_path / "tiny", build_generator("generator3d", TINY_NET),
+               ModelCard(architecture="generator3d", config=TINY_NET, resolution_mm=2.0))
+    registry = ModelRegistry(tmp_path / "models")
+    registry.keep(tmp_path / "tiny", note="tiny test base")
+    return registry
+
+
+def make_panel(qtbot, registry: ModelRegistry, tmp_path: Path, phantoms: Path, **settings) -> FinetunePanel:
+    panel = FinetunePanel(registry, CorrectedCases(tmp_path / "corrected.json"))
+    qtbot.addWidget(panel)
+    if STYLE.is_file():  # the app's dark theme, so the screenshots look like the app
+        panel.setStyleSheet(STYLE.read_text(encoding="utf-8"))
+    panel.set_settings(device="cpu", batch_size=2, **FAST, **settings)
+    panel.cases.add_folder(TRAIN, phantoms)
+    qtbot.waitUntil(lambda: len(panel.cases.cases[TRAIN]) == 3, timeout=10_000)
+    panel.cases.select(TRAIN, ["phantom13"])
+    panel.cases.move_selected(TRAIN)
+    panel.show()
+    qtbot.waitExposed(panel)
+    return panel
+
+
+def test_case_lists_block_overlap_and_warn_about_few(qtbot, registry, tmp_path, phantoms) -> None:
+    panel = make_panel(qtbot, registry, tmp_path, phantoms)
+    assert [c.case_id for c in panel.cases.cases[TRAIN]] == ["phantom11", "phantom12"]
+    assert [c.case_id for c in panel.cases.cases[VAL]] == ["phantom13"]
+    assert panel.cases.errors == [] and panel.start_button.isEnabled()
+    assert any("validation" in w for w in panel.cases.warnings)  # one validation case is few
+    assert any("training" in w for w in panel.cases.warnings)  # two training cases are few
+
+    panel.cases.add_cases(VAL, [panel.cases.cases[TRAIN][0]])  # phantom11 on both sides
+    assert any("phantom11" in e for e in panel.cases.errors)
+    assert not panel.start_button.isEnabled()
+    assert panel.start() is False and "phantom11" in panel.message.text()
+    assert "phantom11" in panel.cases.problems.text()
+
+    panel.cases.select(VAL, ["phantom11"])
+    panel.cases.remove_selected(VAL)
+    assert panel.cases.errors == [] and panel.start_button.isEnabled()
+
+
+def test_settings_have_defaults_and_tooltips(qtbot, registry, tmp_path) -> None:
+    panel = FinetunePanel(registry, CorrectedCases(tmp_path / "corrected.json"))
+    qtbot.addWidget(panel)
+    settings = panel.current_settings()
+    assert settings.lr == pytest.approx(1e-4) and settings.batch_size == 16
+    assert settings.augment and settings.adversarial and settings.device == "auto"
+    assert all(widget.toolTip() for widget in panel.settings_widgets)
+    assert not panel.start_button.isEnabled()  # no cases yet
+    assert "kept model v1-" in panel.base_label.text()
+
+
+@pytest.mark.slow
+def test_start_shows_live_plots_and_cancel_stops_the_process(qtbot, registry, tmp_path, phantoms,
+                                                              screenshots) -> None:
+    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=200)
+    active = registry.active().name
+    assert panel.start(), panel.message.text()
+    assert panel.state == "running" and not panel.start_button.isEnabled()
+    process_job = panel.worker.job
+    qtbot.waitUntil(lambda: len(panel.plots.points()["G"][0]) >= 2, timeout=RUN_TIMEOUT_MS)
+    points = panel.plots.points()
+    assert points["G"][0][:2] == [1.0, 2.0]
+    assert all(len(points[name][1]) >= 2 for name in ("D", "WT", "TC", "ET"))
+    assert all(0.0 <= v <= 1.0 for v in points["WT"][1])
+    assert panel.device_label.text().startswith("Device: CPU")
+    assert "Time left" in panel.time_label.text()
+    (screenshots / SHOTS).mkdir(exist_ok=True)
+    panel.grab().save(str(screenshots / SHOTS / "finetune_running.png"))
+
+    panel.cancel()
+    assert panel.state == "cancelling"
+    qtbot.waitUntil(lambda: panel.state == "idle", timeout=30_000)
+    assert not process_job.running  # the training process is gone
+    assert "Cancelled" in panel.message.text()
+    assert registry.active().name == active  # untouched
+    assert not any((registry.root / "staging").iterdir())  # the staged run was deleted
+    assert panel.start_button.isEnabled() and panel.result is None
+
+
+@pytest.mark.slow
+def test_one_epoch_run_keep_makes_it_active_then_rollback(qtbot, registry, tmp_path, phantoms,
+                                                          screenshots) -> None:
+    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=1)
+    base = registry.active()
+    changed = []
+    panel.models_changed.connect(changed.append)
+    assert panel.start(), panel.message.text()
+    qtbot.waitUntil(lambda: panel.state in ("finished", "idle"), timeout=RUN_TIMEOUT_MS)
+    assert panel.state == "finished", panel.message.text()
+    assert panel.result_box.keep_button.isEnabled() and panel.result_box.discard_button.isEnabled()
+    for row in range(3):
+        before, after = float(panel.cell(row, 1)), float(panel.cell(row, 2))
+        assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
+        assert panel.cell(row, 3) == f"{after - before:+.3f}"
+    assert registry.active().name == base.name  # nothing changes before Keep
+    (screenshots / SHOTS).mkdir(exist_ok=True)
+    panel.grab().save(str(screenshots / SHOTS / "finetune_finished.png"))
+
+    entry = panel.keep()
+    assert entry is not None and entry.name.startswith("v2-")
+    assert registry.active().name == entry.name and changed == [entry]
+    assert entry.card.training.get("finetune", {}).get("base_version") == base.version
+    assert not panel.result_box.keep_button.isEnabled() and entry.name in panel.message.text()
+    assert not any((registry.root / "staging").iterdir())
+
+    dialog = ModelsDialog(registry)
+    qtbot.addWidget(dialog)
+    dialog.setStyleSheet(panel.styleSheet())
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert [e.name for e in dialog.entries] == [SHIPPED, base.name, entry.name]
+    dialog.select(entry.name)
+    assert "Before / after" in dialog.card.toHtml() or "before" in dialog.card.toPlainText().lower()
+    dialog.grab().save(str(screenshots / SHOTS / "models_dialog.png"))
+    assert dialog.rollback().name == SHIPPED
+    assert registry.active().name == SHIPPED
+    assert not dialog.rollback_button.isEnabled()
+    dialog.select(base.name)
+    assert dialog.activate_selected().name == base.name
+    assert registry.active().name == base.name
+
+
+def test_a_crashed_training_process_leaves_the_active_model(qtbot, registry, tmp_path, phantoms) -> None:
+    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=200)
+    active = registry.active().name
+    assert panel.start(), panel.message.text()
+    os.kill(panel.worker.job.pid, signal.SIGKILL)  # as the OOM killer would
+    qtbot.waitUntil(lambda: panel.state == "idle", timeout=30_000)
+    assert "crash" in panel.message.text() and "exit code -9" in panel.message.text()
+    assert "active model is unchanged" in panel.message.text()
+    assert registry.active().name == active
+    assert not any((registry.root / "staging").iterdir())
+    assert panel.start_button.isEnabled()
+
+
+def test_discard_deletes_the_staged_run_and_keeps_the_active_model(qtbot, registry, tmp_path) -> None:
+    panel = FinetunePanel(registry, CorrectedCases(tmp_path / "corrected.json"))
+    qtbot.addWidget(panel)
+    active = registry.active().name
+    staged = registry.new_staging_dir()
+    (staged / "card.json").write_text("{}")
+    panel._staging = staged  # as start() leaves it
+    panel._on_finished(SimpleNamespace(model_dir=staged, before=None, after=None, stopped_early=True,
+                                       best_epoch=2, history=[1, 2, 3], seconds=75.0, device="CPU",
+                                       warnings=["a warning from the run"], improved=lambda: False))
+    assert panel.state == "finished" and not panel.start_button.isEnabled()
+    assert "Best epoch 2 of 3 (stopped early)" in panel.result_box.summary.text()
+    assert "Not evaluated" in panel.result_box.summary.text()
+    assert "a warning from the run" in panel.notice_label.text()
+    assert panel.start() is False  # keep or discard first
+    panel.discard()
+    assert not staged.exists() and registry.active().name == active
+    assert panel.state == "idle" and panel.result is None
+    assert not panel.result_box.keep_button.isEnabled()
