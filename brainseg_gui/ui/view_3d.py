@@ -73,6 +73,7 @@ class View3D(QWidget):
         self.prediction: np.ndarray | None = None
         self.meshes: dict = {}
         self._job: Job | None = None
+        self._job_resets_camera = False  # the running surface job was asked to reset the camera
         self.actors: dict = {}
         self.plane_actors: dict = {}
         self.plane_sources: dict = {}
@@ -183,6 +184,9 @@ class View3D(QWidget):
     def _rebuild(self, reset_camera: bool = False) -> None:
         if self._job is not None:
             self._job.cancel()
+            # a new study's camera reset must survive a rebuild that cancels its job (a restored
+            # or new mask arriving before the study's surfaces are built left the view black)
+            reset_camera = reset_camera or self._job_resets_camera
         regions, whose = self._regions()
         if self.volume is None:
             self._show({}, "", reset_camera)
@@ -204,6 +208,7 @@ class View3D(QWidget):
             on_result=lambda meshes: self._show(meshes, whose, reset_camera) if job is self._job else None,
             on_error=lambda error: self.status.setText(f"Surfaces failed: {error}"))
         self._job = job
+        self._job_resets_camera = reset_camera
 
     def _show(self, meshes: dict, whose: str, reset_camera: bool) -> None:
         from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
