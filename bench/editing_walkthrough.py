@@ -47,6 +47,14 @@ def settle(app, seconds: float = 0.3) -> None:
         time.sleep(0.01)
 
 
+def surfaces_built(window) -> bool:
+    """The 3D view shows its surfaces (or there is none to wait for)."""
+    view = window.view_3d
+    if view is None:
+        return not window.dock_3d.isVisible() or bool(os.environ.get("BRAINSEG_NO_3D"))
+    return not getattr(view, "available", False) or view.status.text().startswith("Surfaces:")
+
+
 def make_window(settings_file: Path):
     from PySide6.QtCore import QSettings
 
@@ -86,6 +94,7 @@ def first_session(case: Path, work: Path, shots: Path) -> None:
     centre = [int(np.flatnonzero((code > 0).any(axis=tuple(a for a in range(3) if a != axis))).mean())
               for axis in range(3)]
     state.set_crosshair((centre[0], centre[1], centre[2]))
+    wait(app, lambda: surfaces_built(window), timeout=120)
     settle(app)
     window.save_screenshot(shots / "01_segmented.png")
 
@@ -165,6 +174,7 @@ def second_session(case: Path, work: Path, shots: Path) -> None:
     centre = [int(np.flatnonzero((code > 0).any(axis=tuple(a for a in range(3) if a != axis))).mean())
               for axis in range(3)]
     window.state.set_crosshair((centre[0], centre[1], centre[2]))
+    wait(app, lambda: surfaces_built(window), timeout=120)
     settle(app)
     window.save_screenshot(shots / "06_restored.png")
 
