@@ -9,7 +9,10 @@ whose slice crosses it redraw, which keeps a brush stroke smooth on a full case.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,6 +188,7 @@ class EditController(QObject):
         self.code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.labels]))
         self.ai_code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.ai]))
         self._timer.start()
+        preload_scipy_ndimage()
         self.session_changed.emit()
         self.history_changed.emit()
         self.mask_changed.emit(None)
@@ -367,3 +371,14 @@ class EditController(QObject):
         ras = np.rint(corners @ self._from_file.T)[:, :3].astype(int)
         low, high = ras.min(axis=0), ras.max(axis=0)
         return slice(low[0], high[0] + 1), slice(low[1], high[1] + 1), slice(low[2], high[2] + 1)
+
+
+def preload_scipy_ndimage() -> None:
+    """Import scipy.ndimage (fill, interpolation) in the background when editing starts.
+
+    edit_session imports it only when first used, to keep the viewer's start fast; but the import
+    takes 1-2 s here, which would freeze the first Fill click or interpolation.
+    """
+    if "scipy.ndimage" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("scipy.ndimage",), daemon=True,
+                         name="preload-scipy-ndimage").start()
