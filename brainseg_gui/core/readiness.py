@@ -24,6 +24,7 @@ import numpy as np
 from nibabel.orientations import io_orientation
 
 from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, find_case
+from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, read_image
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
@@ -45,6 +46,12 @@ MAX_BACKGROUND_NOISE = 0.2
 CHECK_MM = 2.0
 
 PREPARE_HINT = "prepare it first: brainseg prepare STUDY -o OUT_DIR (or Prepare in the viewer)"
+#: The words of a different-grid problem (a study loaded with allow_resample has agreed to those).
+DIFFERENT_GRID = "is on a different grid from"
+
+
+class NotReadyError(BrainSegError):
+    """A study that is not BraTS-ready was given where a ready one is needed (e.g. to predict)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def grid_problems(grids: Mapping[str, Grid]) -> list[str]:
     if not names:
         return []
     reference = "flair" if "flair" in grids else names[0]
-    problems = [f"{name} is on a different grid from {reference} ({name}: {grids[name].describe()}; "
+    problems = [f"{name} {DIFFERENT_GRID} {reference} ({name}: {grids[name].describe()}; "
                 f"{reference}: {grids[reference].describe()})"
                 for name in names if name != reference and not grids[name].same_as(grids[reference])]
     groups: dict[int, list[str]] = {}

@@ -164,10 +164,11 @@ def register_rigid(
     moving_image = sitk.Cast(to_sitk(moving, moving_grid), sitk.sitkFloat32)
     fixed_work = _working(fixed_image, settings.working_mm)
     moving_work = _working(moving_image, settings.working_mm)
-    method = _method(settings)
+    schedule = _schedule(settings, fixed_work)
+    method = _method(settings, schedule)
     initial, how = _initial_transform(method, fixed_work, moving_work)
     method.SetInitialTransform(initial, inPlace=False)
-    levels = len(settings.shrink_factors)
+    levels = len(schedule)
 
     def on_iteration() -> None:
         if cancel is not None and cancel.cancelled:
@@ -186,6 +187,9 @@ def register_rigid(
     if cancel is not None:
         cancel.raise_if_cancelled()
     metric = float(method.GetMetricValue())
+    kept, identity_metric = _better_than_identity(settings, fixed_work, moving_work, final)
+    if not kept:  # e.g. sequences already aligned: registering them again only adds noise
+        final, how, metric = sitk.Euler3DTransform(), "identity (registration did not improve on it)", identity_metric
     matrix = _ras_matrix(final, fixed_image, moving_image, fixed_grid, moving_grid)
     centre = _centre_mm(fixed_grid)
     result = RigidTransform(matrix, centre, metric, how, time.perf_counter() - start)
@@ -203,20 +207,56 @@ def register_rigid(
     return result
 
 
-def _method(settings: RegistrationSettings) -> sitk.ImageRegistrationMethod:
+#: Pyramid levels whose image would be smaller than this (voxels along an axis) are skipped, and
+#: each level samples at least MIN_SAMPLES voxels: tiny images otherwise register to noise.
+MIN_LEVEL_VOXELS, MIN_SAMPLES = 12, 8000
+
+
+def _schedule(settings: RegistrationSettings, fixed: sitk.Image) -> list[tuple[int, float, float]]:
+    """(shrink factor, smoothing sigma mm, sampling fraction) of each level this image can take."""
+    size = np.array(fixed.GetSize(), dtype=np.float64)
+    levels = [(shrink, sigma, percentage) for shrink, sigma, percentage in
+              zip(settings.shrink_factors, settings.smoothing_sigmas_mm, settings.sampling_percentages, strict=True)
+              if shrink == 1 or size.min() / shrink >= MIN_LEVEL_VOXELS]
+    return [(shrink, sigma, min(1.0, max(percentage, MIN_SAMPLES / float(np.prod(size / shrink)))))
+            for shrink, sigma, percentage in levels]
+
+
+def _better_than_identity(settings: RegistrationSettings, fixed: sitk.Image, moving: sitk.Image,
+                          found: sitk.Transform) -> tuple[bool, float]:
+    """Whether `found` beats the identity on the full working images (same samples for both)."""
+    import SimpleITK as sitk
+
+    evaluator = sitk.ImageRegistrationMethod()
+    evaluator.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
+    evaluator.SetMetricSamplingStrategy(evaluator.REGULAR)
+    voxels = float(np.prod(fixed.GetSize()))
+    evaluator.SetMetricSamplingPercentage(min(1.0, max(0.05, 4 * MIN_SAMPLES / voxels)), settings.seed)
+    evaluator.SetInterpolator(sitk.sitkLinear)
+    scores = []
+    for transform in (sitk.Euler3DTransform(), found):
+        evaluator.SetInitialTransform(transform, inPlace=False)
+        try:
+            scores.append(float(evaluator.MetricEvaluate(fixed, moving)))
+        except RuntimeError:
+            scores.append(np.inf)
+    return scores[1] < scores[0], scores[0]
+
+
+def _method(settings: RegistrationSettings, schedule: list[tuple[int, float, float]]) -> sitk.ImageRegistrationMethod:
     import SimpleITK as sitk
 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentagePerLevel(list(settings.sampling_percentages), settings.seed)
+    method.SetMetricSamplingPercentagePerLevel([level[2] for level in schedule], settings.seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=settings.learning_rate, minStep=settings.min_step,
         numberOfIterations=settings.iterations, relaxationFactor=0.5, gradientMagnitudeTolerance=1e-6)
     method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
-    method.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas_mm))
+    method.SetShrinkFactorsPerLevel([level[0] for level in schedule])
+    method.SetSmoothingSigmasPerLevel([level[1] for level in schedule])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     return method
 
