@@ -16,6 +16,12 @@ from brainseg_gui.cli.common import (
     optional,
     require_exists,
 )
+from brainseg_gui.cli.prepare import (
+    add_predict_options,
+    check_batch_readiness,
+    check_case_readiness,
+    predict_prepared,
+)
 from brainseg_gui.core.errors import BrainSegError
 
 
@@ -37,6 +43,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                          help="segment cases that lack sequences (the result is flagged)")
     predict.add_argument("--allow-resample", action="store_true",
                          help="resample sequences on other grids onto the FLAIR grid when they overlap")
+    add_predict_options(predict)
     predict.set_defaults(run=_run_predict)
 
 
@@ -56,10 +63,13 @@ def _run_predict(args: argparse.Namespace) -> int:
         if isinstance(args.save_probabilities, Path):
             raise UsageError("for a folder of cases, give --save-probabilities without FILE: each case's "
                              "probabilities go next to its prediction as <case>_prob.nii.gz")
+        check_batch_readiness(args, cases)
     else:
-        case_id = io.find_case(args.source).case_id
+        case = io.find_case(args.source)
+        case_id = case.case_id
         if not (args.output.is_dir() or args.output.name.lower().endswith((".nii.gz", ".nii"))):
             raise UsageError(f"the output {args.output} must be a .nii.gz or .nii file name, or an existing folder")
+        check_case_readiness(args, case)
 
     from brainseg_gui.ml.predict import predict_batch, predict_case
     from brainseg_gui.ml.predictor import Predictor
@@ -72,6 +82,8 @@ def _run_predict(args: argparse.Namespace) -> int:
                                          allow_missing=args.allow_missing)
     print(f"device: {predictor.device_description}", flush=True)
     print(f"model: {predictor.model_version}", flush=True)
+    if not batch and args.prepare:
+        return predict_prepared(args, case, predictor)
     if batch:
         print(f"{len(cases)} case(s) in {args.source}", flush=True)
         with ProgressBar("cases") as bar:

@@ -86,19 +86,23 @@ def _run_info(args: argparse.Namespace) -> int:
         raise UsageError("give either PATH or --demo (see 'brainseg info --help')")
     if args.path is not None:
         require_exists(args.path)
+    from brainseg_gui.cli.prepare import load_for_info
     from brainseg_gui.core import io
+    from brainseg_gui.core.readiness import assess_readiness
     from brainseg_gui.core.study_report import describe_study, format_study_report
 
     if args.demo:
         from brainseg_gui.core.phantom import demo_study
 
         study, layout = demo_study(), "demo (synthetic phantom, not a patient)"
+        readiness = assess_readiness(study)
     else:
         case = io.find_case(args.path)
         layout = case.layout
-        study = io.load_study(case, label_convention=args.labels, allow_resample=args.allow_resample)
+        study, readiness = load_for_info(case, label_convention=args.labels, allow_resample=args.allow_resample)
     report = describe_study(study, layout=layout, path=None if args.demo else args.path)
-    print(json.dumps(report, indent=2) if args.json else format_study_report(report))
+    report["readiness"] = readiness.as_dict()
+    print(json.dumps(report, indent=2) if args.json else format_study_report(report) + "\n" + readiness.describe())
     return EXIT_OK
 
 

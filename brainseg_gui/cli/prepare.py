@@ -1,0 +1,235 @@
+"""`brainseg prepare`: bring a study straight from the scanner to what the model was trained on.
+
+Also the readiness glue of `info` and `predict`: `info` reports whether a study is BraTS-ready,
+`predict` refuses one that is not unless `--prepare` is given; then the study is prepared in a
+temporary folder, segmented there, and the label map is mapped back onto an original grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, positive_float, require_exists
+
+SEQUENCE_NAMES = ("t1", "t1ce", "t2", "flair")
+
+
+def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Add the prepare command."""
+    prepare = commands.add_parser(
+        "prepare", parents=parents, help="co-register, resample and skull-strip a raw study (BraTS-ready)",
+        description="Prepare a study straight from the scanner: rigid co-registration of every sequence to "
+                    "the reference (Mattes mutual information, multi-resolution), resampling to isotropic "
+                    "voxels in the training data's orientation (LPS), brain extraction, and the case written "
+                    "to OUT_DIR in BraTS naming with <id>_prepare.json, the record of every transform.")
+    prepare.add_argument("study", nargs="?", type=Path, metavar="STUDY",
+                         help="a case folder, any file of a case, an image file or a DICOM folder")
+    prepare.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR",
+                         help="folder for the prepared case (created if missing)")
+    for name in SEQUENCE_NAMES:
+        prepare.add_argument(f"--{name}", type=Path, metavar="PATH",
+                             help=f"the {name} image file or DICOM folder (adds to or replaces STUDY's)")
+    prepare.add_argument("--as", dest="as_sequence", choices=SEQUENCE_NAMES, default="flair",
+                         help="which sequence STUDY is when it is a single image or DICOM series (default flair)")
+    add_prepare_options(prepare)
+    prepare.add_argument("--case-id", metavar="ID", help="case id of the output files (default: the study's)")
+    prepare.add_argument("--json", action="store_true", help="print the prepare record (JSON) instead of text")
+    prepare.set_defaults(run=_run_prepare)
+
+
+def add_prepare_options(parser: argparse.ArgumentParser) -> None:
+    """Options `prepare` and `predict --prepare` share."""
+    parser.add_argument("--reference", choices=SEQUENCE_NAMES, default="t1ce",
+                        help="the sequence the others are registered to (default t1ce; another if missing)")
+    parser.add_argument("--resolution", type=positive_float, default=1.0, metavar="MM",
+                        help="voxel size of the prepared study in mm (default 1, as the training data)")
+    parser.add_argument("--no-skull-strip", dest="skull_strip", action="store_false",
+                        help="keep the head: the brain mask is then the non-zero region")
+    parser.add_argument("--fractional-threshold", type=positive_float, metavar="F",
+                        help="brain extraction: where the brain surface stops, 0..1 (default 0.5; "
+                             "smaller gives a larger brain)")
+    parser.add_argument("--brain-adjust", type=float, metavar="MM",
+                        help="grow (> 0) or shrink (< 0) the extracted brain by MM")
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    files = _sequence_files(args)
+    if args.study is None and not files:
+        raise UsageError("give STUDY or at least one of --t1/--t1ce/--t2/--flair (see 'brainseg prepare --help')")
+    if args.study is not None:
+        require_exists(args.study)
+    for path in files.values():
+        require_exists(path)
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"the output {args.output} is a file; give a folder for the prepared case")
+    from brainseg_gui.core.cases import find_case
+    from brainseg_gui.core.prepare import prepare_study
+
+    source = None if args.study is None else find_case(args.study, as_sequence=args.as_sequence)
+    with ProgressBar("preparing") as bar:
+        prepared = prepare_study(source, args.output, files=files or None, case_id=args.case_id, progress=bar,
+                                 **prepare_settings(args))
+    if args.json:
+        print(json.dumps(dict(prepared.record.data), indent=2, default=str))
+    else:
+        print(describe_prepared(prepared.record.data, prepared.record_path))
+    return EXIT_OK
+
+
+def _sequence_files(args: argparse.Namespace) -> dict[str, Path]:
+    return {name: getattr(args, name) for name in SEQUENCE_NAMES if getattr(args, name, None) is not None}
+
+
+def prepare_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """prepare_study's keyword arguments from the shared options."""
+    brain: dict[str, float] = {}
+    if args.fractional_threshold is not None:
+        brain["fractional_threshold"] = args.fractional_threshold
+    if args.brain_adjust is not None:
+        brain["adjust_mm"] = args.brain_adjust
+    if args.resolution <= 0:
+        raise UsageError(f"--resolution must be more than 0 mm, got {args.resolution:g}")
+    return {"reference": args.reference, "resolution_mm": args.resolution, "skull_strip": args.skull_strip,
+            "brain_params": brain or None}
+
+
+def describe_prepared(record: Any, record_path: Path) -> str:
+    """What a prepare did, for a terminal: transforms, brain, files, warnings, time."""
+    grid = record["prepared_grid"]
+    spacing = " x ".join(f"{s:g}" for s in grid["spacing_mm"])
+    lines = [f"case:        {record['case_id']}",
+             f"grid:        {' x '.join(map(str, grid['shape']))} voxels, {spacing} mm, {grid['orientation']}"]
+    before = record.get("readiness_before") or []
+    lines.append("before:      " + ("BraTS-ready grids" if not before else before[0]))
+    lines += [f"             {problem}" for problem in before[1:]]
+    lines.append(f"registered to {record['reference']}:")
+    for name, entry in record["sequences"].items():
+        transform = entry["transform"]
+        if not entry["registered"]:
+            lines.append(f"  {name:<6} reference")
+            continue
+        shift = ", ".join(f"{v:.1f}" for v in transform["translation_mm"])
+        lines.append(f"  {name:<6} rotation {transform['rotation_total_deg']:.1f} deg, translation ({shift}) mm "
+                     f"[{transform['initialisation']}]")
+    brain = record["brain_extraction"]
+    source = f" from {brain['sequence']}" if brain.get("sequence") else ""
+    lines.append(f"brain:       {brain['volume_ml']:.0f} mL{source} ({brain['method']})")
+    lines.append(f"missing:     {', '.join(record['missing']) or 'none'}")
+    folder = record_path.parent
+    lines.append(f"written:     {', '.join(record['files'].values())} in {folder}")
+    lines.append(f"record:      {record_path}")  # the record's warnings were logged (stderr)
+    lines.append(f"time:        {record['timings_s']['total']:.1f} s")
+    return "\n".join(lines)
+
+
+# -- info and predict ------------------------------------------------------------------------------
+
+
+def load_for_info(case: Any, *, label_convention: str | None, allow_resample: bool) -> tuple[Any, Any]:
+    """(Study, Readiness) for `brainseg info`: a study on several grids is described resampled
+    (its readiness says so) rather than refused, since info is where a user learns what to do."""
+    from brainseg_gui.core import io
+    from brainseg_gui.core.errors import GridMismatchError
+    from brainseg_gui.core.readiness import assess_readiness
+
+    try:
+        study = io.load_study(case, label_convention=label_convention, allow_resample=allow_resample)
+    except GridMismatchError:
+        readiness = assess_readiness(case)
+        if allow_resample or readiness.ready:
+            raise
+        return io.load_study(case, label_convention=label_convention, allow_resample=True), readiness
+    return study, assess_readiness(study)
+
+
+def add_predict_options(parser: argparse.ArgumentParser) -> None:
+    """`predict --prepare` and its options."""
+    parser.add_argument("--prepare", action="store_true",
+                        help="prepare a study that is not BraTS-ready (see 'brainseg prepare'), segment it, and "
+                             "map the labels back onto an original grid")
+    parser.add_argument("--map-to", choices=SEQUENCE_NAMES, metavar="SEQ",
+                        help="with --prepare: whose original grid the labels go on (default: the reference's)")
+    add_prepare_options(parser)
+
+
+def check_case_readiness(args: argparse.Namespace, case: Any) -> None:
+    """Before the model loads: refuse a not-ready case (unless --prepare) and options that clash."""
+    if args.prepare:
+        if args.save_probabilities is not None:
+            raise UsageError("--save-probabilities is not available with --prepare: prepare the study with "
+                             "'brainseg prepare' and predict on the prepared case")
+        return
+    if args.map_to is not None:
+        raise UsageError("--map-to needs --prepare")
+    refuse_unless_ready(case, allow_resample=args.allow_resample)
+
+
+def check_batch_readiness(args: argparse.Namespace, cases: list[Any]) -> None:
+    """A folder of cases: --prepare is per case; a not-ready case refuses the batch before it starts."""
+    if args.prepare:
+        raise UsageError("--prepare works on one case: prepare each case with 'brainseg prepare', then "
+                         "predict on the prepared folder")
+    for case in cases:
+        refuse_unless_ready(case, allow_resample=args.allow_resample)
+
+
+def refuse_unless_ready(case: Any, *, allow_resample: bool) -> None:
+    """Raise NotReadyError saying how to prepare `case` when it is not BraTS-ready.
+
+    With `allow_resample` the user has agreed to sequences on other grids being resampled, so those
+    problems alone do not refuse the study.
+    """
+    from brainseg_gui.core.readiness import DIFFERENT_GRID, NotReadyError, assess_readiness
+
+    readiness = assess_readiness(case)
+    problems = [p for p in readiness.problems if not (allow_resample and DIFFERENT_GRID in p)]
+    if problems:
+        raise NotReadyError(
+            f"{case.case_id} is not BraTS-ready ({'; '.join(problems)}): prepare it first with "
+            f"'brainseg prepare STUDY -o OUT_DIR' and predict on OUT_DIR, or add --prepare to prepare it, "
+            "segment it and map the labels back onto the original grid")
+
+
+def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any) -> int:
+    """`predict --prepare`: prepare in a temporary folder, segment there, map back onto `--map-to`'s grid."""
+    from brainseg_gui.core.image_io import read_image, save_label_map
+    from brainseg_gui.core.prepare import prepare_study
+    from brainseg_gui.core.prepared_space import map_to_original
+    from brainseg_gui.ml.predict import predict_case
+
+    output = args.output / f"{case.case_id}_pred.nii.gz" if args.output.is_dir() else args.output
+    with tempfile.TemporaryDirectory(prefix="brainseg-prepare-") as folder, ProgressBar(case.case_id) as bar:
+        work = Path(folder)
+        prepared = prepare_study(case, work / "prepared", progress=_part(bar, 0.0, 0.6, "preparing"),
+                                 **prepare_settings(args))
+        target = args.map_to or prepared.record.reference
+        if target not in prepared.record.sequences:
+            raise UsageError(f"--map-to {target}: the study has no {target} (it has "
+                             f"{', '.join(prepared.record.sequences)})")
+        summary = predict_case(prepared.out_dir, work / "pred.nii.gz", predictor=predictor, labels=args.labels,
+                               progress=_part(bar, 0.6, 0.95, "segmenting"))
+        labels, _ = read_image(work / "pred.nii.gz")
+        mapped, grid = map_to_original(labels.astype("uint8"), prepared.record, target)
+        sidecar = json.loads((work / "pred.json").read_text(encoding="utf-8"))
+        sidecar["prepared"] = {"mapped_to": target, "source": str(prepared.record.sequences[target].source),
+                               "note": "segmented in prepared space, mapped back by the inverse rigid "
+                                       "transform (nearest neighbour)", "record": dict(prepared.record.data)}
+        bar(0.97, f"writing {output}")
+        save_label_map(output, mapped, grid, description=f"BrainSeg {summary.model_version} ({target} grid)",
+                       sidecar=sidecar, protect=list(case.files.values()))
+    print(summary.line())
+    print(f"prepared: registered to {prepared.record.reference}, brain "
+          f"{prepared.record.data['brain_extraction']['volume_ml']:.0f} mL")
+    print(f"written: {output} (on the original {target} grid: {grid.describe()})")
+    return EXIT_OK
+
+
+def _part(bar: Any, start: float, stop: float, label: str) -> Any:
+    def report(fraction: float, message: str) -> None:
+        bar(start + (stop - start) * min(max(fraction, 0.0), 1.0), f"{label}: {message}")
+
+    return report
