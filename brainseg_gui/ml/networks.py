@@ -224,3 +224,9 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
         for position, layer in enumerate(merged):
             module.add_module(str(position), layer)
     return fused
+
+
+# The paper's comparison networks (FCN-8s, SegNet, U-Net, DeepLab v1/v2) add themselves to GENERATORS
+# when ml/baselines.py is imported; importing it here (last: it imports this module) lets a card naming
+# one load wherever a card does.
+import brainseg_gui.ml.baselines  # noqa: F401
