@@ -39,6 +39,8 @@ from brainseg_gui.ui.edit_panel import EditPanel
 from brainseg_gui.ui.export_actions import Exporter
 from brainseg_gui.ui.model_actions import ModelActions
 from brainseg_gui.ui.overlay_panel import OverlayPanel
+from brainseg_gui.ui.prepare_controller import PrepareController
+from brainseg_gui.ui.prepare_panel import PreparePanel
 from brainseg_gui.ui.prompts import Prompter
 from brainseg_gui.ui.recent_studies import RecentStudies
 from brainseg_gui.ui.review_panel import ReviewPanel
@@ -80,6 +82,7 @@ class MainWindow(WindowEditing, QMainWindow):
         self.prompter = Prompter(self)
         self.editing = EditController(self.state, journal_folder, self)
         self.exporter = Exporter(self)
+        self.prepare = PrepareController(self)  # raw studies: readiness, prepare, brain-mask check
         self.models = ModelActions(self, follow_active=predictor_factory is None and model_dir is None)
 
         self.welcome = WelcomePanel()
@@ -107,10 +110,12 @@ class MainWindow(WindowEditing, QMainWindow):
         self.segment_panel = SegmentPanel()
         self.segment_panel.segment_requested.connect(self.run_segmentation)
         self.segment_panel.cancel_requested.connect(self.cancel_segmentation)
+        self.prepare_panel = PreparePanel(self.prepare, self.state)
         self.edit_panel = EditPanel(self.state, self.editing)
         self.review_panel = ReviewPanel(self.state, self.editing)
         self.controls_dock = _panel_dock("Study and segmentation", "controlsDock",
-                                         (self.study_label, self.overlay_panel, self.segment_panel))
+                                         (self.prepare_panel, self.study_label, self.overlay_panel,
+                                          self.segment_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
         self.edit_dock = _panel_dock("Edit and review", "editDock", (self.edit_panel, self.review_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.edit_dock)
@@ -159,6 +164,11 @@ class MainWindow(WindowEditing, QMainWindow):
             return None
         return self._start_load("Opening the demo study", tasks.open_demo, None)
 
+    def show_volume(self, message: str, fn: Callable[..., DisplayVolume], name: str) -> Job:
+        """Show a volume another workflow builds in a worker (a prepared study, a scanner-space view)
+        as `name`; it is not added to the recent studies."""
+        return self._start_load(message, fn, None, name)
+
     def ask_open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Open a study (any file of a case)", "",
@@ -171,7 +181,8 @@ class MainWindow(WindowEditing, QMainWindow):
         if path:
             self.open_study(path)
 
-    def _start_load(self, message: str, fn: Callable[..., DisplayVolume], path: Path | None) -> Job:
+    def _start_load(self, message: str, fn: Callable[..., DisplayVolume], path: Path | None,
+                    name: str | None = None) -> Job:
         if self._load_job is not None:
             self._load_job.cancel()
         self.statusBar().showMessage(message)
@@ -180,8 +191,8 @@ class MainWindow(WindowEditing, QMainWindow):
         job = self.runner.start(
             message, fn,
             on_progress=lambda f, m: self._load_progress(job, f, m),
-            on_result=lambda volume: self._loaded(job, volume, path),
-            on_error=lambda error: self._load_failed(job, error, path),
+            on_result=lambda volume: self._loaded(job, volume, path, name),
+            on_error=lambda error: self._load_failed(job, error, path, name),
             on_finished=lambda: self._load_finished(job))
         self._load_job = job
         return job
@@ -191,13 +202,13 @@ class MainWindow(WindowEditing, QMainWindow):
             self.load_progress.setValue(int(1000 * fraction))
             self.statusBar().showMessage(message)
 
-    def _loaded(self, job: Job, volume: DisplayVolume, path: Path | None) -> None:
+    def _loaded(self, job: Job, volume: DisplayVolume, path: Path | None, name: str | None = None) -> None:
         if job is not self._load_job:
             return
         self.cancel_segmentation()
         self.volume = volume
         self.segmentation = None
-        self._study_name = tasks.DEMO_NAME if path is None else volume.study.case_id
+        self._study_name = name or (tasks.DEMO_NAME if path is None else volume.study.case_id)
         sequence = self.state.sequence if self.state.sequence in volume.images else volume.sequences[0]
         if "t1ce" in volume.images and self.state.sequence not in volume.images:
             sequence = "t1ce"
@@ -221,9 +232,9 @@ class MainWindow(WindowEditing, QMainWindow):
         self.offer_restore()
         self.study_opened.emit(volume)
 
-    def _load_failed(self, job: Job, error: BaseException, path: Path | None) -> None:
+    def _load_failed(self, job: Job, error: BaseException, path: Path | None, name: str | None = None) -> None:
         if job is self._load_job:
-            self.statusBar().showMessage(f"Could not open {path or 'the demo'}", 10000)
+            self.statusBar().showMessage(f"Could not open {path or name or 'the demo'}", 10000)
             self.show_error("Could not open the study", str(error))
 
     def _load_finished(self, job: Job) -> None:
@@ -279,6 +290,8 @@ class MainWindow(WindowEditing, QMainWindow):
     def run_segmentation(self) -> Job | None:
         """Segment the shown study in a worker; the result replaces the prediction overlay."""
         if self.volume is None or self._segment_job is not None:
+            return None
+        if not self.prepare.allow_segmentation():  # not BraTS-ready, or its brain mask is being checked
             return None
         if not self.confirm_unsaved("segment again (the new result replaces the edited mask)"):
             return None

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMenu
 from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.edit_panel import class_title
+from brainseg_gui.ui.prepare_panel import add_prepare_actions
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
 
@@ -94,6 +95,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     seg_menu = bar.addMenu("&Segmentation")
     _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")
     _action(window, seg_menu, "&Cancel", window.cancel_segmentation, "Esc")
+    add_prepare_actions(window, seg_menu, _action)
     seg_menu.addSeparator()
     _action(window, seg_menu, "&Fine-tune the model on annotated cases…", lambda: window.models.show_finetune())
     _action(window, seg_menu, "&Models (kept versions, active model)…", lambda: window.models.show_models())
