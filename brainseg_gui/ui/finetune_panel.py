@@ -167,6 +167,7 @@ class FinetunePanel(QWidget):
         layout.addWidget(self.progress)
         self.message = QLabel("Choose cases, then Start.")
         self.message.setWordWrap(True)
+        self.message.setMinimumHeight(2 * self.message.fontMetrics().lineSpacing() + 4)
         self.time_label = QLabel("")
         self.device_label = QLabel("Device: chosen when training starts")
         self.device_label.setWordWrap(True)
@@ -256,8 +257,8 @@ class FinetunePanel(QWidget):
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(round(1000 * min(max(fraction, 0.0), 1.0)))
         self.last_message = message
-        if self.state == "running":
-            self.message.setText(message)
+        if self.state == "running":  # the time left has its own line
+            self.message.setText(message.split(" — about ")[0])
         elapsed = time.monotonic() - self._started_at
         if fraction > 0.02:
             self.time_label.setText(f"Time left: about {duration(elapsed * (1 - fraction) / fraction)} "

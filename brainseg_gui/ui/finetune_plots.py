@@ -45,6 +45,7 @@ class FinetunePlots(pg.GraphicsLayoutWidget):
         plot.setLabel("bottom", "epoch")
         plot.setLabel("left", axis)
         plot.getAxis("left").enableAutoSIPrefix(False)  # losses near 0.7 read as 0.7, not 700 x 0.001
+        plot.getAxis("left").setWidth(58)  # room for the tick labels and the title, whatever the values
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()

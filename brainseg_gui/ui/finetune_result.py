@@ -85,8 +85,9 @@ def summary(result: Any) -> str:
         verdict = "Validation Dice rose or held: keep it to use it."
     else:
         verdict = "Validation Dice fell: discarding is advised."
-    return (f"Best epoch {result.best_epoch} of {len(result.history)} ({stop}), "
-            f"{duration(result.seconds)} on {result.device}. {verdict}")
+    best = (f"Best epoch {result.best_epoch} of {len(result.history)}" if result.best_epoch
+            else f"No epoch of {len(result.history)} beat the base model")
+    return f"{best} ({stop}), {duration(result.seconds)} on {result.device}. {verdict}"
 
 
 def duration(seconds: float) -> str:

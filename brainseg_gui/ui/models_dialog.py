@@ -50,7 +50,8 @@ def card_html(entry: Any) -> str:
     rows += [("Training cases", f"{len(cases)}: {', '.join(map(str, cases))}"),
              ("Validation cases", f"{len(val)}: {', '.join(map(str, val))}")]
     if training.get("device"):
-        rows.append(("Trained on", f"{training['device']}, {training.get('epochs_done', '?')} epochs"))
+        epochs = training.get("epochs_done", "?")
+        rows.append(("Trained on", f"{training['device']}, {epochs} epoch{'' if epochs == 1 else 's'}"))
     settings = tuned.get("settings") or training.get("recipe")
     if settings:
         shown = {k: v for k, v in dict(settings).items()

@@ -106,7 +106,7 @@ def test_settings_have_defaults_and_tooltips(qtbot, registry, tmp_path) -> None:
 @pytest.mark.slow
 def test_start_shows_live_plots_and_cancel_stops_the_process(qtbot, registry, tmp_path, phantoms,
                                                               screenshots) -> None:
-    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=200)
+    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=200, evaluate=False)
     active = registry.active().name
     assert panel.start(), panel.message.text()
     assert panel.state == "running" and not panel.start_button.isEnabled()
