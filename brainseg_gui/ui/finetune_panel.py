@@ -99,6 +99,7 @@ class FinetunePanel(QWidget):
         self.worker.started.connect(self._on_started)
         self.worker.progress.connect(self._on_progress)
         self.worker.epoch_done.connect(self._on_epoch)
+        self.worker.evaluated.connect(self._on_evaluated)
         self.worker.notice.connect(self._on_notice)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
@@ -271,6 +272,10 @@ class FinetunePanel(QWidget):
         if eta is not None and math.isfinite(eta):
             self.time_label.setText(f"Time left: about {duration(eta)} "
                                     f"(running for {duration(time.monotonic() - self._started_at)})")
+
+    def _on_evaluated(self, stage: str, metrics: Any) -> None:
+        if stage == "before":
+            self.result_box.show_metrics(metrics, None)
 
     def _on_notice(self, kind: str, text: str) -> None:
         """Collapse and early-stop notices from the ml side, shown as they come and kept until the next run."""

@@ -55,8 +55,14 @@ class ResultBox(QGroupBox):
 
     def show_result(self, result: Any) -> None:
         """Fill the table and the verdict from an ml FinetuneResult (None: empty)."""
-        before = result.before if result is not None else None
-        after = result.after if result is not None else None
+        self.show_metrics(result.before if result is not None else None,
+                          result.after if result is not None else None)
+        self.summary.setText("" if result is None else summary(result))
+        self.keep_button.setEnabled(result is not None)
+        self.discard_button.setEnabled(result is not None)
+
+    def show_metrics(self, before: Any, after: Any) -> None:
+        """The table alone (the "before" column fills in as soon as the base model is measured)."""
         for row, region in enumerate(REGIONS):
             b, a = _score(before, region), _score(after, region)
             delta = "" if b is None or a is None else f"{a[0] - b[0]:+.3f}"
@@ -67,9 +73,6 @@ class ResultBox(QGroupBox):
                 if column:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, column, item)
-        self.summary.setText("" if result is None else summary(result))
-        self.keep_button.setEnabled(result is not None)
-        self.discard_button.setEnabled(result is not None)
 
     def cell(self, row: int, column: int) -> str:
         item = self.table.item(row, column)

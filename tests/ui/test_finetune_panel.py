@@ -139,9 +139,12 @@ def test_one_epoch_run_keep_makes_it_active_then_rollback(qtbot, registry, tmp_p
     changed = []
     panel.models_changed.connect(changed.append)
     assert panel.start(), panel.message.text()
+    qtbot.waitUntil(lambda: panel.cell(0, 1) != "", timeout=RUN_TIMEOUT_MS)  # the base model measured
+    before_wt = panel.cell(0, 1)
     qtbot.waitUntil(lambda: panel.state in ("finished", "idle"), timeout=RUN_TIMEOUT_MS)
     assert panel.state == "finished", panel.message.text()
     assert panel.result_box.keep_button.isEnabled() and panel.result_box.discard_button.isEnabled()
+    assert panel.cell(0, 1) == before_wt
     for row in range(3):
         before, after = float(panel.cell(row, 1)), float(panel.cell(row, 2))
         assert 0.0 <= before <= 1.0 and 0.0 <= after <= 1.0
@@ -206,3 +209,19 @@ def test_discard_deletes_the_staged_run_and_keeps_the_active_model(qtbot, regist
     assert not staged.exists() and registry.active().name == active
     assert panel.state == "idle" and panel.result is None
     assert not panel.result_box.keep_button.isEnabled()
+
+
+def test_quitting_stops_the_run_and_deletes_what_it_staged(qtbot, registry, tmp_path, phantoms,
+                                                           monkeypatch) -> None:
+    from brainseg_gui.ui import finetune_worker
+
+    monkeypatch.setattr(finetune_worker, "CANCEL_GRACE_S", 0.5)  # killed at once if it cannot stop
+    panel = make_panel(qtbot, registry, tmp_path, phantoms, epochs=200)
+    active = registry.active().name
+    assert panel.start(), panel.message.text()
+    process = panel.worker.job
+    panel.shutdown()  # what the app does on quit
+    assert not process.running
+    assert not panel.worker.running
+    assert not any((registry.root / "staging").iterdir())
+    assert registry.active().name == active
