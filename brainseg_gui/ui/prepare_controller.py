@@ -204,6 +204,19 @@ class PrepareController(QObject):
                   self._prepared, failure="Could not prepare the study")
         return self._job
 
+    def set_single_sequence(self, name: str | None) -> None:
+        """Say what the study's only sequence is (it was read as flair); used when it is prepared."""
+        self.options = dataclasses.replace(self.options, single_as=name)
+        self.changed.emit()
+
+    @property
+    def single_sequence(self) -> str | None:
+        """The name of the shown study's only sequence, if it has just one (None otherwise)."""
+        volume = self.window.volume
+        if volume is None or len(volume.study.images) != 1 or self.record is not None:
+            return None
+        return self.options.single_as or next(iter(volume.study.images))
+
     def recheck(self) -> Job | None:
         """Check the brain mask of the prepared study shown (e.g. one opened from its folder) again."""
         record, volume = self.record, self.window.volume
@@ -395,6 +408,7 @@ class PrepareController(QObject):
                 self._job.cancel()
             self.scanner = None
             self._prepared_mask = None
+            self.options = dataclasses.replace(self.options, single_as=None)  # the user says, per study
             self.original = volume
             self.record = work.find_record(volume.study)
             self.check()

@@ -56,6 +56,18 @@ class PreparePanel(QGroupBox):
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.banner)
 
+        self.single_row = QWidget()
+        single = QHBoxLayout(self.single_row)
+        single.setContentsMargins(0, 0, 0, 0)
+        single.addWidget(QLabel("Its only series is"))
+        self.single_box = QComboBox()
+        for name in SEQUENCES:
+            self.single_box.addItem(SEQUENCE_TITLES[name], name)
+        self.single_box.setToolTip("A lone file or DICOM series is read as FLAIR: say what it is before preparing")
+        self.single_box.activated.connect(lambda index: controller.set_single_sequence(self.single_box.itemData(index)))
+        single.addWidget(self.single_box, 1)
+        layout.addWidget(self.single_row)
+
         buttons = QHBoxLayout()
         self.prepare_button = QPushButton("Prepare study…")
         self.prepare_button.setToolTip("Co-register the sequences to T1ce, resample to 1 mm, extract the brain "
@@ -230,6 +242,10 @@ class PreparePanel(QGroupBox):
         self.recheck_button.setVisible(c.record is not None and stage in (Stage.NOT_READY, Stage.READY,
                                                                          Stage.UNKNOWN))
         self.recheck_button.setEnabled(c.can_recheck)
+        single = c.single_sequence
+        self.single_row.setVisible(single is not None and c.can_prepare)
+        if single is not None:
+            self.single_box.setCurrentIndex(self.single_box.findData(single))
         self.cancel_button.setVisible(busy)
         self.cancel_button.setEnabled(busy)
         self.progress.setVisible(busy)

@@ -50,6 +50,8 @@ class PrepareOptions:
     skull_strip: bool = True
     brain: BrainExtractionParams = field(default_factory=BrainExtractionParams)
     registration: RegistrationSettings | None = None
+    #: What a study's only sequence really is (a lone file or DICOM series is read as flair).
+    single_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,17 @@ def suggested_output(study: Study) -> Path:
     return Path.home() / "BrainSeg" / "prepared" / name
 
 
-def prepare_source(study: Study) -> tuple[Study | None, dict[str, Path] | None]:
+def prepare_source(study: Study, single_as: str | None = None) -> tuple[Study | None, dict[str, Path] | None]:
     """What to prepare from: the original files when they are all on disk (their own grids, not the
-    viewer's resampled copy), else the loaded study itself. Returns (study, None) or (None, files)."""
+    viewer's resampled copy), else the loaded study itself. Returns (study, None) or (None, files).
+
+    `single_as` names the sequence of a study that has only one (e.g. "t1" for a DICOM MPRAGE)."""
     files = {name: Path(study.sources[name]) for name in study.images if name in study.sources}
     if len(files) == len(study.images) and all(path.exists() for path in files.values()):
+        if single_as is not None and len(files) == 1:
+            if single_as not in SEQUENCES:
+                raise BrainSegError(f"unknown sequence {single_as!r}; expected one of {SEQUENCES}")
+            files = {single_as: next(iter(files.values()))}
         return None, files
     return study, None
 
@@ -131,7 +139,7 @@ def prepare_for_review(study: Study, out_dir: Path, options: PrepareOptions, *,
                        prepare_fn: PrepareFn = prepare_study, progress: ProgressFn,
                        cancel: CancelToken) -> MaskReview:
     """Prepare `study` into `out_dir` and build the unmasked view its brain mask is checked on."""
-    source, files = prepare_source(study)
+    source, files = prepare_source(study, options.single_as)
     prepared = prepare_fn(source, out_dir, files=files, case_id=study.case_id, reference=options.reference,
                           resolution_mm=options.resolution_mm, skull_strip=options.skull_strip,
                           brain_params=options.brain, registration=options.registration, keep_images=True,

@@ -328,3 +328,30 @@ def test_replace_mask_is_one_undoable_step() -> None:
     np.testing.assert_array_equal(session.labels != 0, start)
     with session.stroke("same"):
         assert replace_mask(session, start) is None
+
+
+def test_a_lone_series_is_named_before_it_is_prepared(qtbot, window, tmp_path) -> None:
+    from tests.ui.conftest import toy_arrays
+
+    images, _, affine = toy_arrays()
+    scan = tmp_path / "single" / "scan.nii.gz"
+    scan.parent.mkdir()
+    nib.save(nib.Nifti1Image(images["t1"].astype(np.int16), affine), scan)
+    asked: dict = {}
+
+    def recorder(source, out_dir, **kwargs):
+        asked.update(kwargs, source=source)
+        raise BrainSegError("stopped by the test")
+
+    window.prepare.prepare_fn = recorder
+    open_and_check(qtbot, window, scan)
+    controller, panel = window.prepare, window.prepare_panel
+    assert controller.single_sequence == "flair"  # what a lone file is read as
+    assert panel.single_row.isVisible() and panel.single_box.currentData() == "flair"
+    panel.single_box.setCurrentIndex(panel.single_box.findData("t1"))
+    panel.single_box.activated.emit(panel.single_box.currentIndex())
+    assert controller.single_sequence == "t1"
+    controller.prepare(tmp_path / "out")
+    wait_idle(qtbot, window)
+    assert asked["source"] is None and asked["files"] == {"t1": scan}
+    assert "stopped by the test" in window.last_error
