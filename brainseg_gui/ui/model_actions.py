@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: What the fine-tune window and the Models dialog need (torch among them): imported off the GUI thread.
+ML_MODULES = ("brainseg_gui.ml.model_registry", "brainseg_gui.ml.finetune", "brainseg_gui.ui.finetune_panel",
+              "brainseg_gui.ui.models_dialog")
 
 
 def active_predictor_factory() -> Any:
@@ -70,8 +76,12 @@ class ModelActions(QObject):
             self._registry = ModelRegistry()
         return self._registry
 
-    def show_finetune(self) -> FinetunePanel:
-        """The fine-tune window (a run goes on while it is hidden)."""
+    def show_finetune(self) -> FinetunePanel | None:
+        """The fine-tune window (a run goes on while it is hidden). None while torch is still loading
+        in a worker: the window opens when it has (see `_when_loaded`)."""
+        return self._when_loaded(self._show_finetune)
+
+    def _show_finetune(self) -> FinetunePanel:
         if self.panel is None:
             from brainseg_gui.ui.finetune_panel import FinetunePanel
 
@@ -83,7 +93,11 @@ class ModelActions(QObject):
         self.panel.raise_()
         return self.panel
 
-    def show_models(self) -> ModelsDialog:
+    def show_models(self) -> ModelsDialog | None:
+        """The Models dialog (None while torch is still loading; it opens when it has)."""
+        return self._when_loaded(self._show_models)
+
+    def _show_models(self) -> ModelsDialog:
         if self.dialog is None:
             from brainseg_gui.ui.models_dialog import ModelsDialog
 
@@ -94,8 +108,29 @@ class ModelActions(QObject):
         self.dialog.raise_()
         return self.dialog
 
+    def _when_loaded(self, show: Callable[[], Any]) -> Any:
+        """Run `show` now if the ml modules are imported; else import them in a worker first, so the
+        window does not freeze for the seconds torch takes to load."""
+        if all(name in sys.modules for name in ML_MODULES):
+            return show()
+        self.window.statusBar().showMessage("Loading the model tools…")
+
+        def load(*, progress: Any, cancel: Any) -> None:
+            for name in ML_MODULES:
+                importlib.import_module(name)
+
+        def failed(error: BaseException) -> None:
+            self.window.show_error("Could not load the model tools", str(error))
+
+        self.window.runner.start("Loading the model tools", load, on_result=lambda _: show(), on_error=failed)
+        return None
+
     def rollback(self) -> Any:
-        """Make the shipped model active (the menu's one-click rollback)."""
+        """Make the shipped model active (the menu's one-click rollback); the new active entry, or
+        None while the model tools load (it happens once they have)."""
+        return self._when_loaded(self._rollback)
+
+    def _rollback(self) -> Any:
         try:
             entry = self.registry.rollback_to_shipped()
         except (BrainSegError, OSError) as error:  # shown to the user

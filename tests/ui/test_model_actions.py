@@ -4,6 +4,7 @@ the active model of the registry (Set active, rollback)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,12 @@ def test_exported_correction_is_offered_for_finetuning(qtbot, settings, monkeypa
     # Segmentation > Fine-tune opens the panel, which offers the correction as a case
     action = next(a for a in window.menuBar().actions() if a.text() == "&Segmentation")
     finetune = next(a for a in action.menu().actions() if a.text().startswith("&Fine-tune"))
-    finetune.trigger()
+    monkeypatch.delitem(sys.modules, "brainseg_gui.ui.finetune_panel", raising=False)  # as in a fresh app: torch not loaded
+    finetune.trigger()  # loads in a worker, then opens
+    qtbot.waitUntil(lambda: window.models.panel is not None, timeout=TIMEOUT_MS)
     panel = window.models.panel
-    assert panel is not None and panel.isVisible()
+    assert panel.isVisible()
+    assert window.models.show_finetune() is panel  # loaded now: at once
     assert panel.cases.add_corrected("val", window.models.corrected.all()) == 1
     assert [c.case_id for c in panel.cases.cases["val"]] == ["toy"]
     assert panel.cases.cases["val"][0].seg == mask.resolve()
@@ -102,7 +106,9 @@ def test_segmentation_follows_the_active_model(qtbot, settings, monkeypatch, mod
     kept = ModelRegistry(models_dir).keep(tmp_path / "tiny", activate=False)
     window = make_window(qtbot, settings, monkeypatch)
     open_study(qtbot, window, toy_case)
-    dialog = window.models.show_models()
+    window.models.show_models()  # opens once the model tools have loaded (in a worker if need be)
+    qtbot.waitUntil(lambda: window.models.dialog is not None, timeout=TIMEOUT_MS)
+    dialog = window.models.dialog
     dialog.select(kept.name)
     slot = window.predictors
     assert dialog.activate_selected().name == kept.name
