@@ -100,14 +100,18 @@ def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: boo
         grids = _study_grids(source)
         images = {name: (source.images[name], source.grid) for name in source.images}
         missing = source.missing
+        files = [Path(source.sources[name]) for name in source.images if name in source.sources]
     else:
         case = source if isinstance(source, CaseFiles) else find_case(Path(source))
         images = read_sequences(case)
         grids = {name: grid for name, (_, grid) in images.items()}
         missing = case.missing
+        files = list(case.files.values())
     problems = grid_problems(grids)
     skull: dict[str, SkullCheck] = {}
-    if check_skull:
+    if check_skull and len(files) == len(images) and prepared_by_brainseg(files):
+        log.debug("%s: prepared by BrainSeg (a prepare record lists them): brain mask trusted", files[0])
+    elif check_skull:
         skull = {name: skull_check(array, grid) for name, (array, grid) in images.items()}
         flagged = [name for name in SEQUENCES if name in skull and not skull[name].stripped]
         if flagged:
@@ -115,6 +119,26 @@ def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: boo
             problems.append(f"tissue outside the brain: the study looks not skull-stripped (skull/scalp "
                             f"present{which}: {skull[flagged[0]].evidence()})")
     return Readiness(not problems, tuple(problems), tuple(missing), skull or None)
+
+
+def prepared_by_brainseg(files: list[Path]) -> bool:
+    """Whether every file is a sequence that a BrainSeg prepare record beside it lists.
+
+    Such a study had its brain extracted and checked (the Prepare step): the skull check, which
+    may flag an accepted generous mask as 'head-sized', is not repeated.
+    """
+    import json
+
+    listed: set[Path] = set()
+    for folder in {path.parent for path in files}:
+        for record in folder.glob("*_prepare.json"):
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+                if data.get("format") == "brainseg-prepare":
+                    listed |= {(folder / str(name)).resolve() for name in dict(data.get("files", {})).values()}
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue  # not a readable record: the usual checks apply
+    return bool(files) and all(path.resolve() in listed for path in files)
 
 
 def read_sequences(case: CaseFiles) -> dict[str, tuple[np.ndarray, Grid]]:

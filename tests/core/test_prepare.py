@@ -19,7 +19,7 @@ from brainseg_gui.core.phantom import write_phantom_case
 from brainseg_gui.core.prepare import PreparedStudy, apply_brain_mask, brain_sequence, prepare_study
 from brainseg_gui.core.prepared_space import PrepareRecord, map_to_original, prepared_grid, resample_through
 from brainseg_gui.core.progress import CancelToken
-from brainseg_gui.core.readiness import MAX_BRAIN_ML, assess_readiness
+from brainseg_gui.core.readiness import MAX_BRAIN_ML, assess_readiness, skull_check
 from brainseg_gui.core.registration import mean_displacement_mm, rotation_angle
 from brainseg_gui.core.study import SEQUENCES, Grid
 
@@ -124,8 +124,10 @@ def test_the_prepared_study_is_brats_ready_and_its_brain_is_the_known_one(shared
     print(f"prepare: brain Dice vs the known brain {score:.4f}")
     assert score > 0.93
     readiness = assess_readiness(prepared.out_dir)
-    assert not any("skull" in p or "different grid" in p or "orientation" in p for p in readiness.problems)
-    assert readiness.problems == ("slice thickness 2 mm is over 2 mm",) or readiness.ready  # 2 mm test copy
+    assert readiness.ready and readiness.skull is None  # prepared by BrainSeg: its mask is trusted
+    for name in SEQUENCES:  # ... and the masked images would pass the skull check anyway
+        image, grid = read_image(prepared.files[name])
+        assert skull_check(image, grid).stripped, name
     fractions = [fraction for fraction, _ in reports]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
     assert any(message == "registering flair to t1ce" for _, message in reports)
@@ -243,12 +245,13 @@ def _check_written(prepared: PreparedStudy, sequence: str, min_ml: float, max_ml
     assert min_ml < volume < max_ml
     image = nib.load(prepared.files[sequence])
     assert image.shape == prepared.grid.shape
-    readiness = assess_readiness(prepared.out_dir)
-    if volume <= MAX_BRAIN_ML:
-        assert readiness.ready, readiness.problems
-    else:  # too large to be a brain: the user is told, and the result is not taken for ready
+    # Prepared by BrainSeg: ready (the brain mask is the user's to check; the record lists the files).
+    assert assess_readiness(prepared.out_dir).ready
+    if volume > MAX_BRAIN_ML:  # too large to be a brain: the user is told
         assert any(w.startswith(f"the extracted brain is {volume:.0f} mL, more than a brain") for w in data["warnings"])
-        assert readiness.problems[0].startswith("tissue outside the brain")
+        # ... and without the record the image would not pass for skull-stripped
+        prepared.record_path.unlink()
+        assert assess_readiness(prepared.out_dir).problems[0].startswith("tissue outside the brain")
     return data
 
 
