@@ -33,6 +33,7 @@ from brainseg_gui.ui import prepare_tasks as work
 from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.prepare_tasks import MaskReview, PreparedMask, PrepareOptions, ScannerView
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
+from brainseg_gui.ui.step_runner import StepRunner
 from brainseg_gui.ui.viewer_state import Tool
 from brainseg_gui.ui.workers import Job
 
@@ -88,8 +89,7 @@ class PrepareController(QObject):
         self.record: PrepareRecord | None = None  # set while a prepared study (or its scanner view) is shown
         self.scanner: ScannerView | None = None
         self.edits: list[str] = []  # what the user did to the proposed brain mask
-        self.busy: str | None = None  # what the running job does, for the panel
-        self._job: Job | None = None
+        self.steps = StepRunner(window.runner, window.show_error, self)  # one long step at a time
         self._check_job: Job | None = None
         self._pending: tuple[str, DisplayVolume] | None = None  # a volume we asked the window to show
         self._extra: dict[str, Any] = {}  # what goes with it (the review, the scanner view)
@@ -99,21 +99,29 @@ class PrepareController(QObject):
         window.editing.history_changed.connect(self._keep_mask_edits_saved)
         window.segmentation_done.connect(lambda _result: self.changed.emit())
         window.editing.session_changed.connect(self.changed.emit)
+        self.steps.changed.connect(self.changed)
+        self.steps.progress.connect(self.progress)
+        self.steps.message.connect(self.message)
         self.message.connect(lambda text: window.statusBar().showMessage(text, 10000))
+
+    @property
+    def busy(self) -> str | None:
+        """What the running step does (None when idle), for the panel."""
+        return self.steps.busy
 
     # ---- what the panel and the menus ask --------------------------------------------------
     @property
     def can_prepare(self) -> bool:
-        return (self.window.volume is not None and self._job is None and self.record is None
+        return (self.window.volume is not None and not self.steps.running and self.record is None
                 and self.stage in (Stage.NOT_READY, Stage.READY, Stage.UNKNOWN, Stage.CHECKING))
 
     @property
     def can_recheck(self) -> bool:
-        return self.record is not None and self._job is None and self.stage is not Stage.SCANNER
+        return self.record is not None and not self.steps.running and self.stage is not Stage.SCANNER
 
     @property
     def can_map_back(self) -> bool:
-        return (self.record is not None and self.stage is not Stage.SCANNER and self._job is None
+        return (self.record is not None and self.stage is not Stage.SCANNER and not self.steps.running
                 and self.window.editing.session is not None)
 
     def allow_segmentation(self) -> bool:
@@ -181,7 +189,7 @@ class PrepareController(QObject):
         """Prepare study…: ask where to write it, then prepare."""
         if not self.can_prepare:
             self.message.emit("Open a study first." if self.window.volume is None else
-                              "Wait for the running step to finish." if self._job is not None else
+                              "Wait for the running step to finish." if self.steps.running else
                               "This study is prepared already: check its brain mask again instead."
                               if self.record is not None else
                               "This study cannot be prepared now (its brain mask is being checked).")
@@ -199,10 +207,10 @@ class PrepareController(QObject):
         out = Path(out_dir) if out_dir is not None else self.suggested_folder()
         study, options, prepare_fn = volume.study, self.options, self.prepare_fn
         self.original = volume
-        self._run("prepare", f"Preparing {study.case_id} into {out}",
-                  lambda **kw: work.prepare_for_review(study, out, options, prepare_fn=prepare_fn, **kw),
-                  self._prepared, failure="Could not prepare the study")
-        return self._job
+        return self.steps.run(f"Preparing {study.case_id} into {out}",
+                              lambda **kw: work.prepare_for_review(study, out, options, prepare_fn=prepare_fn, **kw),
+                              self._prepared, failure="Could not prepare the study",
+                              cancelled="Preparation cancelled; the study is as it was.")
 
     def set_single_sequence(self, name: str | None) -> None:
         """Say what the study's only sequence is (it was read as flair); used when it is prepared."""
@@ -220,20 +228,17 @@ class PrepareController(QObject):
     def recheck(self) -> Job | None:
         """Check the brain mask of the prepared study shown (e.g. one opened from its folder) again."""
         record, volume = self.record, self.window.volume
-        if record is None or volume is None or self._job is not None or self.stage is Stage.SCANNER:
+        if record is None or volume is None or self.steps.running or self.stage is Stage.SCANNER:
             return None
         if not self.window.confirm_unsaved("check the brain mask again"):
             return None
         self.original, options = volume, self.options
-        return self._run("recheck", f"Resampling {record.case_id} to check its brain mask",
-                         lambda **kw: work.review_from_record(record, options, **kw), self._prepared,
-                         failure="Could not open the brain mask")
+        return self.steps.run(f"Resampling {record.case_id} to check its brain mask",
+                              lambda **kw: work.review_from_record(record, options, **kw), self._prepared,
+                              failure="Could not open the brain mask")
 
     def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self.busy = "Cancelling…"
-            self.changed.emit()
+        self.steps.cancel()
 
     def _prepared(self, review: MaskReview) -> None:
         self.edits = []
@@ -247,10 +252,10 @@ class PrepareController(QObject):
             return None
         mask, grid = work.brain_of(session.labels), self.review.grid
         verb = "dilate" if radius_mm > 0 else "erode"
-        return self._run(verb, f"{verb.capitalize()} the brain mask by {abs(radius_mm):g} mm",
-                         lambda **kw: work.grow_or_shrink(mask, grid, radius_mm, **kw),
-                         lambda new: self._replace(new, f"{verb} {abs(radius_mm):g} mm"),
-                         failure=f"Could not {verb} the brain mask")
+        return self.steps.run(f"{verb.capitalize()} the brain mask by {abs(radius_mm):g} mm",
+                              lambda **kw: work.grow_or_shrink(mask, grid, radius_mm, **kw),
+                              lambda new: self._replace(new, f"{verb} {abs(radius_mm):g} mm"),
+                              failure=f"Could not {verb} the brain mask")
 
     def redo(self, params: BrainExtractionParams | None = None, skull_strip: bool = True) -> Job | None:
         """Extract the brain again with other settings (no registration again; one undoable step)."""
@@ -261,10 +266,10 @@ class PrepareController(QObject):
         self.options = dataclasses.replace(self.options, skull_strip=skull_strip, brain=params)
         what = (f"extraction again (fractional threshold {params.fractional_threshold:g}, "
                 f"adjust {params.adjust_mm:g} mm)" if skull_strip else "the non-zero region")
-        return self._run("redo", f"Brain mask: {what}",
-                         lambda **kw: work.extract_again(review, params, skull_strip, **kw),
-                         lambda new: self._replace(new, f"redo: {what}"),
-                         failure="Could not extract the brain again")
+        return self.steps.run(f"Brain mask: {what}",
+                              lambda **kw: work.extract_again(review, params, skull_strip, **kw),
+                              lambda new: self._replace(new, f"redo: {what}"),
+                              failure="Could not extract the brain again")
 
     def _replace(self, mask: np.ndarray, what: str) -> None:
         if self.stage is Stage.REVIEW and self.window.editing.session is not None:
@@ -275,7 +280,7 @@ class PrepareController(QObject):
     @property
     def _reviewing(self) -> bool:
         """The brain mask is shown for the check and nothing runs."""
-        return self.stage is Stage.REVIEW and self._job is None
+        return self.stage is Stage.REVIEW and not self.steps.running
 
     def brain_ml(self) -> float:
         """Volume of the brain mask being checked (mL)."""
@@ -293,14 +298,14 @@ class PrepareController(QObject):
         added, removed = int((mask & ~review.brain).sum()), int((review.brain & ~mask).sum())
         edited = (f"{added} voxels added, {removed} removed in the viewer"
                   + (f" (steps: {'; '.join(self.edits)}, brush and eraser)" if self.edits else ""))
-        return self._run("accept", f"Writing {review.prepared.case_id} with the checked brain mask",
-                         lambda **kw: work.accept_mask(review, mask, edited=edited, **kw),
-                         lambda volume: self._show("prepared", volume, f"{review.prepared.case_id} (prepared)"),
-                         failure="Could not write the prepared study")
+        return self.steps.run(f"Writing {review.prepared.case_id} with the checked brain mask",
+                              lambda **kw: work.accept_mask(review, mask, edited=edited, **kw),
+                              lambda volume: self._show("prepared", volume, f"{review.prepared.case_id} (prepared)"),
+                              failure="Could not write the prepared study")
 
     def back_to_original(self) -> Job | None:
         """Drop the check and show the study as it was opened."""
-        if self.original is None or self._job is not None or self.stage is not Stage.REVIEW:
+        if self.original is None or self.steps.running or self.stage is not Stage.REVIEW:
             return None
         original = self.original
         self.window.editing.close_session(discard=True)
@@ -319,16 +324,16 @@ class PrepareController(QObject):
         version = editing.model_version
         if not self.window.confirm_unsaved(f"show the mask on the original {sequence} grid"):
             return None
-        return self._run("map", f"Mapping the mask onto the original {sequence} grid",
-                         lambda **kw: work.scanner_space(record, labels, ai, sequence, **kw),
-                         lambda view: self._show("scanner", view.volume,
-                                                 f"{record.case_id} — {SEQUENCE_TITLES[sequence]} scanner space",
-                                                 scanner=view, version=version),
-                         failure="Could not map the mask back")
+        return self.steps.run(f"Mapping the mask onto the original {sequence} grid",
+                              lambda **kw: work.scanner_space(record, labels, ai, sequence, **kw),
+                              lambda view: self._show("scanner", view.volume,
+                                                      f"{record.case_id} — {SEQUENCE_TITLES[sequence]} scanner space",
+                                                      scanner=view, version=version),
+                              failure="Could not map the mask back")
 
     def back_to_prepared(self) -> Job | None:
         """From the scanner view back to the prepared study and its mask as it was."""
-        if self.stage is not Stage.SCANNER or self._prepared_mask is None or self._job is not None:
+        if self.stage is not Stage.SCANNER or self._prepared_mask is None or self.steps.running:
             return None
         if not self.window.confirm_unsaved("go back to the prepared study"):
             return None
@@ -345,67 +350,23 @@ class PrepareController(QObject):
         return {name: float(regions[index].sum()) * voxel for index, name in enumerate(REGIONS)}
 
     # ---- plumbing ----------------------------------------------------------------------------
-    def _run(self, kind: str, text: str, fn: Callable[..., Any], done: Callable[[Any], object], *,
-             failure: str) -> Job:
-        self.busy = text
-        self.progress.emit(0.0, text)
-        job = self.window.runner.start(
-            text, fn,
-            on_progress=lambda f, m: self._progressed(job, f, m),
-            on_result=lambda result: self._succeeded(job, done, result),
-            on_error=lambda error: self._failed(job, failure, error),
-            on_cancelled=lambda: self._cancelled(job, kind),
-            on_finished=lambda: self._finished(job))
-        self._job = job
-        self.changed.emit()
-        return job
-
-    def _progressed(self, job: Job, fraction: float, text: str) -> None:
-        if job is self._job:
-            self.progress.emit(fraction, text)
-
-    def _succeeded(self, job: Job, done: Callable[[Any], object], result: Any) -> None:
-        if job is self._job:
-            self._job = None
-            self.busy = None
-            done(result)
-            self.changed.emit()
-
-    def _failed(self, job: Job, title: str, error: BaseException) -> None:
-        if job is self._job:
-            self.message.emit(f"{title}; nothing changed.")
-            self.window.show_error(title, str(error))
-
-    def _cancelled(self, job: Job, kind: str) -> None:
-        if job is self._job:
-            self.message.emit("Preparation cancelled; the study is as it was." if kind == "prepare"
-                              else "Cancelled; nothing changed.")
-
-    def _finished(self, job: Job) -> None:
-        if job is self._job:
-            self._job = None
-            self.busy = None
-            self.changed.emit()
-
     def _show(self, kind: str | None, volume: DisplayVolume, name: str, **extra: Any) -> Job:
         """Ask the window to show a volume we built; `_on_opened` recognises it by `kind`. Busy until a
         study is shown (the load only hands the ready volume over, so it cannot fail on its own)."""
         self._pending = (kind or "original", volume)
         self._extra = extra
-        self.busy = f"Showing {name}"
-        self.changed.emit()
+        self.steps.set_busy(f"Showing {name}")
         return self.window.show_volume(f"Showing {name}", lambda **_kw: volume, name)
 
     def _on_opened(self, volume: DisplayVolume) -> None:
         pending, self._pending = self._pending, None
-        if self._job is None:
-            self.busy = None
+        if not self.steps.running:
+            self.steps.set_busy(None)
         kind = pending[0] if pending is not None and pending[1] is volume else None
         extra, self._extra = (self._extra if kind is not None else {}), {}
         if kind is None or kind == "original":
             self._leave_review()
-            if self._job is not None:  # the user opened another study: what ran was for the old one
-                self._job.cancel()
+            self.steps.cancel()  # the user opened another study: what ran was for the old one
             self.scanner = None
             self._prepared_mask = None
             self.options = dataclasses.replace(self.options, single_as=None)  # the user says, per study

@@ -101,7 +101,7 @@ def prepare(qtbot, window: MainWindow):
 
 
 def wait_idle(qtbot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.prepare.busy is None and window.prepare._job is None, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.prepare.busy is None and not window.prepare.steps.running, timeout=TIMEOUT_MS)
 
 
 def shot(qtbot, window: MainWindow, name: str) -> None:
