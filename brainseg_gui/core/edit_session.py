@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from scipy import ndimage
 
 from brainseg_gui.core.errors import BrainSegError, GridMismatchError, LabelError
 from brainseg_gui.core.labels import LabelConvention, check_values
@@ -254,6 +253,8 @@ class EditSession:
             same &= (values >= limits.low) & (values <= limits.high)
             if not same[seed_2d]:
                 return None
+        from scipy import ndimage  # here, not at the top: scipy.ndimage costs ~0.5 s of the viewer's start
+
         components, _ = ndimage.label(same)
         region = components == components[seed_2d]
         rows, cols = np.nonzero(region)
@@ -476,6 +477,8 @@ def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     The boundary is taken half a voxel beyond the outermost voxel centres (not on them), so a
     shape interpolated a tenth of the way from a small disc to a large one is already larger.
     """
+    from scipy import ndimage
+
     half = 0.5 * min(spacing)
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
     inside = ndimage.distance_transform_edt(mask, sampling=spacing)

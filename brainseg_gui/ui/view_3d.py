@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.ui.display_volume import REGION_BITS, DisplayVolume
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.viewer_state import ViewerState
@@ -39,8 +40,25 @@ log = logging.getLogger(__name__)
 #: Opacity of each surface at the slider's full value: outer surfaces see-through, ET solid.
 BASE_OPACITY = {"WT": 0.35, "TC": 0.6, "ET": 1.0}
 BRAIN_OPACITY = 0.12
+#: The slice planes follow the crosshair this long after it stops moving: a software-OpenGL render of
+#: the surfaces takes a few hundred ms, which must not run at every step while scrolling.
+PLANE_RENDER_DELAY_MS = 150
 #: Slice plane outlines: colours no region uses.
 PLANE_COLOURS = {"axial": (0.95, 0.85, 0.2), "coronal": (0.95, 0.35, 0.95), "sagittal": (0.3, 0.9, 0.95)}
+
+
+def load_vtk(*, progress: ProgressFn = no_progress, cancel: CancelToken | None = None) -> None:
+    """Import the VTK modules the 3D view and the meshing use, in a worker: the first import takes
+    about a second, which would otherwise freeze the window (the view is built on the GUI thread)."""
+    progress(0.0, "Loading VTK")
+    import vtkmodules.vtkFiltersSources
+    import vtkmodules.vtkInteractionStyle
+    import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - registers the OpenGL backend
+    from vtkmodules.qt import QVTKRenderWindowInteractor  # noqa: F401
+
+    from brainseg_gui.ui import meshing  # noqa: F401 - the surface filters
+
+    progress(1.0, "VTK loaded")
 
 
 def gl_problem() -> str | None:
@@ -81,6 +99,10 @@ class View3D(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.problem = gl_problem()
         self.vtk_widget = None
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(PLANE_RENDER_DELAY_MS)
+        self._render_timer.timeout.connect(self.render)
         if self.problem is None:
             try:
                 self._build_vtk(layout)
@@ -143,9 +165,9 @@ class View3D(QWidget):
         self.brain_check.toggled.connect(lambda _on: self._rebuild())
         self.planes_check = QCheckBox("Slice planes")
         self.planes_check.setChecked(True)
-        self.planes_check.toggled.connect(lambda _on: self._place_planes())
+        self.planes_check.toggled.connect(lambda _on: self._place_planes(render=True))
         reset = QPushButton("Reset camera")
-        reset.clicked.connect(self.reset_camera)
+        reset.clicked.connect(lambda _checked=False: self.reset_camera())
         shot = QPushButton("Screenshot…")
         shot.clicked.connect(self._ask_screenshot)
         for widget in (self.brain_check, self.planes_check, reset, shot):
@@ -206,7 +228,7 @@ class View3D(QWidget):
             "Building 3D surfaces",
             lambda **kw: region_meshes(regions, volume.spacing, brain, **kw),
             on_result=lambda meshes: self._show(meshes, whose, reset_camera) if job is self._job else None,
-            on_error=lambda error: self.status.setText(f"Surfaces failed: {error}"))
+            on_error=lambda error: self.status.setText(f"Surfaces failed: {error}") if job is self._job else None)
         self._job = job
         self._job_resets_camera = reset_camera
 
@@ -229,13 +251,13 @@ class View3D(QWidget):
             self.renderer.AddActor(actor)
             self.actors[name] = actor
         self.status.setText(f"Surfaces: {whose}" if whose else "")
-        self._apply_style()
-        self._place_planes()
+        self._apply_style(render=False)
+        self._place_planes(render=False)
         if reset_camera:
-            self.reset_camera()
-        self.render()
+            self.reset_camera(render=False)
+        self.render()  # once for all of the above
 
-    def _apply_style(self) -> None:
+    def _apply_style(self, render: bool = True) -> None:
         scale = self.opacity.value() / 100.0
         for name, actor in self.actors.items():
             prop = actor.GetProperty()
@@ -247,9 +269,12 @@ class View3D(QWidget):
             prop.SetOpacity(BASE_OPACITY[name] * scale)
             prop.SetSpecular(0.2)
             actor.SetVisibility(name in self.state.look.visible)
-        self.render()
+        if render:
+            self.render()
 
-    def _place_planes(self) -> None:
+    def _place_planes(self, render: bool | None = None) -> None:
+        """Move the slice planes to the crosshair. render None: a render once the crosshair has
+        stopped moving for a moment (scrolling through slices must not wait for the 3D picture)."""
         if self.volume is None:
             return
         from vtkmodules.vtkFiltersSources import vtkPlaneSource
@@ -281,10 +306,13 @@ class View3D(QWidget):
             source.SetPoint1(*p1)
             source.SetPoint2(*p2)
             actor.SetVisibility(self.planes_check.isChecked())
-        self.render()
+        if render is None:
+            self._render_timer.start()  # (re)started: one render after the last move
+        elif render:
+            self.render()
 
     # ---- camera and output ---------------------------------------------------------------
-    def reset_camera(self) -> None:
+    def reset_camera(self, render: bool = True) -> None:
         """Look at the head from the front, superior up (the patient's right on the screen's left)."""
         if not self.available:
             return
@@ -297,10 +325,12 @@ class View3D(QWidget):
             camera.SetViewUp(0, 0, 1)
         self.renderer.ResetCamera()
         camera.Zoom(1.5)  # ResetCamera fits the slice planes (the whole grid); the head is smaller
-        self.render()
+        if render:
+            self.render()
 
     def render(self) -> None:
         if self.available:
+            self._render_timer.stop()  # a pending deferred render is served by this one
             self.vtk_widget.GetRenderWindow().Render()
 
     def render_image(self) -> np.ndarray:
@@ -348,6 +378,10 @@ class View3D(QWidget):
             self.save_screenshot(path)
 
     def close(self) -> bool:
+        self._render_timer.stop()
+        if self._job is not None:  # surfaces still building: their result must not reach a closed view
+            self._job.cancel()
+            self._job = None
         if self.vtk_widget is not None:
             self.vtk_widget.Finalize()
         return super().close()
