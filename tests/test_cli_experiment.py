@@ -125,3 +125,23 @@ def test_list_models_prints_parameter_counts(capsys) -> None:
     assert cli.main(["experiment", "--list-models", "--width-scale", "1"]) == 0
     text = capsys.readouterr().out
     assert "1,402,889" in text and "fcn8s" in text and "deeplabv2" in text
+
+
+def test_saved_predictions_reproduce_the_per_case_dice(experiment) -> None:
+    import numpy as np
+
+    from brainseg_gui.core.io import load_label_map, load_study
+    from brainseg_gui.core.labels import LabelConvention, to_regions
+    from brainseg_gui.core.metrics import evaluate_regions
+
+    data, out, _ = experiment
+    rows = [r for r in _rows(out / "per_case.csv") if (r["model"], r["adversarial"]) == ("fcn", "on")]
+    for case_id in {r["case_id"] for r in rows}:
+        study = load_study(data / case_id)
+        predicted, _, _ = load_label_map(out / "runs" / "fcn-adv" / "fold0" / "predictions" / f"{case_id}.nii.gz",
+                                         convention=LabelConvention.BRATS, reference=study.grid)
+        scores = evaluate_regions(to_regions(np.asarray(predicted), LabelConvention.BRATS),
+                                  to_regions(study.labels, study.label_convention), study.grid.spacing)
+        for row in rows:
+            if row["case_id"] == case_id:
+                assert scores[row["region"]].dice == pytest.approx(float(row["dice"]), abs=1e-6)  # csv keeps 6 decimals

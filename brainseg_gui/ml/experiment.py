@@ -40,6 +40,8 @@ MODELS: dict[str, tuple[str, str]] = {
 ADVERSARIAL_CHOICES = ("both", "on", "off")
 EVALUATION_FILE = "evaluation.json"
 RECIPE_FILE = "recipe.json"
+#: Each run's predicted label maps (BraTS labels 0/1/2/4, on the case's own grid), to check the tables.
+PREDICTIONS_FOLDER = "predictions"
 
 
 class ExperimentError(BrainSegError):
@@ -85,6 +87,9 @@ class ExperimentConfig:
             raise ExperimentError(f"folds must be 0 (one split) or at least 2, got {self.folds}")
         if not self.width_scale > 0:
             raise ExperimentError(f"width_scale must be positive, got {self.width_scale}")
+        if self.batch_size < 2:
+            raise ExperimentError(f"batch_size must be at least 2 (BatchNorm; FCN-8s sees 1 voxel at stride 32 "
+                                  f"of a 32^3 patch), got {self.batch_size}")
         if self.patch_size % 32:
             raise ExperimentError(f"patch_size must be a multiple of 32 (FCN-8s pools 5 times), got {self.patch_size}")
 
@@ -214,7 +219,6 @@ def run_one(config: ExperimentConfig, spec: RunSpec, cases: dict, *, progress: P
     """Train (or resume) one run, keep its last epoch, score its held-out cases at full resolution."""
     from brainseg_gui.ml import train_state
     from brainseg_gui.ml.checkpoint import load_model, save_model
-    from brainseg_gui.ml.crossval import evaluate_model
     from brainseg_gui.ml.networks import build_generator, parameter_count
     from brainseg_gui.ml.training import train
 
@@ -240,11 +244,10 @@ def run_one(config: ExperimentConfig, spec: RunSpec, cases: dict, *, progress: P
     final_dir = folder / "final"
     final_card = save_model(final_dir, generator, final_card)
     started = time.perf_counter()
-    evaluations = evaluate_model(final_dir, [cases[c] for c in spec.test_cases], fold=spec.fold,
-                                 device=_evaluation_device(config.device),
-                                 progress=sub_progress(progress, 0.85, 1.0), cancel=cancel)
+    per_case = evaluate_cases(final_dir, [cases[c] for c in spec.test_cases], folder / PREDICTIONS_FOLDER,
+                              device=_evaluation_device(config.device),
+                              progress=sub_progress(progress, 0.85, 1.0), cancel=cancel)
     seconds_eval = time.perf_counter() - started
-    per_case = {e.case_id: {region: e.metrics[region].as_dict() for region in REGIONS} for e in evaluations}
     history = [dataclasses.asdict(h) for h in result.history]
     run = RunResult(spec, final_card.version, parameter_count(generator), per_case, history,
                     round(seconds_train, 1), round(seconds_eval, 1))
@@ -255,6 +258,40 @@ def run_one(config: ExperimentConfig, spec: RunSpec, cases: dict, *, progress: P
     })
     progress(1.0, f"{spec.label}: done")
     return run
+
+
+def evaluate_cases(model_dir: Path, cases: Sequence[Any], predictions_dir: Path, *, device: str = "cpu",
+                   progress: ProgressFn = no_progress,
+                   cancel: CancelToken | None = None) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Predict each case with the real predictor, write its label map, score it with core.metrics.
+
+    Returns {case: {region: metrics}}; the brain mask (for accuracy inside the brain) is every voxel
+    non-zero in any sequence, as in crossval.evaluate_model.
+    """
+    from brainseg_gui.core.image_io import save_label_map
+    from brainseg_gui.core.io import load_study
+    from brainseg_gui.core.labels import LabelConvention, to_regions
+    from brainseg_gui.core.metrics import evaluate_regions
+    from brainseg_gui.ml.predictor import Predictor
+
+    predictor = Predictor.from_model_dir(model_dir, device=device)
+    Path(predictions_dir).mkdir(parents=True, exist_ok=True)
+    per_case: dict[str, dict[str, dict[str, float | None]]] = {}
+    for index, case in enumerate(cases):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        progress(index / max(len(cases), 1), f"scoring {case.case_id}")
+        study = load_study(case)
+        if study.labels is None or study.label_convention is None:
+            raise ExperimentError(f"{case.case_id} has no label map to score against")
+        prediction = predictor(study, cancel=cancel)
+        truth = to_regions(study.labels, study.label_convention)
+        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=study.stacked().any(axis=0))
+        save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", prediction.labels(LabelConvention.BRATS),
+                       study.grid, description=f"brainseg experiment prediction, model {predictor.model_version}")
+        per_case[case.case_id] = {region: metrics[region].as_dict() for region in REGIONS}
+        log.info("%s: Dice %s", case.case_id, " ".join(f"{r} {metrics[r].dice:.3f}" for r in REGIONS))
+    return per_case
 
 
 def _evaluation_device(device: str) -> str:

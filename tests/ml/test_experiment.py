@@ -44,6 +44,7 @@ def test_folds_partition_the_cases_and_every_model_runs_both_ways() -> None:
 @pytest.mark.parametrize("changes, message", [
     ({"models": ["vgg"]}, "unknown models"), ({"adversarial": "maybe"}, "adversarial must be"),
     ({"folds": 1}, "folds must be"), ({"patch_size": 48}, "multiple of 32"), ({"width_scale": 0.0}, "width_scale"),
+    ({"batch_size": 1}, "batch_size must be at least 2"),
 ])
 def test_bad_settings_are_refused(changes, message) -> None:
     with pytest.raises(ExperimentError, match=message):

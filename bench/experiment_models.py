@@ -1,0 +1,75 @@
+"""The six networks of `brainseg experiment`: parameters, padding divisor and one training step's time.
+
+    python bench/experiment_models.py [--width-scale 0.5] [--batch 16] [--patch 32] [--threads 2] [--repeat 2]
+
+Prints one line per model: parameters, divisor, the best of `--repeat` G steps (forward, L_rec,
+backward, Adam) on a random (batch, 4, patch^3) input, and the step with the discriminator too (the
+adversarial setting), so the experiment's wall time can be estimated as
+steps x (sum of the step times) + evaluation. The time a step takes on a shared machine varies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from brainseg_gui.ml import losses
+from brainseg_gui.ml.experiment import MODELS, scaled_config
+from brainseg_gui.ml.networks import build_discriminator, build_generator, divisor, parameter_count
+
+
+def _step_seconds(architecture: str, config: dict, batch: int, patch: int, adversarial: bool, repeat: int) -> float:
+    generator = build_generator(architecture, config)
+    discriminator = build_discriminator()
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4)
+    image = torch.randn(batch, 4, patch, patch, patch)
+    target = (torch.rand(batch, 3, patch, patch, patch) > 0.8).float()
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        outputs = generator(image)
+        logits = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        loss = losses.deep_supervision_loss(outputs, target, dice=True)
+        if adversarial:
+            fake = torch.sigmoid(logits)
+            d_loss = losses.discriminator_loss(discriminator(image, target), discriminator(image, fake.detach()))
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            loss = losses.adversarial_generator_loss(discriminator(image, fake)) + 20.0 * loss
+        opt_g.zero_grad()
+        loss.backward()
+        opt_g.step()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width-scale", type=float, default=0.5)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"width scale {args.width_scale}, batch {args.batch} x {args.patch}^3, {args.threads} threads, "
+          f"torch {torch.__version__}")
+    print(f"{'model':<10} {'parameters':>10} {'divisor':>7} {'step s':>7} {'step+D s':>8}")
+    totals = [0.0, 0.0]
+    for name, (architecture, _) in MODELS.items():
+        config = scaled_config(architecture, args.width_scale)
+        count = parameter_count(build_generator(architecture, config))
+        plain = _step_seconds(architecture, config, args.batch, args.patch, False, args.repeat)
+        with_d = _step_seconds(architecture, config, args.batch, args.patch, True, args.repeat)
+        totals[0] += plain
+        totals[1] += with_d
+        print(f"{name:<10} {count:>10,} {divisor(config):>7} {plain:>7.2f} {with_d:>8.2f}", flush=True)
+    print(f"{'all six':<10} {'':>10} {'':>7} {totals[0]:>7.2f} {totals[1]:>8.2f}   (one step of every run)")
+
+
+if __name__ == "__main__":
+    main()
