@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui.core.brain_extraction import BrainExtractionParams
-from brainseg_gui.core.readiness import PREPARE_HINT
+from brainseg_gui.core.prepare import MIN_BRAIN_ML
+from brainseg_gui.core.readiness import MAX_BRAIN_ML, PREPARE_HINT
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.prepare_controller import PrepareController, Stage
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
@@ -295,9 +296,18 @@ class PreparePanel(QGroupBox):
         elif stage is Stage.UNKNOWN:
             text = f"Could not check whether the study is BraTS-ready. If it is raw: {escape(PREPARE_HINT)}."
         elif stage is Stage.REVIEW and c.review is not None:
+            volume = c.brain_ml()
             text = (f"<b>Check the brain mask</b> of {escape(c.review.prepared.case_id)}: "
-                    f"{c.brain_ml():.0f} mL, {escape(c.review.grid.describe())}. Accept, adjust or extract again "
+                    f"{volume:.0f} mL, {escape(c.review.grid.describe())}. Accept, adjust or extract again "
                     "before segmentation.")
+            if not MIN_BRAIN_ML <= volume <= MAX_BRAIN_ML:  # follows the edits
+                larger = volume > MAX_BRAIN_ML
+                advice = ("erase skull, scalp or neck, or extract again with a higher" if larger
+                          else "paint what is missing, or extract again with a lower")
+                text += (f"<br>• {'More' if larger else 'Less'} than a brain ({MIN_BRAIN_ML:.0f}-{MAX_BRAIN_ML:.0f} "
+                         f"mL): {advice} boundary threshold.")
+            notes = [w for w in c.review.prepared.record.data.get("warnings", []) if "extracted brain is" not in w]
+            text += "".join(f"<br>• {escape(str(note))}" for note in notes)
         elif stage is Stage.SCANNER and c.scanner is not None:
             text = (f"<b>Scanner space</b>: the mask on the original {SEQUENCE_TITLES[c.scanner.sequence]} grid "
                     f"({escape(c.scanner.volume.study.grid.describe())}). File › Export writes on this grid.")
