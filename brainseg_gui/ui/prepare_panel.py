@@ -291,6 +291,9 @@ class PreparePanel(QGroupBox):
         elif stage is Stage.READY:
             text = ("<b>Prepared and BraTS-ready.</b> Segment it (Ctrl+R); then the mask can be shown in "
                     "scanner space." if c.record is not None else "<b>BraTS-ready</b>: segment it as it is.")
+            if c.record is not None and c.record.missing:
+                names = ", ".join(SEQUENCE_TITLES[name] for name in c.record.missing)
+                text += f"<br>• Missing {escape(names)}: the model needs all four sequences."
         elif stage is Stage.CHECKING:
             text = "Checking whether the study is BraTS-ready…"
         elif stage is Stage.UNKNOWN:
