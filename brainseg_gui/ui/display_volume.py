@@ -75,6 +75,9 @@ class DisplayVolume:
     images: sequence -> float32 (x, y, z) RAS views of the study's arrays.
     ras_affine: RAS voxel index -> world RAS mm. to_file: RAS voxel index -> the file's voxel index.
     truth_code: uint8 region code of the ground truth (None without labels).
+    brain: bool mask of the imaged tissue (the 3D view's context surface, the first crosshair): the
+    non-zero voxels of a skull-stripped study; on raw scanner data, whose background noise is
+    non-zero almost everywhere, the voxels standing out of that noise (see `_tissue`).
     percentiles: sequence -> sorted sample of brain intensities, for window presets.
     """
 
@@ -103,6 +106,8 @@ class DisplayVolume:
         for array in images.values():
             brain |= array != 0
         samples = {name: _intensity_sample(array) for name, array in images.items()}
+        if _noisy_background(brain):
+            brain = _tissue(images, samples)
         return cls(
             study=study,
             images=MappingProxyType(images),
@@ -160,6 +165,31 @@ class DisplayVolume:
         value = int(study.labels[self.file_index(voxel)])
         names = {v: k for k, v in study.label_convention.tissue_values.items()}
         return f"{names.get(value, 'background')} ({value})"
+
+
+#: A background counts as noisy when this share of the grid's outer faces is non-zero (BraTS: ~0).
+NOISY_BORDER_FRACTION = 0.05
+#: Tissue on raw data: above this fraction of a sequence's 99th intensity percentile.
+TISSUE_FRACTION_OF_P99 = 0.1
+
+
+def _noisy_background(mask: np.ndarray) -> bool:
+    """Whether the non-zero mask reaches the grid's faces: background noise, not a stripped brain."""
+    faces = [mask[0], mask[-1], mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]]
+    total = sum(face.size for face in faces)
+    return total > 0 and sum(int(face.sum()) for face in faces) > NOISY_BORDER_FRACTION * total
+
+
+def _tissue(images: Mapping[str, np.ndarray], samples: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Voxels above a tenth of a bright intensity of any sequence: the head without the noise around
+    it (its surface took 7 s and 700k points from the raw non-zero mask of a DICOM head, 1 s here)."""
+    tissue: np.ndarray | None = None
+    for name, array in images.items():
+        if samples[name].size == 0:
+            continue
+        above = array > TISSUE_FRACTION_OF_P99 * float(np.percentile(samples[name], 99))
+        tissue = above if tissue is None else tissue | above
+    return tissue if tissue is not None else np.zeros(next(iter(images.values())).shape, dtype=bool)
 
 
 def _intensity_sample(array: np.ndarray, max_count: int = 400_000) -> np.ndarray:

@@ -181,6 +181,8 @@ class View3D(QWidget):
         self.volume = volume
         self.prediction = None
         if self.available:
+            self._remove_surfaces()  # the previous study's must not stand in while this one's build
+            self._place_planes(render=True)
             self._rebuild(reset_camera=True)
 
     def set_prediction(self, regions_ras: np.ndarray | None) -> None:
@@ -236,9 +238,7 @@ class View3D(QWidget):
         from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
         self._job = None
-        for actor in self.actors.values():
-            self.renderer.RemoveActor(actor)
-        self.actors = {}
+        self._remove_surfaces()
         self.meshes = dict(meshes)
         for name, mesh in meshes.items():
             if mesh.GetNumberOfPoints() == 0:
@@ -256,6 +256,12 @@ class View3D(QWidget):
         if reset_camera:
             self.reset_camera(render=False)
         self.render()  # once for all of the above
+
+    def _remove_surfaces(self) -> None:
+        for actor in self.actors.values():
+            self.renderer.RemoveActor(actor)
+        self.actors = {}
+        self.meshes = {}
 
     def _apply_style(self, render: bool = True) -> None:
         scale = self.opacity.value() / 100.0

@@ -165,3 +165,41 @@ def test_the_3d_view_renders_once_the_crosshair_stops(qtbot, toy_study) -> None:
     view.opacity.setValue(50)  # other changes render at once
     assert len(renders) == 1
     view.close()
+
+
+def test_the_tissue_mask_of_raw_data_leaves_out_the_background_noise() -> None:
+    """A DICOM head is non-zero almost everywhere (noise): its 3D context surface took 7 s."""
+    from brainseg_gui.core.study import Grid, Study
+
+    rng = np.random.default_rng(2)
+    shape = (40, 40, 30)
+    x, y, z = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
+    head = x**2 + y**2 + z**2 < 12**2
+    raw = rng.integers(1, 12, size=shape).astype(np.float32)  # scanner noise, never 0
+    raw[head] = rng.normal(400.0, 30.0, size=int(head.sum())).astype(np.float32)
+    volume = DisplayVolume.from_study(Study("raw", Grid(shape, np.eye(4)), {"flair": raw}))
+    assert np.array_equal(volume.brain, head)
+    stripped = np.where(head, raw, 0).astype(np.float32)  # a skull-stripped study: the non-zero voxels
+    stripped[head & (x > 8)] = 3.0  # dark but non-zero tissue stays in
+    volume = DisplayVolume.from_study(Study("stripped", Grid(shape, np.eye(4)), {"flair": stripped}))
+    assert np.array_equal(volume.brain, head)
+
+
+def test_a_new_study_clears_the_previous_surfaces_at_once(qtbot, toy_study) -> None:
+    from brainseg_gui.ui.view_3d import View3D, gl_problem
+
+    problem = gl_problem()
+    if problem is not None:
+        pytest.skip(f"no OpenGL for VTK here: {problem}")
+    state = ViewerState()
+    volume = DisplayVolume.from_study(toy_study)
+    state.reset(volume.shape, volume.centre(), {}, "t1ce")
+    view = View3D(state, JobRunner())
+    qtbot.addWidget(view)
+    view.show()
+    view.set_volume(volume)
+    qtbot.waitUntil(lambda: "WT" in view.actors, timeout=30_000)
+    view.set_volume(DisplayVolume.from_study(toy_study))
+    assert view.actors == {} and view.status.text() == "Building surfaces…"
+    qtbot.waitUntil(lambda: "WT" in view.actors, timeout=30_000)
+    view.close()
