@@ -154,6 +154,14 @@ def test_predict_prepare_option_clashes(capsys: pytest.CaptureFixture[str], raw_
     assert status == 2 and expected in one_error_line(err)
 
 
+def test_predict_prepare_says_early_that_sequences_are_missing(capsys: pytest.CaptureFixture[str],
+                                                                shared_data: Path, tmp_path: Path) -> None:
+    status, _, err = run(capsys, "predict", shared_data / "nrrd" / "brain1_image.nrrd", "-o", tmp_path / "p.nii.gz",
+                         "--prepare")
+    assert status == 2
+    assert "brain1_image has no t1, t1ce, t2: add --allow-missing" in one_error_line(err)
+
+
 def test_predict_prepare_maps_the_labels_back_onto_the_original_grid(
         capsys: pytest.CaptureFixture[str], raw_case: Path, tiny_model: Path, tmp_path: Path) -> None:
     output = tmp_path / "pred.nii.gz"

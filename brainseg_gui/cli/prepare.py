@@ -162,6 +162,10 @@ def check_case_readiness(args: argparse.Namespace, case: Any) -> None:
         if args.save_probabilities is not None:
             raise UsageError("--save-probabilities is not available with --prepare: prepare the study with "
                              "'brainseg prepare' and predict on the prepared case")
+        if case.missing and not args.allow_missing:  # say so before minutes of preparing, not after
+            raise UsageError(f"{case.case_id} has no {', '.join(case.missing)}: add --allow-missing to segment "
+                             "it anyway (the result is flagged), or prepare it with 'brainseg prepare' "
+                             "giving each sequence (--t1/--t1ce/--t2/--flair)")
         return
     if args.map_to is not None:
         raise UsageError("--map-to needs --prepare")
