@@ -322,8 +322,8 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
         if settings.evaluate:
             after = _evaluate(out_dir, check, device, sub_progress(progress, 0.9, 1.0), cancel, "after")
             emit(Evaluated("after", after))
-        if monitor.best_epoch == 0:
-            text = "no epoch beat the base model on the validation cases: keeping the new model is not advised"
+        text = _advice(monitor, before, after, settings.min_improvement)
+        if text:
             warnings.append(text)
             emit(Notice("info", text))
         card = _finish_card(out_dir, base_dir, settings, check, monitor, before, after, warnings, device_text)
@@ -334,6 +334,20 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     return FinetuneResult(out_dir, card, base_dir, base_version,
                           monitor.history, monitor.best_epoch, monitor.stopped_early, before, after, warnings,
                           device_text, time.perf_counter() - started)
+
+
+def _advice(monitor: _Monitor, before: ValidationMetrics | None, after: ValidationMetrics | None,
+            min_improvement: float) -> str:
+    """A warning when the new model is not better: judged at full resolution when that was measured."""
+    if before is not None and after is not None:
+        if after.mean_dice < before.mean_dice:
+            return (f"the new model is worse on the validation cases (mean Dice {before.mean_dice:.4f} -> "
+                    f"{after.mean_dice:.4f}): keeping it is not advised")
+        return ""
+    if monitor.best_epoch == 0:
+        return (f"no epoch beat the base model's validation Dice by {min_improvement} (at the model's "
+                "resolution): keeping the new model is not advised")
+    return ""
 
 
 def _prepare(check: CaseCheck, cache_dir: Path, base: Any, device: Any, context: Any, progress: ProgressFn,

@@ -142,6 +142,8 @@ def test_a_fine_tune_reports_each_epoch_and_before_after(cases: list[Path], base
     assert card.postprocess["et_min_voxels"] == 7 and card.inference == {"roi": [32, 32, 32]}
     assert card.config == TINY and card.training["base_model"] == result.base_version
     assert result.saved_epoch in (1, 2) and tuned["saved_epoch"] == result.saved_epoch
+    advice = [e.text for e in events if isinstance(e, ft.Notice) and e.kind == "info"]
+    assert bool(advice) == (result.after.mean_dice < result.before.mean_dice)  # judged at full resolution
     assert card.training["epochs_done"] == result.saved_epoch  # the staged weights are that epoch's
     assert _fingerprint(base) == base_before
 
@@ -153,7 +155,7 @@ def test_early_stopping_and_the_no_improvement_notice(cases: list[Path], base: P
                          on_event=events.append)
     assert result.stopped_early and len(result.history) == 1 and result.best_epoch == 0
     notices = {e.kind: e.text for e in events if isinstance(e, ft.Notice)}
-    assert "stopped after epoch 1" in notices["early_stop"] and "not advised" in notices["info"]
+    assert "stopped after epoch 1" in notices["early_stop"] and "no epoch beat the base" in notices["info"]
     assert result.before is None and result.after is None and "no before/after" in result.table()
 
 
@@ -173,6 +175,20 @@ def test_the_collapse_detector_warns_when_the_discriminator_wins_outright() -> N
     assert len(notices) == 1 and notices[0].kind == "collapse" and "since epoch 3" in notices[0].text
     with pytest.raises(ft.FinetuneError, match="diverged at epoch 5"):
         monitor(_log(5, float("nan"), 3.0, 0.6))
+
+
+def test_the_advice_rests_on_the_full_resolution_comparison() -> None:
+    def metrics(dice: float) -> ft.ValidationMetrics:
+        scores = {r: ft.RegionScore(dice, 3.0) for r in ("WT", "TC", "ET")}
+        return ft.ValidationMetrics({"c": scores}, scores)
+
+    monitor = ft._Monitor(ft.FinetuneSettings(), 0.9, lambda e: None, [])  # no epoch beat the base
+    assert "worse on the validation cases (mean Dice 0.8000 -> 0.7900)" in ft._advice(
+        monitor, metrics(0.8), metrics(0.79), 0.002)
+    assert ft._advice(monitor, metrics(0.8), metrics(0.81), 0.002) == ""
+    assert "no epoch beat" in ft._advice(monitor, None, None, 0.002)
+    monitor.best_epoch = 2
+    assert ft._advice(monitor, None, None, 0.002) == ""
 
 
 def test_cancel_and_unsafe_outputs_leave_the_active_model_alone(cases: list[Path], base: Path,
