@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui import RESEARCH_USE_NOTE, resources_dir
 from brainseg_gui.core.errors import BrainSegError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ APP_ID = "brainseg"
 DESKTOP_FILE = f"{APP_ID}.desktop"
 MIME_PACKAGE = f"{APP_ID}.xml"
 #: The app's icons in the source tree (and, at the same place relative to the package, in the bundle).
-ICONS = Path(__file__).resolve().parents[1] / "resources" / "icons"
+ICONS = resources_dir() / "icons"
 
 
 class DesktopIntegrationError(BrainSegError):

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "model"
-SOURCES = ("pyproject.toml", "README.md", "brainseg_gui", "model")
+SOURCES = ("pyproject.toml", "README.md", "brainseg_gui", "model", "resources")
 #: `brainseg --version` with only the folder given as argv[1] importable (-S: no site-packages).
 VERSION_FROM_FOLDER = ("import sys; sys.path[:0] = [sys.argv[1]]; "
                        "from brainseg_gui.cli import main; raise SystemExit(main(['--version']))")
@@ -61,6 +61,8 @@ def test_wheel_carries_the_shipped_model(wheel: Path) -> None:
             assert archive.read(member) == file.read_bytes()
         card = json.loads(archive.read("brainseg_gui/shipped_model/card.json"))
         assert {"brainseg_gui/cli/__init__.py", "brainseg_gui/__main__.py", "brainseg_gui/core/io.py"} <= names
+        # the viewer's style and icons travel too (a wheel install must not lose them)
+        assert {"brainseg_gui/resources/style.qss", "brainseg_gui/resources/icons/brainseg.svg"} <= names
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "brainseg = brainseg_gui.cli:main" in archive.read(entry_points).decode()
     assert card.get("version")

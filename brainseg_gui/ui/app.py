@@ -10,12 +10,12 @@ from PySide6.QtCore import QSettings
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from brainseg_gui import __version__
+from brainseg_gui import __version__, resources_dir
 
 log = logging.getLogger(__name__)
 
-#: The repository's (or the bundle's) resources folder: icons and the style sheet.
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+#: Icons and the style sheet (installed package data, or resources/ in a checkout or the bundle).
+RESOURCES = resources_dir()
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
