@@ -6,9 +6,11 @@ Two steps, on one T1-like image (T1 is best, T1ce and FLAIR work; T2 less well):
    starts at the centre of the head's top `cranium_mm` (so a neck in the field of view does not
    pull it down) and `fractional_threshold` sets where it stops (smaller: a larger brain);
 2. inside the surface, tissue brighter than `tissue_threshold` (0 = background, 1 = the brain's
-   level) is eroded by `neck_erosion_mm`, which cuts the brainstem from the neck and face that
-   the surface may have taken in; the largest part, grown back, holes filled and closed by
-   `closing_mm`, is the brain. `adjust_mm` finally grows (> 0) or shrinks (< 0) it.
+   level) but darker than `fat_threshold` (scalp fat and marrow, which thick slices blur into
+   the brain's edge so that the surface leaks into them) is eroded by `neck_erosion_mm`, which
+   cuts the brainstem from the neck and face that the surface may have taken in; the largest
+   part, grown back, holes filled and closed by `closing_mm`, plus the bright parts it mostly
+   surrounds (an enhancing lesion), is the brain. `adjust_mm` finally grows (> 0) or shrinks (< 0) it.
 The morphology runs on a `working_mm` copy for speed. `erode_mask` / `dilate_mask` let a user
 adjust a mask by hand (the GUI's erode / dilate buttons).
 """
@@ -23,9 +25,13 @@ import numpy as np
 
 from brainseg_gui.core.brain_surface import fit_surface, icosphere, inside_surface
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.progress import CancelToken
 from brainseg_gui.core.study import Grid
 
 log = logging.getLogger(__name__)
+
+#: A bright part is kept (as a lesion, not scalp) when the brain borders more than this share of it.
+ENCLOSED_FRACTION = 0.5
 
 METHOD = "BET-style deformable surface + morphological neck cut (BrainSeg, classical, CPU)"
 
@@ -38,6 +44,8 @@ class BrainExtractionParams:
     iterations: int = 500
     cranium_mm: float = 120.0
     tissue_threshold: float = 0.35
+    #: Tissue brighter than this (same scale as tissue_threshold) is fat or marrow, not brain; 0: off.
+    fat_threshold: float = 1.6
     neck_erosion_mm: float = 5.0
     closing_mm: float = 3.0
     adjust_mm: float = 0.0
@@ -56,6 +64,9 @@ class BrainExtractionParams:
         if not 0 < self.fractional_threshold < 1 or not 0 < self.tissue_threshold < 1:
             raise BrainSegError(f"brain extraction: fractional_threshold ({self.fractional_threshold}) and "
                                 f"tissue_threshold ({self.tissue_threshold}) must lie between 0 and 1")
+        if 0 < self.fat_threshold <= 1:
+            raise BrainSegError(f"brain extraction: fat_threshold ({self.fat_threshold}) must be 0 (off) or "
+                                "above 1 (brighter than the brain's level)")
         if self.iterations < 1:
             raise BrainSegError(f"brain extraction: iterations must be at least 1, got {self.iterations}")
 
@@ -82,11 +93,13 @@ class BrainExtractionParams:
         return values
 
 
-def extract_brain(image: np.ndarray, grid: Grid, **params: Any) -> np.ndarray:
+def extract_brain(image: np.ndarray, grid: Grid, *, cancel: CancelToken | None = None,
+                  **params: Any) -> np.ndarray:
     """Boolean brain mask (i, j, k) on `grid` of a T1-like head image (see the module docstring).
 
     Keyword arguments are the fields of `BrainExtractionParams`. Raises BrainSegError for an
-    empty image or bad parameters.
+    empty image or bad parameters, Cancelled (checked every surface iteration and between the
+    steps) when `cancel` is set.
     """
     settings = BrainExtractionParams.from_dict(params)
     if image.shape != grid.shape:
@@ -107,11 +120,19 @@ def extract_brain(image: np.ndarray, grid: Grid, **params: Any) -> np.ndarray:
     centre_full = (centre * np.array(factors)) + (np.array(factors) - 1) / 2.0
     radii = fit_surface(image, grid.spacing, centre_full, np.full(len(sphere.directions), radius / 2.0),
                         sphere=sphere, low=low, high=level, bt=settings.fractional_threshold,
-                        iterations=settings.iterations)
+                        iterations=settings.iterations, cancel=cancel)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
     surface = inside_surface(small.shape, spacing, centre, sphere, radii)
     smooth = ndimage.gaussian_filter(small, [1.0 / s for s in spacing])
     tissue = surface & (smooth > low + settings.tissue_threshold * (level - low))
+    bright = np.zeros_like(surface)
+    if settings.fat_threshold > 0:
+        bright = surface & (smooth >= low + settings.fat_threshold * (level - low))
+        tissue &= ~bright
     brain = _neck_cut(tissue, surface, spacing, settings)
+    if bright.any():
+        brain = _add_enclosed(brain, bright)
     if factors != (1, 1, 1):
         brain = _upsample(brain, factors, grid.shape) & inside_surface(
             grid.shape, grid.spacing, centre_full, sphere, radii)
@@ -198,6 +219,26 @@ def _neck_cut(tissue: np.ndarray, surface: np.ndarray, spacing: tuple[float, flo
         grown = ndimage.distance_transform_edt(~brain, sampling=spacing) <= p.closing_mm
         brain = brain | ((ndimage.distance_transform_edt(grown, sampling=spacing) > p.closing_mm) & surface)
     return ndimage.binary_fill_holes(brain)
+
+
+def _add_enclosed(brain: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """`brain` plus the bright parts (an enhancing tumour, vessels) that brain mostly surrounds.
+
+    Scalp fat and marrow lie against the dark skull and touch the brain only along thin
+    partial-volume seams; a lesion lies in the brain, which borders most of it.
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(bright & ~brain)
+    if count == 0:
+        return brain
+    border = ndimage.grey_dilation(labels, size=(3, 3, 3))
+    border[labels > 0] = 0
+    touching = np.bincount(border[brain].ravel(), minlength=count + 1)
+    total = np.bincount(border.ravel(), minlength=count + 1)
+    keep = touching > ENCLOSED_FRACTION * total
+    keep[0] = False
+    return ndimage.binary_fill_holes(brain | keep[labels])
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:

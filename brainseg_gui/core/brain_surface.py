@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainseg_gui.core.progress import CancelToken
+
 log = logging.getLogger(__name__)
 
 #: BET's curvature limits (mm) of the smoothness force, and its step scale.
@@ -95,11 +97,13 @@ def fit_surface(
     bt: float = 0.5,
     d1_mm: float = 20.0,
     iterations: int = 600,
+    cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Evolve the radii (mm, one per direction of `sphere`) of a surface around `centre_voxel`.
 
     `image` is (i, j, k) with voxel sizes `spacing`; `low` / `high` are the background and the
-    tissue intensity levels (BET's t2 and tm). Returns the final radii.
+    tissue intensity levels (BET's t2 and tm). Returns the final radii; raises Cancelled
+    (checked every iteration) when `cancel` is set.
     """
     from scipy import ndimage
 
@@ -113,6 +117,8 @@ def fit_surface(
     f = 6.0 / (1.0 / R_MIN - 1.0 / R_MAX)
     previous = radius.copy()
     for iteration in range(1, iterations + 1):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
         depth = np.clip(radius[:, None] - inward[None, :], 0.0, None)  # (n, samples) mm from the centre
         coords = centre_voxel[:, None, None] + directions_vox.T[:, :, None] * depth[None, :, :]
         values = ndimage.map_coordinates(image, coords.reshape(3, -1), order=1, mode=EDGE_MODE,
