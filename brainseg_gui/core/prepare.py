@@ -168,7 +168,7 @@ def prepare_study(
     _check(cancel)
     progress(0.75, "extracting the brain")
     tick = time.perf_counter()
-    brain, extraction = _brain(images, target, skull_strip, brain_settings, grids)
+    brain, extraction = _brain(images, target, skull_strip, brain_settings, grids, cancel)
     timings["brain_extraction"] = time.perf_counter() - tick
     volume = float(brain.sum()) * target.voxel_volume_ml
     if extraction["method"] == METHOD and not MIN_BRAIN_ML <= volume <= MAX_BRAIN_ML:
@@ -319,7 +319,8 @@ def brain_sequence(original_grids: Mapping[str, Grid]) -> str:
 
 def _brain(images: Mapping[str, np.ndarray], grid: Grid, skull_strip: bool,
            settings: BrainExtractionParams,
-           original_grids: Mapping[str, Grid]) -> tuple[np.ndarray, dict[str, Any]]:
+           original_grids: Mapping[str, Grid],
+           cancel: CancelToken | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The brain mask on the prepared grid, and how it was made (for the record)."""
     from scipy import ndimage
 
@@ -336,7 +337,7 @@ def _brain(images: Mapping[str, np.ndarray], grid: Grid, skull_strip: bool,
         return ndimage.binary_fill_holes(nonzero), {
             "method": "already skull-stripped: the non-zero region", "sequence": sequence, "params": {},
             "skull_check": check.evidence()}
-    mask = extract_brain(images[sequence], grid, **settings.as_dict())
+    mask = extract_brain(images[sequence], grid, cancel=cancel, **settings.as_dict())
     return mask, {"method": METHOD, "sequence": sequence, "params": settings.as_dict(),
                   "skull_check": check.evidence()}
 
