@@ -83,7 +83,7 @@ class WelcomeDialog(QDialog):
 
     demo_requested = Signal()
 
-    def __init__(self, device: DeviceSummary, *, demo_open: bool, parent: QWidget | None = None) -> None:
+    def __init__(self, device: DeviceSummary | None, *, demo_open: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Welcome to BrainSeg")
         self.setObjectName("welcomeDialog")
@@ -120,7 +120,9 @@ class WelcomeDialog(QDialog):
         demo_row.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addLayout(demo_row)
 
-        self.device_label = _text(f"<b>This computer:</b> {escape(device.name)}<br>{escape(device.speed)}")
+        # None: still being found out (importing torch takes seconds; the dialog must not wait for it)
+        self.device_label = _text(_device_html(device) if device else
+                                  "<b>This computer:</b> finding out which device segmentation will use…<br>&nbsp;")
         self.device_label.setObjectName("welcomeDevice")
         layout.addWidget(self.device_label)
 
@@ -144,11 +146,28 @@ class WelcomeDialog(QDialog):
         # word-wrapped labels: the height that fits this width, not a guess (which leaves gaps)
         self.setFixedHeight(layout.totalHeightForWidth(660))
 
+    def set_device(self, device: DeviceSummary) -> None:
+        """Show the device once the worker has found it out."""
+        self.device_label.setText(_device_html(device))
+        layout = self.layout()
+        self.setFixedHeight(layout.totalHeightForWidth(660))
+
+
+def _device_html(device: DeviceSummary) -> str:
+    return f"<b>This computer:</b> {escape(device.name)}<br>{escape(device.speed)}"
+
 
 def show_welcome(window: MainWindow, *, device: DeviceSummary | None = None, demo_open: bool = False) -> WelcomeDialog:
-    """Open the welcome over `window` (non-blocking) and remember in its settings that it was shown."""
+    """Open the welcome over `window` (non-blocking) and remember in its settings that it was shown.
+
+    Without `device`, the device is found out in a worker (it imports torch: seconds at a cold start)
+    and filled in when known, so the window and the dialog never freeze for it.
+    """
     settings = window.settings
-    dialog = WelcomeDialog(device or device_summary(), demo_open=demo_open, parent=window)
+    dialog = WelcomeDialog(device, demo_open=demo_open, parent=window)
+    if device is None:
+        window.runner.start("device", lambda progress, cancel: device_summary(),
+                            on_result=lambda summary: _fill_device(dialog, summary))
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.demo_requested.connect(window.open_demo)
     dialog.every_start.setChecked(not settings.value(WELCOME_SHOWN_KEY, True, type=bool))
@@ -182,6 +201,13 @@ def add_help_action(window: MainWindow) -> QAction | None:
             menu.addAction(welcome)
             return welcome
     return None
+
+
+def _fill_device(dialog: WelcomeDialog, summary: DeviceSummary) -> None:
+    try:
+        dialog.set_device(summary)
+    except RuntimeError:  # the dialog was closed (and deleted) before the device was known
+        pass
 
 
 def _text(html: str) -> QLabel:

@@ -63,10 +63,21 @@ class ModelActions(QObject):
         self.dialog: ModelsDialog | None = None
         if follow_active:
             window.predictors = tasks.PredictorSlot(active_predictor_factory())
+            # name the active model before the first segmentation (reading it loads torch: a worker)
+            window.runner.start("active model", lambda *, progress, cancel: self.registry.active(),
+                                on_result=self._name_active)
         window.exporter.exported.connect(self._record_corrected)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+
+    def _name_active(self, entry: Any) -> None:
+        try:
+            label = self.window.segment_panel.model_label
+            if label.text().startswith("Model: not loaded"):  # a segmentation has not named it already
+                label.setText(f"Model: {entry.name} ({entry.version}); loads at the first segmentation")
+        except RuntimeError:  # the window closed before the registry was read
+            pass
 
     @property
     def registry(self) -> Any:

@@ -117,3 +117,13 @@ def test_first_start_screenshot(qtbot, window, toy_case, screenshots) -> None:
     assert card.save(str(folder / "welcome_dialog.png"))
     assert picture.save(str(folder / "first_start.png"))
     assert card.width() >= 600 and card.height() > 250
+
+
+def test_the_device_is_found_out_in_a_worker_and_filled_in(qtbot, window, monkeypatch) -> None:
+    """Finding the device imports torch (seconds at a cold start): the dialog opens at once and fills in."""
+    monkeypatch.setattr(first_run, "device_summary", lambda: CPU)
+    dialog = first_run.show_welcome(window)
+    assert "finding out" in dialog.device_label.text()
+    qtbot.waitUntil(lambda: CPU.name in dialog.device_label.text(), timeout=10_000)
+    assert CPU.speed in dialog.device_label.text()
+    dialog.accept()
