@@ -114,8 +114,10 @@ class MainWindow(WindowEditing, QMainWindow):
         self.edit_panel = EditPanel(self.state, self.editing)
         self.review_panel = ReviewPanel(self.state, self.editing)
         self.controls_dock = _panel_dock("Study and segmentation", "controlsDock",
-                                         (self.prepare_panel, self.study_label, self.overlay_panel,
-                                          self.segment_panel))
+                                         # the main action (Segment) above the fold: study, readiness,
+                                         # segmentation, then the overlay settings
+                                         (self.study_label, self.prepare_panel, self.segment_panel,
+                                          self.overlay_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.controls_dock)
         self.edit_dock = _panel_dock("Edit and review", "editDock", (self.edit_panel, self.review_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.edit_dock)
