@@ -4,9 +4,9 @@ The run is the ordinary adversarial training (ml/training.py) started from the b
 (`TrainConfig.base_model`; network, resolution and post-processing come from its card), on the
 chosen training cases, validated on held-apart cases after every epoch. Around it:
   - case checks (ml/finetune_cases.py): nothing on both sides, not even the same patient;
-  - early stopping when the validation Dice (model resolution, cheap) has not beaten the best so far,
-    the base model included, by `min_improvement` for `patience` epochs;
-  - a collapse notice when the discriminator wins outright (its loss near 0 while the generator's
+  - per-epoch events for the listener, and a watch (ml/finetune_events.py) that stops early when the
+    validation Dice (model resolution, cheap) has not beaten the best so far, the base model
+    included, by `min_improvement` for `patience` epochs, and gives a collapse notice when the discriminator wins outright (its loss near 0 while the generator's
     adversarial loss is large): the adversarial signal is then noise;
   - Dice and HD95 per region before and after, with the real predictor at full resolution
     (ml/finetune_metrics.py).
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.finetune_cases import (
@@ -37,6 +37,15 @@ from brainseg_gui.ml.finetune_cases import (
     CaseInput,
     FinetuneError,
     check_cases,
+)
+from brainseg_gui.ml.finetune_events import (
+    EpochDone,
+    EpochMonitor,
+    Evaluated,
+    FinetuneEvent,
+    Notice,
+    Started,
+    StopEarly,
 )
 from brainseg_gui.ml.finetune_metrics import (
     RegionScore,
@@ -53,12 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The discriminator "wins outright" when its loss stays under this (chance is ln 2 = 0.693) ...
-COLLAPSE_D_LOSS = 0.1
-#: ... while the generator's adversarial loss is above this (D gives G's output < 10 % "real") ...
-COLLAPSE_G_ADV = 2.3
-#: ... for this many epochs in a row.
-COLLAPSE_EPOCHS = 2
 
 
 @dataclass
@@ -120,49 +123,6 @@ SETTING_HELP: dict[str, str] = {
 }
 
 
-# -- events: plain frozen dataclasses, so a child process can send them through a queue ---------------
-
-
-@dataclass(frozen=True)
-class Started:
-    device: str
-    base_model: str
-    base_version: str
-    train_cases: list[str]
-    val_cases: list[str]
-    epochs: int
-    steps_per_epoch: int
-    settings: dict[str, Any]
-    base_val_dice: dict[str, float]  # the base model at the model's resolution: "epoch 0" of the plot
-
-
-@dataclass(frozen=True)
-class EpochDone:
-    epoch: int
-    epochs: int
-    g_loss: float  # g_adv + lambda_rec * g_rec
-    g_rec: float
-    g_adv: float
-    d_loss: float
-    val_dice: dict[str, float]
-    best: bool
-    seconds: float
-    eta_seconds: float
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    stage: Literal["before", "after"]
-    metrics: ValidationMetrics
-
-
-@dataclass(frozen=True)
-class Notice:
-    kind: Literal["collapse", "early_stop", "few_cases", "info"]
-    text: str
-
-
-FinetuneEvent = Started | EpochDone | Evaluated | Notice
 
 
 @dataclass(frozen=True)
@@ -191,60 +151,6 @@ class FinetuneResult:
     def improved(self) -> bool:
         return self.before is not None and self.after is not None and self.after.mean_dice >= self.before.mean_dice
 
-
-class _StopEarly(Exception):
-    """Raised from the epoch callback to end training (every rank decides alike: same Dice)."""
-
-
-class _Monitor:
-    """Turns each training epoch into an EpochDone; decides early stopping; spots collapse."""
-
-    def __init__(self, settings: FinetuneSettings, base_score: float, emit: Callable[[FinetuneEvent], None],
-                 warnings: list[str]) -> None:
-        self.settings, self.emit, self.warnings = settings, emit, warnings
-        self.best_score, self.best_epoch, self.waited, self.collapsed = base_score, 0, 0, 0
-        self.history: list[EpochDone] = []
-        self.stopped_early = False
-
-    def __call__(self, entry: Any) -> None:
-        from brainseg_gui.ml.training import EpochLog
-
-        assert isinstance(entry, EpochLog)
-        if not all(math.isfinite(v) for v in (entry.g_rec, entry.g_adv, entry.d_loss)):
-            raise FinetuneError(f"training diverged at epoch {entry.epoch} (losses G {entry.g_rec} / {entry.g_adv}, "
-                                f"D {entry.d_loss}); try a lower learning rate")
-        seconds = [h.seconds for h in self.history] + [entry.seconds]
-        remaining = entry.epochs - entry.epoch
-        done = EpochDone(entry.epoch, entry.epochs, entry.g_adv + self.settings.lambda_rec * entry.g_rec,
-                         entry.g_rec, entry.g_adv, entry.d_loss, dict(entry.val_dice or {}), entry.best,
-                         entry.seconds, remaining * sum(seconds) / len(seconds))
-        self.history.append(done)
-        self.emit(done)
-        if self.settings.adversarial and entry.d_loss < COLLAPSE_D_LOSS and entry.g_adv > COLLAPSE_G_ADV:
-            self.collapsed += 1
-            if self.collapsed == COLLAPSE_EPOCHS:
-                self._notice("collapse", f"the discriminator wins outright since epoch {entry.epoch - 1} "
-                             f"(D loss {entry.d_loss:.3f}, G adversarial loss {entry.g_adv:.2f}): its signal no "
-                             "longer helps the generator; consider a higher lambda or turning the "
-                             "adversarial term off")
-        else:
-            self.collapsed = 0
-        score = sum(done.val_dice.values()) / len(done.val_dice) if done.val_dice else float("-inf")
-        if score > self.best_score + self.settings.min_improvement:
-            self.best_score, self.best_epoch, self.waited = score, entry.epoch, 0
-        else:
-            self.waited += 1
-        if self.settings.patience and self.waited >= self.settings.patience and remaining > 0:
-            self.stopped_early = True
-            self._notice("early_stop", f"stopped after epoch {entry.epoch}: validation Dice has not improved "
-                         f"for {self.waited} epochs (best {self.best_score:.4f}, "
-                         f"{'the base model' if self.best_epoch == 0 else f'epoch {self.best_epoch}'})")
-            raise _StopEarly
-
-    def _notice(self, kind: Literal["collapse", "early_stop"], text: str) -> None:
-        log.warning("%s", text)
-        self.warnings.append(text)
-        self.emit(Notice(kind, text))
 
 
 def _ignore(event: FinetuneEvent) -> None:
@@ -311,7 +217,7 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
         before_seconds = time.perf_counter() - clock
         emit(Evaluated("before", before))
 
-    monitor = _Monitor(settings, sum(base_dice.values()) / len(base_dice), emit, warnings)
+    monitor = EpochMonitor(settings, sum(base_dice.values()) / len(base_dice), emit, warnings)
     config = _train_config(settings, out_dir, cache_dir, base_dir, val_ids, steps)
     _train(config, monitor, _with_eta(progress, 0.12, 0.9, before_seconds), cancel)
 
@@ -336,7 +242,7 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
                           device_text, time.perf_counter() - started)
 
 
-def _advice(monitor: _Monitor, before: ValidationMetrics | None, after: ValidationMetrics | None,
+def _advice(monitor: EpochMonitor, before: ValidationMetrics | None, after: ValidationMetrics | None,
             min_improvement: float) -> str:
     """A warning when the new model is not better: judged at full resolution when that was measured."""
     if before is not None and after is not None:
@@ -389,12 +295,12 @@ def _train_config(settings: FinetuneSettings, out_dir: Path, cache_dir: Path, ba
     )
 
 
-def _train(config: Any, monitor: _Monitor, progress: ProgressFn, cancel: CancelToken | None) -> None:
+def _train(config: Any, monitor: EpochMonitor, progress: ProgressFn, cancel: CancelToken | None) -> None:
     from brainseg_gui.ml.training import train
 
     try:
         train(config, progress=progress, cancel=cancel, on_epoch=monitor)
-    except _StopEarly:
+    except StopEarly:
         pass
 
 
@@ -426,7 +332,7 @@ def _evaluate(model_dir: Path, check: CaseCheck, device: Any, progress: Progress
     return evaluate_full(model_dir, check.val, device=str(device), progress=report, cancel=cancel)
 
 
-def _finish_card(out_dir: Path, base_dir: Path, settings: FinetuneSettings, check: CaseCheck, monitor: _Monitor,
+def _finish_card(out_dir: Path, base_dir: Path, settings: FinetuneSettings, check: CaseCheck, monitor: EpochMonitor,
                  before: ValidationMetrics | None, after: ValidationMetrics | None, warnings: list[str],
                  device: str) -> Any:
     """Record the fine-tune in the new model's card (the weights, hence the version, are unchanged)."""

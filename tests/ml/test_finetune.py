@@ -20,6 +20,7 @@ from brainseg_gui.ml import model_registry
 from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
 from brainseg_gui.ml.dataset import read_entry
 from brainseg_gui.ml.finetune_cases import cache_cases
+from brainseg_gui.ml.finetune_events import EpochMonitor
 from brainseg_gui.ml.networks import build_generator
 from brainseg_gui.ml.training import EpochLog
 
@@ -165,7 +166,7 @@ def _log(epoch: int, d_loss: float, g_adv: float, dice: float) -> EpochLog:
 
 def test_the_collapse_detector_warns_when_the_discriminator_wins_outright() -> None:
     events: list[ft.FinetuneEvent] = []
-    monitor = ft._Monitor(ft.FinetuneSettings(patience=0), 0.5, events.append, [])
+    monitor = EpochMonitor(ft.FinetuneSettings(patience=0), 0.5, events.append, [])
     monitor(_log(1, 0.05, 3.0, 0.6))
     monitor(_log(2, 0.69, 0.7, 0.6))  # a healthy epoch resets the count
     monitor(_log(3, 0.05, 3.0, 0.6))
@@ -182,7 +183,7 @@ def test_the_advice_rests_on_the_full_resolution_comparison() -> None:
         scores = {r: ft.RegionScore(dice, 3.0) for r in ("WT", "TC", "ET")}
         return ft.ValidationMetrics({"c": scores}, scores)
 
-    monitor = ft._Monitor(ft.FinetuneSettings(), 0.9, lambda e: None, [])  # no epoch beat the base
+    monitor = EpochMonitor(ft.FinetuneSettings(), 0.9, lambda e: None, [])  # no epoch beat the base
     assert "worse on the validation cases (mean Dice 0.8000 -> 0.7900)" in ft._advice(
         monitor, metrics(0.8), metrics(0.79), 0.002)
     assert ft._advice(monitor, metrics(0.8), metrics(0.81), 0.002) == ""
