@@ -19,5 +19,8 @@ def shipped_model_dir() -> Path:
 
 
 def default_model_dir() -> Path:
-    """The model a prediction uses when none is named: the shipped one (user models come later)."""
-    return shipped_model_dir()
+    """The model a prediction uses when none is named: the user's active one (`brainseg models`),
+    which is the shipped model until a fine-tuned version is made active."""
+    from brainseg_gui.ml.model_registry import active_model_dir  # the registry imports this module
+
+    return active_model_dir()

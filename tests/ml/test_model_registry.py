@@ -111,3 +111,13 @@ def test_protected_paths_and_staging(registry: ModelRegistry, tmp_path: Path) ->
     with pytest.raises(ModelError, match="not a staged run"):
         registry.discard(kept.directory)
     assert kept.directory.is_dir()
+
+
+def test_predictions_default_to_the_active_model(registry: ModelRegistry, tmp_path: Path) -> None:
+    from brainseg_gui.ml.shipped import default_model_dir
+
+    assert default_model_dir() == shipped_model_dir()
+    kept = registry.keep(tiny_model(tmp_path / "tuned", seed=3))
+    assert default_model_dir() == kept.directory  # `brainseg predict` without --model uses it
+    registry.rollback_to_shipped()
+    assert default_model_dir() == shipped_model_dir()
