@@ -268,6 +268,8 @@ def evaluate_cases(model_dir: Path, cases: Sequence[Any], predictions_dir: Path,
     Returns {case: {region: metrics}}; the brain mask (for accuracy inside the brain) is every voxel
     non-zero in any sequence, as in crossval.evaluate_model.
     """
+    import numpy as np
+
     from brainseg_gui.core.image_io import save_label_map
     from brainseg_gui.core.io import load_study
     from brainseg_gui.core.labels import LabelConvention, to_regions
@@ -286,7 +288,8 @@ def evaluate_cases(model_dir: Path, cases: Sequence[Any], predictions_dir: Path,
             raise ExperimentError(f"{case.case_id} has no label map to score against")
         prediction = predictor(study, cancel=cancel)
         truth = to_regions(study.labels, study.label_convention)
-        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=study.stacked().any(axis=0))
+        brain = np.asarray(study.stacked().any(axis=0))
+        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=brain)
         save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", prediction.labels(LabelConvention.BRATS),
                        study.grid, description=f"brainseg experiment prediction, model {predictor.model_version}")
         per_case[case.case_id] = {region: metrics[region].as_dict() for region in REGIONS}

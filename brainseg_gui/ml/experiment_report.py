@@ -101,6 +101,13 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _p(value: float | None) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+
+
 def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[tuple[str, str]], title: str) -> str:
     lines = [f"# {title}", ""]
     for metric, heading in metrics:
@@ -173,7 +180,7 @@ def ablation_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 lines.append(f"| {row['label']} | {row['region']} | {_fmt(row['adversarial_on'])} | "
                              f"{_fmt(row['adversarial_off'])} | {_fmt(row['difference'])} ± "
                              f"{_fmt(row['difference_sd'], 3)} | {row['fold_differences']} | {row['pairs']} | "
-                             f"{_fmt(row['wilcoxon_p'], 3)} | {_fmt(row['ttest_p'], 3)} |")
+                             f"{_p(row['wilcoxon_p'])} | {_p(row['ttest_p'])} |")
         lines.append("")
     lines.append("Paired over held-out cases (the same case under both settings of one model and fold); "
                  "two-sided Wilcoxon signed-rank and paired t-test. 'per fold' = mean difference per fold.")
@@ -317,7 +324,7 @@ def write_reports(config: ExperimentConfig, results: Sequence[RunResult], second
              "model_dir": str(r.spec.folder(out) / "final")} for r in results]
     cases = sorted({c for r in results for c in (*r.spec.train_cases, *r.spec.test_cases)})
     document = {"experiment": config.to_dict(), "case_ids": cases, "runs": runs,
-                "seconds_total": round(seconds, 1), "seconds_runs": round(sum(r.seconds_train + r.seconds_eval
+                "seconds_this_invocation": round(seconds, 1), "seconds_runs": round(sum(r.seconds_train + r.seconds_eval
                                                                                for r in results), 1),
                 "environment": _environment(), **(extra or {})}
     put("config.json", json.dumps(document, indent=2) + "\n")
