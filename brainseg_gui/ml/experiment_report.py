@@ -233,7 +233,7 @@ def figure3(rows: Sequence[dict[str, Any]], path: Path) -> None:
               "iou": "IoU", "dice": "Dice"}
     bars = list(dict.fromkeys((r["label"], r["adversarial"]) for r in rows))
     lookup = {(r["label"], r["adversarial"], r["metric"]): r for r in rows}
-    figure, axis = plt.subplots(figsize=(max(8.0, 1.2 * len(metrics) * max(len(bars), 1) * 0.35 + 3), 4.8))
+    figure, axis = plt.subplots(figsize=(min(16.0, max(8.0, 0.15 * len(metrics) * len(bars) + 4)), 4.8))
     width = 0.8 / max(len(bars), 1)
     colours = plt.get_cmap("tab10")
     labels = list(dict.fromkeys(label for label, _ in bars))
@@ -257,15 +257,18 @@ def curves_figure(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """Training L_rec and validation mean Dice per epoch, one line per model, setting and fold."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colours = plt.get_cmap("tab10")
     for key in dict.fromkeys((r["model"], r["adversarial"], r["fold"]) for r in rows):
+        colour = colours(models.index(key[0]) % 10)
         entries = [r for r in rows if (r["model"], r["adversarial"], r["fold"]) == key]
         epochs = [r["epoch"] for r in entries]
         style = "-" if key[1] == "on" else "--"
         name = f"{key[0]} {'adv' if key[1] == 'on' else 'no adv'} f{key[2]}"
-        left.plot(epochs, [r["g_rec"] for r in entries], style, label=name)
+        left.plot(epochs, [r["g_rec"] for r in entries], style, color=colour, label=name)
         dice = [statistics.fmean([r[f"val_dice_{g}"] for g in REGIONS]) if r["val_dice_WT"] is not None
                 else float("nan") for r in entries]
-        right.plot(epochs, dice, style, label=name)
+        right.plot(epochs, dice, style, color=colour, label=name)
     left.set(xlabel="epoch", ylabel="L_rec (BCE + soft Dice)", title="training loss")
     right.set(xlabel="epoch", ylabel="mean Dice (model resolution)", title="held-out Dice per epoch", ylim=(0, 1))
     right.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
