@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Most Progress events a second (the training loop may report hundreds of steps a second on a GPU).
 PROGRESS_PER_SECOND = 10
+#: How often the child checks whether the parent asked it to stop (seconds).
+CANCEL_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,10 @@ def _child(events: Any, cancel_flag: Any, train: list[Any], val: list[Any], out_
     token = CancelToken()
 
     def watch() -> None:
-        cancel_flag.wait()
+        # Polling a lock-free shared flag, not waiting on a multiprocessing.Event: a process that
+        # exits while waiting on an Event leaves its parent's Event.set() blocked for ever.
+        while not cancel_flag.value:
+            time.sleep(CANCEL_POLL_S)
         token.cancel()
 
     threading.Thread(target=watch, daemon=True).start()
@@ -116,7 +121,7 @@ class FinetuneJob:
         """Spawn the child and return at once."""
         context = multiprocessing.get_context("spawn")
         events = context.Queue()
-        cancel_flag = context.Event()
+        cancel_flag = context.RawValue("b", 0)  # set to 1 by cancel(); read by the child's watcher
         process = context.Process(
             target=_child, name="brainseg-finetune", daemon=True,
             args=(events, cancel_flag, [_portable(i) for i in train_cases], [_portable(i) for i in val_cases],
@@ -155,7 +160,7 @@ class FinetuneJob:
 
     def cancel(self, grace_s: float = 10.0) -> None:
         """Ask the child to stop at its next step; terminate it if it is still running after `grace_s`."""
-        self._cancel_flag.set()
+        self._cancel_flag.value = 1
 
         def enforce() -> None:
             self._process.join(grace_s)

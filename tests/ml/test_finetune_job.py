@@ -74,3 +74,17 @@ def test_cancel_stops_the_child(setup: tuple[list[Path], Path], tmp_path: Path) 
     seen += job.poll()
     assert job.result is None and job.failure == Failed("cancelled", "cancelled by the user")
     assert isinstance(seen[-1], Failed) and not job.running
+
+
+def test_cancel_after_the_child_has_ended_returns_at_once(setup: tuple[list[Path], Path], tmp_path: Path) -> None:
+    """A child that ended on its own (here: a case it cannot read) must not make cancel() hang."""
+    import threading
+
+    cases, base = setup
+    job = FinetuneJob.start([tmp_path / "missing"], [cases[2]], tmp_path / "run", base_model=base,
+                            settings=FinetuneSettings(epochs=1, device="cpu", evaluate=False))
+    job.wait(timeout=120)
+    assert not job.running and job.failure is not None and job.failure.kind == "error"
+    done = threading.Event()
+    threading.Thread(target=lambda: (job.cancel(grace_s=1), done.set()), daemon=True).start()
+    assert done.wait(10), "cancel() blocked on a child that had already exited"
