@@ -53,6 +53,8 @@ class CaseFiles:
 
     For the "msd" layout every sequence maps to the one 4D file, which is also `msd_image`.
     `warnings` says what a user should know before trusting the case (e.g. only one sequence).
+    `seg_convention` names the label convention of `seg` when it is known (a mask corrected and
+    exported by BrainSeg): values 1/2/3 are ambiguous between BraTS 2023 and MSD, so it beats a guess.
     """
 
     case_id: str
@@ -61,6 +63,7 @@ class CaseFiles:
     seg: Path | None = None
     msd_image: Path | None = None
     warnings: tuple[str, ...] = field(default=())
+    seg_convention: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.files) - set(SEQUENCES))

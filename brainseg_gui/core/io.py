@@ -92,7 +92,7 @@ def load_study(
     if case.seg is not None:
         progress(len(reads) / steps, f"reading labels ({case.seg.name})")
         labels, convention, _ = _read_labels(
-            case.seg, label_convention, case.layout, grid, allow_resample, warnings
+            case.seg, label_convention or case.seg_convention, case.layout, grid, allow_resample, warnings
         )
     missing = [name for name in SEQUENCES if name not in images]
     if missing:

@@ -39,8 +39,10 @@ class CorrectedCase:
         paths = set(self.files.values())
         if len(paths) == 1 and len(self.files) == len(SEQUENCES):
             image = next(iter(paths))
-            return CaseFiles(self.case_id, "msd", dict(self.files), seg=self.mask, msd_image=image)
-        return CaseFiles(self.case_id, "files", dict(self.files), seg=self.mask)
+            return CaseFiles(self.case_id, "msd", dict(self.files), seg=self.mask, msd_image=image,
+                             seg_convention=self.convention or None)
+        return CaseFiles(self.case_id, "files", dict(self.files), seg=self.mask,
+                         seg_convention=self.convention or None)
 
     def exists(self) -> bool:
         return self.mask.exists() and all(p.exists() for p in self.files.values())

@@ -266,3 +266,20 @@ def test_load_label_map(real_case: Path) -> None:
     assert np.array_equal(labels, np.asanyarray(nib.load(path).dataobj))
     again, _, _ = load_label_map(path, convention="brats", reference=grid)
     assert np.array_equal(again, labels)
+
+
+def test_a_known_seg_convention_beats_the_guess(tmp_path: Path) -> None:
+    """1/2/3 masks are ambiguous (BraTS 2023 vs MSD): a case that knows its mask's convention says so."""
+    from brainseg_gui.core.phantom import write_phantom_case
+
+    case = find_case(write_phantom_case(tmp_path, seed=2, shape=(24, 24, 20)))
+    truth = load_study(case)
+    assert truth.labels is not None
+    msd = convert(truth.labels, truth.label_convention, LabelConvention.MSD)
+    mask = write_nifti(tmp_path / "corrected_msd.nii.gz", msd, truth.grid.affine)
+    guessed = load_study(CaseFiles(case.case_id, case.layout, dict(case.files), seg=mask))
+    known = load_study(CaseFiles(case.case_id, case.layout, dict(case.files), seg=mask, seg_convention="msd"))
+    assert guessed.label_convention is not LabelConvention.MSD  # the guess takes 1/2/3 as BraTS 2023
+    assert known.label_convention is LabelConvention.MSD
+    back = convert(known.labels, LabelConvention.MSD, truth.label_convention)
+    np.testing.assert_array_equal(back, truth.labels)

@@ -57,6 +57,7 @@ def test_exported_correction_is_offered_for_finetuning(qtbot, settings, monkeypa
     records = window.models.corrected.all()
     assert [(r.case_id, r.mask) for r in records] == [("toy", mask.resolve())]
     assert sorted(records[0].files) == ["flair", "t1", "t1ce", "t2"]
+    assert records[0].case_files().seg_convention == window.state.convention.value  # never guessed
     study = load_study(records[0].case_files())  # what the fine-tune will read
     _, labels, _ = toy_arrays()
     expected = labels.copy()
