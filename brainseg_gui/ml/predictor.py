@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from brainseg_gui.core.errors import ModelError, StudyLoadError
@@ -185,7 +186,10 @@ class Predictor:
         post_started = time.perf_counter()
         probabilities = torch.sigmoid(resample(logits, crop_shape))[0].numpy()  # type: ignore[arg-type]
         voxel_mm3 = float(np.prod(prepared.spacing))
-        regions_crop = apply_region_steps(probabilities > self.postprocess.threshold,
+        # Tumour lies inside the brain: a voxel outside it (zero in every sequence) is never labelled,
+        # so a stray ET logit in the background cannot grow WT over the whole crop through nesting.
+        inside = ndimage.binary_fill_holes(prepared.brain)
+        regions_crop = apply_region_steps((probabilities > self.postprocess.threshold) & inside[None],
                                           self.postprocess.scaled_to(voxel_mm3))
         full_shape = prepared.reorientation.shape
         regions = np.zeros((3, *full_shape), dtype=bool)

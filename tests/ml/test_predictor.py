@@ -345,3 +345,17 @@ def test_cuda_out_of_memory_falls_back_to_the_cpu(phantom: Study) -> None:
     assert next(predictor.network.parameters()).is_cuda  # the predictor itself stays on the GPU
     expected = oracle_predictor()(phantom)
     assert np.array_equal(prediction.regions, expected.regions)
+
+
+def test_nothing_is_labelled_outside_the_brain(phantom: Study) -> None:
+    """A network that says "enhancing tumour" everywhere must not grow WT over the background."""
+
+    class Everywhere(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 3, *x.shape[2:]), 8.0)
+
+    card = ModelCard(architecture="generator3d", config=TINY_CONFIG, resolution_mm=2.0, version="everywhere")
+    prediction = Predictor(Everywhere(), card=card, device=torch.device("cpu"))(phantom)  # type: ignore[arg-type]
+    brain = phantom.stacked().any(axis=0)
+    assert not prediction.regions[:, ~brain].any()
+    assert prediction.regions[0][brain].mean() > 0.99  # inside, the network's answer stands
