@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -39,6 +39,8 @@ WELCOME_SHOWN_KEY = "welcome_shown"
 SKIP_ENV = "BRAINSEG_NO_WELCOME"
 #: Measured with the shipped model on a 2-core CPU (BraTS2021_00003, `brainseg predict`): 5.8 s.
 CPU_SECONDS_MEASURED = 6
+#: The welcome finds out the device (a torch import) this long after it opens, once the study has loaded.
+DEVICE_DELAY_MS = 1500
 
 
 @dataclass(frozen=True)
@@ -165,9 +167,10 @@ def show_welcome(window: MainWindow, *, device: DeviceSummary | None = None, dem
     """
     settings = window.settings
     dialog = WelcomeDialog(device, demo_open=demo_open, parent=window)
-    if device is None:
-        window.runner.start("device", lambda progress, cancel: device_summary(),
-                            on_result=lambda summary: _fill_device(dialog, summary))
+    if device is None:  # after the window's own start-up work, which a torch import would slow down
+        QTimer.singleShot(DEVICE_DELAY_MS, lambda: window.runner.start(
+            "device", lambda progress, cancel: device_summary(),
+            on_result=lambda summary: _fill_device(dialog, summary)))
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.demo_requested.connect(window.open_demo)
     dialog.every_start.setChecked(not settings.value(WELCOME_SHOWN_KEY, True, type=bool))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from brainseg_gui.core.errors import BrainSegError
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: After the first study is drawn, wait this long before reading the active model (it imports torch).
+ACTIVE_MODEL_DELAY_MS = 1000
 #: What the fine-tune window and the Models dialog need (torch among them): imported off the GUI thread.
 ML_MODULES = ("brainseg_gui.ml.model_registry", "brainseg_gui.ml.finetune", "brainseg_gui.ui.finetune_panel",
               "brainseg_gui.ui.models_dialog")
@@ -63,13 +65,18 @@ class ModelActions(QObject):
         self.dialog: ModelsDialog | None = None
         if follow_active:
             window.predictors = tasks.PredictorSlot(active_predictor_factory())
-            # name the active model before the first segmentation (reading it loads torch: a worker)
-            window.runner.start("active model", lambda *, progress, cancel: self.registry.active(),
-                                on_result=self._name_active)
+            # Name the active model before the first segmentation. Reading it loads torch, so it
+            # waits until the first study is drawn: a worker importing torch slows the start.
+            window.study_opened.connect(self._read_active_soon)
         window.exporter.exported.connect(self._record_corrected)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+
+    def _read_active_soon(self, *_: Any) -> None:
+        self.window.study_opened.disconnect(self._read_active_soon)
+        QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, lambda: self.window.runner.start(
+            "active model", lambda *, progress, cancel: self.registry.active(), on_result=self._name_active))
 
     def _name_active(self, entry: Any) -> None:
         try:

@@ -127,8 +127,10 @@ def test_segmentation_follows_the_active_model(qtbot, settings, monkeypatch, mod
     assert dialog.entries[0].active and not dialog.rollback_button.isEnabled()
 
 
-def test_the_active_model_is_named_before_the_first_segmentation(qtbot, settings, monkeypatch, models_dir) -> None:
+def test_the_active_model_is_named_before_the_first_segmentation(qtbot, settings, monkeypatch, models_dir,
+                                                                  toy_case) -> None:
     window = make_window(qtbot, settings, monkeypatch)
+    open_study(qtbot, window, toy_case)  # named once the first study is drawn (reading it loads torch)
     shipped = ModelRegistry().active()
     qtbot.waitUntil(lambda: shipped.version in window.segment_panel.model_label.text(), timeout=TIMEOUT_MS)
     assert "loads at the first segmentation" in window.segment_panel.model_label.text()
