@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +60,18 @@ def _load_labelled_study(case_dir: Path) -> Study:
 
 def cache_case(case_dir: Path, cache_dir: Path, resolution_mm: float) -> Path:
     """Prepare one labelled case and write its cache file atomically; returns the file."""
+    return cache_study(_load_labelled_study(Path(case_dir)), cache_dir, resolution_mm)
+
+
+def cache_study(study: Study, cache_dir: Path, resolution_mm: float) -> Path:
+    """Write a loaded, labelled study's cache file atomically (network input and soft region targets
+    at `resolution_mm`); returns the file."""
     from brainseg_gui.core.labels import LabelConvention, to_regions
+    from brainseg_gui.ml.checkpoint import atomic_write_bytes
     from brainseg_gui.ml.preprocess import model_shape, prepare, resample
 
-    study = _load_labelled_study(Path(case_dir))
+    assert study.labels is not None and study.label_convention is not None  # callers check
     prepared = prepare(study)
-    assert study.labels is not None and study.label_convention is not None
     labels = prepared.reorientation.apply(study.labels)[prepared.box]
     regions = to_regions(np.ascontiguousarray(labels), LabelConvention(study.label_convention))
     size = model_shape(prepared.volume.shape[1:], prepared.spacing, resolution_mm)
@@ -85,20 +89,8 @@ def cache_case(case_dir: Path, cache_dir: Path, resolution_mm: float) -> Path:
         format=np.array(CACHE_FORMAT),
         present=np.array(prepared.present, dtype=bool),
     )
-    _atomic_write(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _case_id(path: Path) -> str:

@@ -8,13 +8,10 @@ only by case id: BraTS re-issues patients under new names (`splits.patient_key`)
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from brainseg_gui.core.cases import CaseFiles, find_case, find_cases
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
@@ -130,31 +127,10 @@ def cache_cases(cases: Sequence[CaseFiles], cache_dir: Path, resolution_mm: floa
 
 
 def _cache_case(case: CaseFiles, cache_dir: Path, resolution_mm: float) -> Path:
-    import torch
-
     from brainseg_gui.core.io import load_study
-    from brainseg_gui.core.labels import LabelConvention, to_regions
-    from brainseg_gui.ml.checkpoint import atomic_write_bytes
-    from brainseg_gui.ml.dataset import CACHE_FORMAT, CACHE_SUFFIX, TARGET_SCALE, quantise_image
-    from brainseg_gui.ml.preprocess import model_shape, prepare, resample
+    from brainseg_gui.ml.dataset import cache_study
 
     study = load_study(case)
     if study.labels is None or study.label_convention is None:
         raise FinetuneError(f"case {case.case_id} ({_where(case)}) has no label map")
-    prepared = prepare(study)
-    labels = prepared.reorientation.apply(study.labels)[prepared.box]
-    regions = to_regions(np.ascontiguousarray(labels), LabelConvention(study.label_convention))
-    size = model_shape(prepared.volume.shape[1:], prepared.spacing, resolution_mm)
-    with torch.no_grad():
-        image = resample(torch.from_numpy(prepared.volume)[None], size)[0].numpy()
-        target = resample(torch.from_numpy(regions.astype(np.float32))[None], size, mode="area")[0].numpy()
-    buffer = io.BytesIO()
-    np.savez_compressed(
-        buffer, image=quantise_image(image),
-        target=np.clip(np.rint(target / TARGET_SCALE), 0, 255).astype(np.uint8),
-        case_id=np.array(case.case_id), resolution_mm=np.array(float(resolution_mm)),
-        format=np.array(CACHE_FORMAT), present=np.array(prepared.present, dtype=bool),
-    )
-    path = cache_dir / f"{case.case_id}{CACHE_SUFFIX}"
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return cache_study(study, cache_dir, resolution_mm)
