@@ -121,3 +121,31 @@ def colour_mask(pixels: np.ndarray, colour: tuple[int, int, int], tolerance: int
     """Pixels close to a colour (an overlay blended at some opacity is not exactly it: compare hue)."""
     diff = np.abs(pixels.astype(int) - np.array(colour)).sum(axis=-1)
     return diff < tolerance
+
+
+@pytest.fixture
+def make_view_3d(qtbot, toy_study):
+    """Build a shown View3D on the toy study (skips without OpenGL); returns (view, volume, state)."""
+
+    def make(size: tuple[int, int] | None = (420, 420), *, exposed: bool = True):
+        from brainseg_gui.ui.display_volume import DisplayVolume
+        from brainseg_gui.ui.view_3d import View3D, gl_problem
+        from brainseg_gui.ui.viewer_state import ViewerState
+        from brainseg_gui.ui.workers import JobRunner
+
+        problem = gl_problem()
+        if problem is not None:
+            pytest.skip(f"no OpenGL for VTK here: {problem}")
+        state = ViewerState()
+        volume = DisplayVolume.from_study(toy_study)
+        state.reset(volume.shape, volume.centre(), {}, "t1ce")
+        view = View3D(state, JobRunner())
+        qtbot.addWidget(view)
+        if size is not None:
+            view.resize(*size)
+        view.show()
+        if exposed:
+            qtbot.waitExposed(view)
+        return view, volume, state
+
+    return make

@@ -7,26 +7,13 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.viewer_state import ViewerState
 from brainseg_gui.ui.workers import JobRunner
 
 
 @pytest.fixture
-def view(qtbot, toy_study):
-    from brainseg_gui.ui.view_3d import View3D, gl_problem
-
-    problem = gl_problem()
-    if problem is not None:
-        pytest.skip(f"no OpenGL for VTK here: {problem}")
-    state = ViewerState()
-    volume = DisplayVolume.from_study(toy_study)
-    state.reset(volume.shape, volume.centre(), {}, "t1ce")
-    widget = View3D(state, JobRunner())
-    qtbot.addWidget(widget)
-    widget.resize(420, 420)
-    widget.show()
-    qtbot.waitExposed(widget)
+def view(qtbot, make_view_3d):
+    widget, volume, _ = make_view_3d()
     assert widget.available, widget.problem
     widget.set_volume(volume)
     qtbot.waitUntil(lambda: "WT" in widget.actors, timeout=30_000)

@@ -4,28 +4,13 @@ open) must not lose the camera reset: the view showed nothing but black."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from brainseg_gui.core.labels import REGIONS
-from brainseg_gui.ui.display_volume import REGION_BITS, DisplayVolume
-from brainseg_gui.ui.viewer_state import ViewerState
-from brainseg_gui.ui.workers import JobRunner
+from brainseg_gui.ui.display_volume import REGION_BITS
 
 
-def test_a_mask_set_right_after_the_study_keeps_the_camera_reset(qtbot, toy_study) -> None:
-    from brainseg_gui.ui.view_3d import View3D, gl_problem
-
-    problem = gl_problem()
-    if problem is not None:
-        pytest.skip(f"no OpenGL for VTK here: {problem}")
-    state = ViewerState()
-    volume = DisplayVolume.from_study(toy_study)
-    state.reset(volume.shape, volume.centre(), {}, "t1ce")
-    view = View3D(state, JobRunner())
-    qtbot.addWidget(view)
-    view.resize(420, 420)
-    view.show()
-    qtbot.waitExposed(view)
+def test_a_mask_set_right_after_the_study_keeps_the_camera_reset(qtbot, make_view_3d) -> None:
+    view, volume, _ = make_view_3d()
     view.planes_check.setChecked(False)
     view.set_volume(volume)  # starts building the surfaces, to reset the camera when done
     regions = np.stack([(volume.truth_code & REGION_BITS[r]) != 0 for r in REGIONS])

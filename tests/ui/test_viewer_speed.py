@@ -14,7 +14,6 @@ from brainseg_gui.ui.display_volume import DisplayVolume, label_code, region_cod
 from brainseg_gui.ui.overlay import COLOURS, Fill, OverlayLook, SliceImageItem, code_lut
 from brainseg_gui.ui.slice_view import SliceView
 from brainseg_gui.ui.viewer_state import ViewerState
-from brainseg_gui.ui.workers import JobRunner
 
 
 @pytest.fixture
@@ -137,19 +136,10 @@ def test_the_3d_view_waits_for_the_opening_study(qtbot, settings, toy_case, monk
     window.close()
 
 
-def test_the_3d_view_renders_once_the_crosshair_stops(qtbot, toy_study) -> None:
-    from brainseg_gui.ui.view_3d import PLANE_RENDER_DELAY_MS, View3D, gl_problem
+def test_the_3d_view_renders_once_the_crosshair_stops(qtbot, make_view_3d) -> None:
+    from brainseg_gui.ui.view_3d import PLANE_RENDER_DELAY_MS
 
-    problem = gl_problem()
-    if problem is not None:
-        pytest.skip(f"no OpenGL for VTK here: {problem}")
-    state = ViewerState()
-    volume = DisplayVolume.from_study(toy_study)
-    state.reset(volume.shape, volume.centre(), {}, "t1ce")
-    view = View3D(state, JobRunner())
-    qtbot.addWidget(view)
-    view.resize(300, 300)
-    view.show()
+    view, volume, state = make_view_3d((300, 300), exposed=False)
     view.set_volume(volume)
     qtbot.waitUntil(lambda: "WT" in view.actors, timeout=30_000)
     renders = []
@@ -185,18 +175,8 @@ def test_the_tissue_mask_of_raw_data_leaves_out_the_background_noise() -> None:
     assert np.array_equal(volume.brain, head)
 
 
-def test_a_new_study_clears_the_previous_surfaces_at_once(qtbot, toy_study) -> None:
-    from brainseg_gui.ui.view_3d import View3D, gl_problem
-
-    problem = gl_problem()
-    if problem is not None:
-        pytest.skip(f"no OpenGL for VTK here: {problem}")
-    state = ViewerState()
-    volume = DisplayVolume.from_study(toy_study)
-    state.reset(volume.shape, volume.centre(), {}, "t1ce")
-    view = View3D(state, JobRunner())
-    qtbot.addWidget(view)
-    view.show()
+def test_a_new_study_clears_the_previous_surfaces_at_once(qtbot, make_view_3d, toy_study) -> None:
+    view, volume, _ = make_view_3d(None, exposed=False)
     view.set_volume(volume)
     qtbot.waitUntil(lambda: "WT" in view.actors, timeout=30_000)
     view.set_volume(DisplayVolume.from_study(toy_study))
