@@ -36,3 +36,18 @@ def shared_data() -> Path:
 def real_case(shared_data: Path) -> Path:
     """One real BraTS 2021 case folder."""
     return shared_data / "brats2021" / "BraTS2021_00003"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder with a tiny random generator: plumbing only, its masks mean nothing."""
+    torch = pytest.importorskip("torch")
+    from brainseg_gui.ml.checkpoint import ModelCard, save_model
+    from brainseg_gui.ml.networks import DEFAULT_CONFIG, build_generator
+
+    torch.manual_seed(0)
+    config = {**DEFAULT_CONFIG, "widths": [4, 8], "deep_supervision": False}
+    model_dir = tmp_path_factory.mktemp("tiny_model")
+    save_model(model_dir, build_generator("generator3d", config),
+               ModelCard(architecture="generator3d", config=config, resolution_mm=2.0))
+    return model_dir

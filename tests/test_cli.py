@@ -275,21 +275,6 @@ def test_evaluate_takes_conventions_and_converts(capsys: pytest.CaptureFixture[s
 # --------------------------------------------------------------------------------------------- predict
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder with a tiny random generator: plumbing only, its masks mean nothing."""
-    torch = pytest.importorskip("torch")
-    from brainseg_gui.ml.checkpoint import ModelCard, save_model
-    from brainseg_gui.ml.networks import DEFAULT_CONFIG, build_generator
-
-    torch.manual_seed(0)
-    config = {**DEFAULT_CONFIG, "widths": [4, 8], "deep_supervision": False}
-    model_dir = tmp_path_factory.mktemp("tiny_model")
-    save_model(model_dir, build_generator("generator3d", config),
-               ModelCard(architecture="generator3d", config=config, resolution_mm=2.0))
-    return model_dir
-
-
 def test_predict_one_case(capsys: pytest.CaptureFixture[str], phantom_case: Path, tiny_model: Path,
                           tmp_path: Path) -> None:
     output = tmp_path / "pred.nii.gz"
