@@ -354,7 +354,7 @@ def _windows_from_card(card: Any) -> WindowSettings:
     """The card's `inference` mapping (roi, overlap, mode) where it has one; else the defaults."""
     settings: Mapping[str, Any] = getattr(card, "inference", None) or {}
     try:
-        side = int(round(DEFAULT_ROI_MM / float(card.resolution_mm)))
+        side = round(DEFAULT_ROI_MM / float(card.resolution_mm))
         roi = settings.get("roi", side)
         roi = (int(roi),) * 3 if isinstance(roi, (int, float)) else tuple(int(n) for n in roi)
         windows = WindowSettings(roi=roi, overlap=float(settings.get("overlap", DEFAULT_OVERLAP)),  # type: ignore[arg-type]

@@ -87,7 +87,7 @@ def prepare(study: Study) -> PreparedInput:
 
 def model_shape(shape: tuple[int, ...], spacing: tuple[float, ...], resolution_mm: float) -> tuple[int, int, int]:
     """Size of a crop of `shape` voxels at `spacing` when resampled to `resolution_mm` isotropic."""
-    return tuple(max(1, int(round(n * s / resolution_mm))) for n, s in zip(shape, spacing))  # type: ignore[return-value]
+    return tuple(max(1, round(n * s / resolution_mm)) for n, s in zip(shape, spacing))  # type: ignore[return-value]
 
 
 def resample(tensor: torch.Tensor, size: tuple[int, int, int], *, mode: str = "trilinear") -> torch.Tensor:
