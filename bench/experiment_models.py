@@ -4,8 +4,10 @@
 
 Prints one line per model: parameters, divisor, the best of `--repeat` G steps (forward, L_rec,
 backward, Adam) on a random (batch, 4, patch^3) input, and the step with the discriminator too (the
-adversarial setting), so the experiment's wall time can be estimated as
-steps x (sum of the step times) + evaluation. The time a step takes on a shared machine varies.
+adversarial setting), both in channels_last_3d as training runs them, so the experiment's wall time
+can be estimated as steps x (sum of the step times) + evaluation. The last column is the G+D step in
+channels_last_3d over the same step in the default (contiguous) layout, measured in the same run:
+why training uses channels_last_3d on the CPU too. The time a step takes on a shared machine varies.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from brainseg_gui.ml.experiment import MODELS, scaled_config
 from brainseg_gui.ml.networks import build_discriminator, build_generator, divisor, parameter_count
 
 
-def _step_seconds(architecture: str, config: dict, batch: int, patch: int, adversarial: bool, repeat: int) -> float:
-    generator = build_generator(architecture, config)
-    discriminator = build_discriminator()
+def _step_seconds(architecture: str, config: dict, batch: int, patch: int, adversarial: bool, repeat: int,
+                  memory_format: torch.memory_format = torch.contiguous_format) -> float:
+    generator = build_generator(architecture, config).to(memory_format=memory_format)
+    discriminator = build_discriminator().to(memory_format=memory_format)
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-4)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-4)
-    image = torch.randn(batch, 4, patch, patch, patch)
-    target = (torch.rand(batch, 3, patch, patch, patch) > 0.8).float()
+    image = torch.randn(batch, 4, patch, patch, patch).contiguous(memory_format=memory_format)
+    target = (torch.rand(batch, 3, patch, patch, patch) > 0.8).float().contiguous(memory_format=memory_format)
     best = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
@@ -58,18 +61,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"width scale {args.width_scale}, batch {args.batch} x {args.patch}^3, {args.threads} threads, "
           f"torch {torch.__version__}")
-    print(f"{'model':<10} {'parameters':>10} {'divisor':>7} {'step s':>7} {'step+D s':>8}")
+    print(f"{'model':<10} {'parameters':>10} {'divisor':>7} {'step s':>7} {'step+D s':>8} {'cl/contig':>9}")
     totals = [0.0, 0.0]
+    channels_last = torch.channels_last_3d
     for name, (architecture, _) in MODELS.items():
         config = scaled_config(architecture, args.width_scale)
         count = parameter_count(build_generator(architecture, config))
-        plain = _step_seconds(architecture, config, args.batch, args.patch, False, args.repeat)
-        with_d = _step_seconds(architecture, config, args.batch, args.patch, True, args.repeat)
+        plain = _step_seconds(architecture, config, args.batch, args.patch, False, args.repeat, channels_last)
+        with_d = _step_seconds(architecture, config, args.batch, args.patch, True, args.repeat, channels_last)
+        contiguous = _step_seconds(architecture, config, args.batch, args.patch, True, args.repeat)
         totals[0] += plain
         totals[1] += with_d
-        print(f"{name:<10} {count:>10,} {divisor(config):>7} {plain:>7.2f} {with_d:>8.2f}", flush=True)
+        print(f"{name:<10} {count:>10,} {divisor(config):>7} {plain:>7.2f} {with_d:>8.2f} {with_d / contiguous:>9.2f}",
+              flush=True)
     print(f"{'all six':<10} {'':>10} {'':>7} {totals[0]:>7.2f} {totals[1]:>8.2f}   (one step of every run)")
-
 
 if __name__ == "__main__":
     main()
