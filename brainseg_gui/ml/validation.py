@@ -12,24 +12,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.ml.dataset import CachedCases
+from brainseg_gui.ml.postprocess import make_nested
 
 
 def dice(prediction: np.ndarray, target: np.ndarray) -> float:
     """BraTS convention: both empty -> 1."""
     total = int(prediction.sum()) + int(target.sum())
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(prediction, target).sum()) / total
-
-
-def nested(regions: np.ndarray) -> np.ndarray:
-    """(3, ...) bool WT, TC, ET made consistent: ET in TC in WT."""
-    out = regions.copy()
-    out[1] &= out[0]
-    out[2] &= out[1]
-    return out
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,7 @@ def predict_regions(generator: nn.Module, image: torch.Tensor, *, amp: torch.dty
 
 
 def evaluate(generator: nn.Module, cases: CachedCases, *, amp: torch.dtype | None = None) -> ValidationResult:
-    """Dice per region (threshold 0.5, nested) on each case's whole crop; restores train mode."""
+    """Dice per region (threshold 0.5, inside the brain, nested) on each case's whole crop; restores train mode."""
     was_training = generator.training
     generator.eval()
     multiple = int(getattr(generator, "divisor", 16))
@@ -89,7 +83,10 @@ def evaluate(generator: nn.Module, cases: CachedCases, *, amp: torch.dtype | Non
     try:
         for case in cases.cases:
             probabilities = predict_regions(generator, case.image, amp=amp, multiple=multiple)
-            prediction = nested((probabilities > 0.5).cpu().numpy())
+            # The predictor's rule, so training curves and `brainseg predict` agree: nothing outside the
+            # brain (zero in every sequence), then ET in TC in WT by growing the outer regions.
+            brain = ndimage.binary_fill_holes((case.image != 0).any(dim=0).cpu().numpy())
+            prediction = make_nested((probabilities > 0.5).cpu().numpy() & brain[None])
             target = (case.target > 0.5).cpu().numpy()
             per_case[case.case_id] = {name: round(dice(prediction[i], target[i]), 4)
                                       for i, name in enumerate(REGIONS)}
