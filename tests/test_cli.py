@@ -372,6 +372,29 @@ def test_train_maps_options_onto_train_config(capsys: pytest.CaptureFixture[str]
     assert status == 2 and "--val-fraction" in one_error_line(err)
 
 
+def test_under_torchrun_only_rank_0_reports(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                            phantom_case: Path, tmp_path: Path) -> None:
+    training = pytest.importorskip("brainseg_gui.ml.training")
+    calls = []
+
+    def fake_train(config, *, progress=None, cancel=None, on_epoch=None):  # type: ignore[no-untyped-def]
+        calls.append(config.out_dir)
+        if progress is not None:
+            progress(0.5, "epoch 1/1")
+        card = type("Card", (), {"version": "abc123", "validation": {"dice": {"WT": 0.5}}})()
+        return type("Result", (), {"card": card, "model_dir": config.out_dir, "history": [1], "best_epoch": 1})()
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, reports in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        status, out, err = run(capsys, "train", phantom_case.parent, "--out", tmp_path / "model")
+        assert status == 0
+        assert ("abc123" in out and "WT 0.500" in out) is reports
+        assert (out + err == "") is not reports
+    assert len(calls) == 2  # every rank trains
+
+
 def test_train_rejects_a_fold_without_folds(capsys: pytest.CaptureFixture[str], phantom_case: Path,
                                             tmp_path: Path) -> None:
     status, _, err = run(capsys, "train", phantom_case.parent, "--out", tmp_path, "--fold", "1")

@@ -75,12 +75,16 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.val is not None and args.folds is not None:
         raise UsageError("give either --val or --folds/--fold, not both")
 
+    from brainseg_gui.ml.distributed import env_context
     from brainseg_gui.ml.training import TrainConfig, train
 
     if args.val_fraction is not None and (args.val is not None or args.folds is not None):
         raise UsageError("--val-fraction applies only without --val and --folds")
     config = TrainConfig(**recipe_from_args(args, out_dir=args.out, val_cases=_case_ids(args.val),
                                             folds=args.folds, fold=args.fold, val_fraction=args.val_fraction))
+    if not env_context().is_main:  # under torchrun rank 0 alone reports (and writes); the others train quietly
+        train(config)
+        return EXIT_OK
     with ProgressBar("training") as bar:
         result = train(config, progress=bar, on_epoch=lambda entry: bar.write(entry.message()))
     card = result.card
