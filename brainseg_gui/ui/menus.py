@@ -133,8 +133,8 @@ def _build_edit_menu(window: MainWindow, menu: QMenu) -> None:
         tools.addAction(action)
         tool_actions[tool] = action
     menu.addSeparator()
-    _action(window, menu, "Smaller brush", lambda: state.set_brush_mm(state.brush_mm - 0.5), "[")
-    _action(window, menu, "Larger brush", lambda: state.set_brush_mm(state.brush_mm + 0.5), "]")
+    _action(window, menu, "Smaller brush", lambda: state.step_brush(larger=False), "[")
+    _action(window, menu, "Larger brush", lambda: state.step_brush(larger=True), "]")
     sphere = _action(window, menu, "3D &sphere brush", lambda on: state.set_brush_3d(on), "S", checkable=True)
     erase_only = _action(window, menu, "Eraser removes only the chosen class",
                          lambda on: state.set_erase_only(on), "Shift+E", checkable=True)

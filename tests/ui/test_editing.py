@@ -59,7 +59,7 @@ def test_paint_erase_undo_redo_export_and_reload(qtbot, window, toy_case, tmp_pa
     assert window.state.label == "ET"
     for _ in range(3):
         key(qtbot, window, "]")
-    assert window.state.brush_mm == pytest.approx(4.5)
+    assert window.state.brush_mm == pytest.approx(6.0)  # 3 -> 4 -> 5 -> 6: a ratio of 1.25 a press
     path = [(4, 6, z), (12, 6, z), (12, 14, z)]
     drag(axial, path)
     assert editing.session.undo_depth == 1
@@ -259,3 +259,23 @@ def test_shortcuts_dialog_lists_every_tool(qtbot, window) -> None:
     window.state.set_convention(LabelConvention.BRATS23)
     does = {text for _, _, text in window.show_shortcuts().texts()}
     assert "Paint NETC non-enhancing core (1)" in does and "Paint ET enhancing tumour (3)" in does
+
+
+def test_brush_keys_step_by_a_ratio_on_the_half_millimetre_grid(qtbot) -> None:
+    from brainseg_gui.ui.viewer_state import BRUSH_MM_RANGE, ViewerState
+
+    state = ViewerState()
+    state.set_brush_mm(3.0)
+    sizes = []
+    for _ in range(10):
+        state.step_brush(larger=True)
+        sizes.append(state.brush_mm)
+    assert sizes == [4.0, 5.0, 6.0, 7.5, 9.5, 12.0, 15.0, 19.0, 24.0, 30.0]
+    for _ in range(30):
+        state.step_brush(larger=False)
+    assert state.brush_mm == BRUSH_MM_RANGE[0]  # small brushes still move by half a millimetre
+    state.step_brush(larger=True)
+    assert state.brush_mm == 1.0
+    for _ in range(30):
+        state.step_brush(larger=True)
+    assert state.brush_mm == BRUSH_MM_RANGE[1]
