@@ -31,15 +31,16 @@ def describe_study(study: Study, *, layout: str, path: Path | None) -> dict[str,
             "max": float(image.max()),
         }
     labels: dict[str, Any] | None = None
-    if study.labels is not None:
+    convention = study.label_convention  # never None with labels (Study.__post_init__ refuses that)
+    if study.labels is not None and convention is not None:
         values, counts = np.unique(study.labels, return_counts=True)
-        regions = to_regions(study.labels, study.label_convention)
+        regions = to_regions(study.labels, convention)
         source = study.sources.get("seg")
         labels = {
             "file": None if source is None else str(source),
             "dtype_on_disk": _dtype_on_disk(source),
-            "convention": study.label_convention.value,
-            "convention_description": study.label_convention.description,
+            "convention": convention.value,
+            "convention_description": convention.description,
             "voxel_counts": {str(int(v)): int(c) for v, c in zip(values, counts)},
             "region_volumes_ml": {name: float(regions[i].sum()) * grid.voxel_volume_ml
                                   for i, name in enumerate(REGIONS)},

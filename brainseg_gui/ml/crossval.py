@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from brainseg_gui.core.cases import CaseFiles, find_cases
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.io import load_study
@@ -70,7 +72,7 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
         assert study.labels is not None and study.label_convention is not None  # labelled_cases() only
         prediction = predictor(study, cancel=cancel)
         truth = to_regions(study.labels, study.label_convention)
-        brain = study.stacked().any(axis=0)
+        brain = np.asarray(study.stacked().any(axis=0))
         metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=brain)
         results.append(CaseEvaluation(fold, case.case_id, predictor.model_version, metrics,
                                       time.perf_counter() - started))
