@@ -145,3 +145,12 @@ def test_saved_predictions_reproduce_the_per_case_dice(experiment) -> None:
         for row in rows:
             if row["case_id"] == case_id:
                 assert scores[row["region"]].dice == pytest.approx(float(row["dice"]), abs=1e-6)  # csv keeps 6 decimals
+
+
+def test_the_cli_mirrors_of_the_experiment_defaults_agree() -> None:
+    from brainseg_gui.cli import experiment as command
+    from brainseg_gui.ml.experiment import MODELS, ExperimentConfig
+
+    defaults = ExperimentConfig()
+    assert command.MODEL_NAMES == tuple(MODELS)
+    assert (command.DEFAULT_EPOCHS, command.DEFAULT_STEPS_PER_EPOCH) == (defaults.epochs, defaults.steps_per_epoch)

@@ -17,8 +17,10 @@ from brainseg_gui.cli.common import (
     require_exists,
 )
 
-#: Mirrors brainseg_gui.ml.experiment.MODELS (kept here so `--help` imports no torch).
+#: Mirror brainseg_gui.ml.experiment (MODELS, ExperimentConfig defaults), so `--help` imports no torch
+#: or numpy; tests/test_cli_experiment.py checks they agree.
 MODEL_NAMES = ("fcn", "segnet", "unet", "deeplabv1", "deeplabv2", "ours")
+DEFAULT_EPOCHS, DEFAULT_STEPS_PER_EPOCH = 12, 40
 
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -41,8 +43,9 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                    help="K-fold cross-validation (default: one split holding out --test-fraction of the patients)")
     p.add_argument("--test-fraction", type=_fraction, default=0.25, metavar="F",
                    help="share of patients held out when --folds is not given (default 0.25)")
-    p.add_argument("--epochs", type=positive_int, metavar="N")
-    p.add_argument("--steps-per-epoch", type=positive_int, metavar="N")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help=f"epochs a run (default {DEFAULT_EPOCHS})")
+    p.add_argument("--steps-per-epoch", type=positive_int, metavar="N",
+                   help=f"Adam steps an epoch (default {DEFAULT_STEPS_PER_EPOCH})")
     p.add_argument("--batch-size", type=positive_int, metavar="N", help="patches per step (default 16, the paper's)")
     p.add_argument("--lr", type=positive_float, metavar="LR", help="Adam learning rate (default 1e-4, the paper's)")
     p.add_argument("--patch-size", type=positive_int, metavar="N", help="cubic patch side, a multiple of 32")

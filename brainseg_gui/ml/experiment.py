@@ -63,8 +63,8 @@ class ExperimentConfig:
     adversarial: str = "both"
     folds: int = 0  # 0: one case-level split holding out `val_fraction` of the patients
     val_fraction: float = 0.25
-    epochs: int = 6
-    steps_per_epoch: int = 10
+    epochs: int = 12
+    steps_per_epoch: int = 40
     batch_size: int = 16
     lr: float = 1e-4
     lr_schedule: str = "constant"
