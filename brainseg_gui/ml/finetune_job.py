@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
 import queue as queue_module
 import threading
 import time
@@ -163,16 +164,22 @@ class FinetuneJob:
         self._cancel_flag.value = 1
 
         def enforce() -> None:
-            self._process.join(grace_s)
-            if self._process.is_alive():
-                log.warning("fine-tune process %s did not stop within %.0f s: terminating it",
-                            self._process.pid, grace_s)
-                self._process.terminate()
-                self._process.join(5.0)
-                if self._process.is_alive():
-                    self._process.kill()
+            if self._ended_within(grace_s):
+                return
+            log.warning("fine-tune process %s did not stop within %.0f s: terminating it", self._process.pid, grace_s)
+            self._process.terminate()
+            if not self._ended_within(5.0):
+                self._process.kill()
 
         threading.Thread(target=enforce, daemon=True).start()
+
+    def _ended_within(self, timeout_s: float) -> bool:
+        """Whether the child ends within `timeout_s`, without reaping it.
+
+        Only the owner's thread reaps (join/is_alive): a second thread reaping too could take the exit
+        status while the owner's waitpid fails, and the owner would then see a dead child as running.
+        """
+        return bool(multiprocessing.connection.wait([self._process.sentinel], timeout_s))
 
     def wait(self, timeout: float | None = None) -> FinetuneResult | None:
         """Block until the child ends (or `timeout` s); the result, or None after a failure/timeout.
