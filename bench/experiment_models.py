@@ -1,6 +1,9 @@
 """The six networks of `brainseg experiment`: parameters, padding divisor and one training step's time.
 
     python bench/experiment_models.py [--width-scale 0.5] [--batch 16] [--patch 32] [--threads 2] [--repeat 2]
+                                      [--models fcn,...,ours]
+
+`--models ours --width-scale 1 --patch 64` times one step of the shipped model's recipe.
 
 Prints one line per model: parameters, divisor, the best of `--repeat` G steps (forward, L_rec,
 backward, Adam) on a random (batch, 4, patch^3) input, and the step with the discriminator too (the
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: all six)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"width scale {args.width_scale}, batch {args.batch} x {args.patch}^3, {args.threads} threads, "
@@ -64,7 +68,8 @@ def main() -> None:
     print(f"{'model':<10} {'parameters':>10} {'divisor':>7} {'step s':>7} {'step+D s':>8} {'cl/contig':>9}")
     totals = [0.0, 0.0]
     channels_last = torch.channels_last_3d
-    for name, (architecture, _) in MODELS.items():
+    for name in args.models.split(","):
+        architecture = MODELS[name][0]
         config = scaled_config(architecture, args.width_scale)
         count = parameter_count(build_generator(architecture, config))
         plain = _step_seconds(architecture, config, args.batch, args.patch, False, args.repeat, channels_last)
@@ -74,7 +79,7 @@ def main() -> None:
         totals[1] += with_d
         print(f"{name:<10} {count:>10,} {divisor(config):>7} {plain:>7.2f} {with_d:>8.2f} {with_d / contiguous:>9.2f}",
               flush=True)
-    print(f"{'all six':<10} {'':>10} {'':>7} {totals[0]:>7.2f} {totals[1]:>8.2f}   (one step of every run)")
+    print(f"{'total':<10} {'':>10} {'':>7} {totals[0]:>7.2f} {totals[1]:>8.2f}   (one step of each model timed)")
 
 if __name__ == "__main__":
     main()
