@@ -27,12 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from brainseg_gui.core.errors import GridMismatchError, LabelError
-from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.labels import REGIONS, to_regions
+
+if TYPE_CHECKING:
+    from brainseg_gui.core.study import Study
 
 #: HD95 (mm) when exactly one of prediction and truth is empty: the diagonal of a BraTS volume
 #: (sqrt(240^2 + 240^2 + 155^2)), the value the BraTS evaluation reports.
@@ -143,6 +147,19 @@ def evaluate_regions(
         region: region_metrics(pred[index], truth[index], spacing, brain=brain)
         for index, region in enumerate(REGIONS)
     }
+
+
+def evaluate_against_study(pred: np.ndarray, study: Study) -> dict[str, RegionMetrics]:
+    """Metrics of predicted regions (3, i, j, k) against the study's own labels on its grid.
+
+    Accuracy inside the brain counts the voxels non-zero in any sequence (BraTS images are
+    skull-stripped), the one brain mask cross-validation and the experiment both score with.
+    """
+    if study.labels is None or study.label_convention is None:
+        raise LabelError(f"{study.case_id} has no label map to score against")
+    truth = to_regions(study.labels, study.label_convention)
+    brain = np.asarray(study.stacked().any(axis=0))
+    return evaluate_regions(pred, truth, study.grid.spacing, brain=brain)
 
 
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float:

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from brainseg_gui.core.cases import CaseFiles, find_cases
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.io import load_study
-from brainseg_gui.core.labels import REGIONS, to_regions
-from brainseg_gui.core.metrics import RegionMetrics, evaluate_regions
+from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.metrics import RegionMetrics, evaluate_against_study
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
 from brainseg_gui.ml.training import TrainConfig, train
@@ -71,9 +69,7 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
         study = load_study(case)
         assert study.labels is not None and study.label_convention is not None  # labelled_cases() only
         prediction = predictor(study, cancel=cancel)
-        truth = to_regions(study.labels, study.label_convention)
-        brain = np.asarray(study.stacked().any(axis=0))
-        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=brain)
+        metrics = evaluate_against_study(prediction.regions, study)
         results.append(CaseEvaluation(fold, case.case_id, predictor.model_version, metrics,
                                       time.perf_counter() - started))
         log.info("fold %d %s: Dice %s", fold, case.case_id,

@@ -265,15 +265,13 @@ def evaluate_cases(model_dir: Path, cases: Sequence[Any], predictions_dir: Path,
                    cancel: CancelToken | None = None) -> dict[str, dict[str, dict[str, float | None]]]:
     """Predict each case with the real predictor, write its label map, score it with core.metrics.
 
-    Returns {case: {region: metrics}}; the brain mask (for accuracy inside the brain) is every voxel
-    non-zero in any sequence, as in crossval.evaluate_model.
+    Returns {case: {region: metrics}}, scored as crossval.evaluate_model scores
+    (core.metrics.evaluate_against_study).
     """
-    import numpy as np
-
     from brainseg_gui.core.image_io import save_label_map
     from brainseg_gui.core.io import load_study
-    from brainseg_gui.core.labels import LabelConvention, to_regions
-    from brainseg_gui.core.metrics import evaluate_regions
+    from brainseg_gui.core.labels import LabelConvention
+    from brainseg_gui.core.metrics import evaluate_against_study
     from brainseg_gui.ml.predictor import Predictor
 
     predictor = Predictor.from_model_dir(model_dir, device=device)
@@ -287,9 +285,7 @@ def evaluate_cases(model_dir: Path, cases: Sequence[Any], predictions_dir: Path,
         if study.labels is None or study.label_convention is None:
             raise ExperimentError(f"{case.case_id} has no label map to score against")
         prediction = predictor(study, cancel=cancel)
-        truth = to_regions(study.labels, study.label_convention)
-        brain = np.asarray(study.stacked().any(axis=0))
-        metrics = evaluate_regions(prediction.regions, truth, study.grid.spacing, brain=brain)
+        metrics = evaluate_against_study(prediction.regions, study)
         save_label_map(Path(predictions_dir) / f"{case.case_id}.nii.gz", prediction.labels(LabelConvention.BRATS),
                        study.grid, description=f"brainseg experiment prediction, model {predictor.model_version}")
         per_case[case.case_id] = {region: metrics[region].as_dict() for region in REGIONS}

@@ -17,6 +17,7 @@ from brainseg_gui.core.metrics import (
     EMPTY_HD95,
     RegionMetrics,
     bounding_box,
+    evaluate_against_study,
     evaluate_regions,
     format_table,
     hd95,
@@ -247,6 +248,23 @@ def test_evaluate_regions_on_label_maps() -> None:
     assert results["WT"].dice == 1.0 and results["TC"].dice == 1.0
     assert results["ET"].dice == pytest.approx(2 * 7 / (8 + 7))
     assert results["ET"].volume_pred_ml == pytest.approx(0.008)
+
+
+def test_a_study_is_scored_against_its_own_labels_inside_its_non_zero_brain() -> None:
+    import dataclasses
+
+    from brainseg_gui.core.phantom import make_phantom
+
+    study = make_phantom((40, 44, 36), seed=3)
+    assert study.labels is not None and study.label_convention is not None
+    truth = to_regions(study.labels, study.label_convention)
+    prediction = np.roll(truth, 2, axis=1)
+    brain = study.stacked().any(axis=0)
+    assert 0 < brain.sum() < brain.size  # a real brain mask, not the whole volume
+    expected = evaluate_regions(prediction, truth, study.grid.spacing, brain=brain)
+    assert evaluate_against_study(prediction, study) == expected
+    with pytest.raises(LabelError, match="no label map"):
+        evaluate_against_study(prediction, dataclasses.replace(study, labels=None, label_convention=None))
 
 
 def test_mean_over_cases_and_table() -> None:
