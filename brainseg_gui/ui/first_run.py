@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -39,6 +40,8 @@ WELCOME_SHOWN_KEY = "welcome_shown"
 SKIP_ENV = "BRAINSEG_NO_WELCOME"
 #: Measured with the shipped model on a 2-core CPU (BraTS2021_00003, `brainseg predict`): 5.8 s.
 CPU_SECONDS_MEASURED = 6
+#: The welcome's fixed width (px); its height follows from the wrapped text at this width.
+WELCOME_WIDTH = 660
 #: The welcome finds out the device (a torch import) this long after it opens, once the study has loaded.
 DEVICE_DELAY_MS = 1500
 
@@ -144,15 +147,17 @@ class WelcomeDialog(QDialog):
         bottom.addWidget(self.every_start, 1)
         bottom.addWidget(buttons)
         layout.addLayout(bottom)
-        self.setFixedWidth(660)
-        # word-wrapped labels: the height that fits this width, not a guess (which leaves gaps)
-        self.setFixedHeight(layout.totalHeightForWidth(660))
+        self.setFixedWidth(WELCOME_WIDTH)
+        self._fit_height(layout)
 
     def set_device(self, device: DeviceSummary) -> None:
         """Show the device once the worker has found it out."""
         self.device_label.setText(_device_html(device))
-        layout = self.layout()
-        self.setFixedHeight(layout.totalHeightForWidth(660))
+        self._fit_height(self.layout())
+
+    def _fit_height(self, layout: QLayout) -> None:
+        # word-wrapped labels: the height that fits the fixed width, not a guess (which leaves gaps)
+        self.setFixedHeight(layout.totalHeightForWidth(WELCOME_WIDTH))
 
 
 def _device_html(device: DeviceSummary) -> str:
