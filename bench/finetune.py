@@ -70,9 +70,9 @@ def main() -> int:
             epochs.append(event)
             cpu_seconds.append(time.process_time() - clock[0])
             clock[0] = time.process_time()
-            print(f"epoch {event.epoch}/{event.epochs}: {event.seconds:.1f} s ({cpu_seconds[-1]:.0f} CPU s)  G {event.g_loss:.3f} "
-                  f"(rec {event.g_rec:.3f} adv {event.g_adv:.3f})  D {event.d_loss:.3f}  val Dice {event.val_dice}",
-                  flush=True)
+            print(f"epoch {event.epoch}/{event.epochs}: {event.seconds:.1f} s ({cpu_seconds[-1]:.0f} CPU s)  "
+                  f"G {event.g_loss:.3f} (rec {event.g_rec:.3f} adv {event.g_adv:.3f})  D {event.d_loss:.3f}  "
+                  f"val Dice {event.val_dice}", flush=True)
         elif isinstance(event, Evaluated):
             clock[0] = time.process_time()
             print(f"{event.stage}: " + ", ".join(f"{r} Dice {s.dice:.4f} HD95 {s.hd95:.2f}"

@@ -6,8 +6,9 @@ chosen training cases, validated on held-apart cases after every epoch. Around i
   - case checks (ml/finetune_cases.py): nothing on both sides, not even the same patient;
   - per-epoch events for the listener, and a watch (ml/finetune_events.py) that stops early when the
     validation Dice (model resolution, cheap) has not beaten the best so far, the base model
-    included, by `min_improvement` for `patience` epochs, and gives a collapse notice when the discriminator wins outright (its loss near 0 while the generator's
-    adversarial loss is large): the adversarial signal is then noise;
+    included, by `min_improvement` for `patience` epochs, and gives a collapse notice when the
+    discriminator wins outright (its loss near 0 while the generator's adversarial loss is large):
+    the adversarial signal is then noise;
   - Dice and HD95 per region before and after, with the real predictor at full resolution
     (ml/finetune_metrics.py).
 The new model is written only into `out_dir`, a staging folder: the active and shipped models are
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -123,8 +123,6 @@ SETTING_HELP: dict[str, str] = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class FinetuneResult:
     model_dir: Path
@@ -150,7 +148,6 @@ class FinetuneResult:
 
     def improved(self) -> bool:
         return self.before is not None and self.after is not None and self.after.mean_dice >= self.before.mean_dice
-
 
 
 def _ignore(event: FinetuneEvent) -> None:

@@ -126,4 +126,3 @@ class EpochMonitor:
         log.warning("%s", text)
         self.warnings.append(text)
         self.emit(Notice(kind, text))
-
