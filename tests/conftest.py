@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BRAINSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(autouse=True, scope="session")
 def private_models_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never read or change the user's own models folder (and its active model)."""
     os.environ["BRAINSEG_MODELS_DIR"] = str(tmp_path_factory.mktemp("user-models"))
-SHARED_DATA = Path(os.environ.get("BRAINSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def brats_case_dirs() -> list[Path]:
