@@ -13,8 +13,9 @@ SHARED_DATA = Path(os.environ.get("BRAINSEG_SHARED_DATA", REPO.parent / "shared"
 
 @pytest.fixture(autouse=True, scope="session")
 def private_models_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Tests never read or change the user's own models folder (and its active model)."""
+    """Tests never read or change the user's own models folder (and its active model) or cache."""
     os.environ["BRAINSEG_MODELS_DIR"] = str(tmp_path_factory.mktemp("user-models"))
+    os.environ["BRAINSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("user-cache"))
 
 
 def brats_case_dirs() -> list[Path]:

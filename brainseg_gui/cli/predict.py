@@ -16,6 +16,7 @@ from brainseg_gui.cli.common import (
     optional,
     require_exists,
 )
+from brainseg_gui.cli.dicom import add_dicom_options, find_study_case, is_dicom_study, refuse_gaps
 from brainseg_gui.cli.prepare import (
     add_predict_options,
     check_batch_readiness,
@@ -29,7 +30,9 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     """Add the predict command."""
     predict = commands.add_parser("predict", parents=parents, help="segment a case or a folder of cases",
                                   description="Segment CASE into OUT.nii.gz, or every case of a folder into OUT_DIR.")
-    predict.add_argument("source", type=Path, metavar="CASE_OR_DIR")
+    predict.add_argument("source", type=Path, metavar="CASE_OR_DIR",
+                         help="a case (folder or any of its files), a DICOM study (folder tree, .zip, DICOMDIR) "
+                              "or a folder of cases")
     predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
                          help="output label map (.nii.gz) or, for a folder of cases, output folder")
     predict.add_argument("--labels", choices=CONVENTIONS, default="brats", help="output convention (default brats)")
@@ -44,6 +47,10 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     predict.add_argument("--allow-resample", action="store_true",
                          help="resample sequences on other grids onto the FLAIR grid when they overlap")
     add_predict_options(predict)
+    add_dicom_options(predict)
+    predict.add_argument("--dicom-out", type=Path, metavar="DIR",
+                         help="for a DICOM study: also write a DICOM-SEG on the reference series and an SR with the "
+                              "region volumes into DIR (a new series of the same study; never into the study folder)")
     predict.set_defaults(run=_run_predict)
 
 
@@ -65,10 +72,15 @@ def _run_predict(args: argparse.Namespace) -> int:
                              "probabilities go next to its prediction as <case>_prob.nii.gz")
         check_batch_readiness(args, cases)
     else:
-        case = io.find_case(args.source)
+        found = find_study_case(args, args.source)
+        case = found.case
         case_id = case.case_id
         if not (args.output.is_dir() or args.output.name.lower().endswith((".nii.gz", ".nii"))):
             raise UsageError(f"the output {args.output} must be a .nii.gz or .nii file name, or an existing folder")
+        if found.is_dicom:
+            refuse_gaps(found)
+            args.prepare = True  # a scanner study is never BraTS-ready: prepare, segment, map back
+        check_dicom_out(args, found)
         check_case_readiness(args, case)
 
     from brainseg_gui.ml.predict import predict_batch, predict_case
@@ -83,7 +95,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(f"device: {predictor.device_description}", flush=True)
     print(f"model: {predictor.model_version}", flush=True)
     if not batch and args.prepare:
-        return predict_prepared(args, case, predictor)
+        return predict_prepared(args, case, predictor, dicom=found if found.is_dicom else None)
     if batch:
         print(f"{len(cases)} case(s) in {args.source}", flush=True)
         with ProgressBar("cases") as bar:
@@ -105,9 +117,30 @@ def _run_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_dicom_out(args: argparse.Namespace, found: Any) -> None:
+    """--dicom-out only for a DICOM study, outside the study's folder, not over earlier results."""
+    if args.dicom_out is None:
+        return
+    if not found.is_dicom:
+        raise UsageError(f"--dicom-out needs a DICOM study; {args.source} is a {found.case.layout} case (use "
+                         "'brainseg export --dicom-seg' for a study read from one DICOM series)")
+    out = args.dicom_out.expanduser().resolve()
+    study_root = Path(found.index.root).expanduser().resolve()
+    study_root = study_root.parent if study_root.is_file() else study_root
+    if out == study_root or out.is_relative_to(study_root):
+        raise UsageError(f"--dicom-out {args.dicom_out} lies inside the study folder {study_root}; BrainSeg never "
+                         "writes into a study: choose another folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--dicom-out {args.dicom_out} is a file; give a folder")
+    for name in ("seg", "sr"):
+        target = out / f"{found.case.case_id}_{name}.dcm"
+        if target.exists():
+            raise UsageError(f"{target} exists already; move it away or choose another --dicom-out folder")
+
+
 def _is_batch(source: Path, io: Any) -> bool:
     """A folder that is not itself one case is a batch (find_cases then says if it holds none)."""
-    if not source.is_dir():
+    if not source.is_dir() or is_dicom_study(source):
         return False
     try:
         io.find_case(source)

@@ -198,8 +198,12 @@ def refuse_unless_ready(case: Any, *, allow_resample: bool) -> None:
             "segment it and map the labels back onto the original grid")
 
 
-def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any) -> int:
-    """`predict --prepare`: prepare in a temporary folder, segment there, map back onto `--map-to`'s grid."""
+def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any, *, dicom: Any = None) -> int:
+    """`predict --prepare`: prepare in a temporary folder, segment there, map back onto `--map-to`'s grid.
+
+    For a DICOM study (`dicom`, a cli.dicom.FoundCase) with --dicom-out, the SEG and SR are written
+    first (on the mapped-to series), then the NIfTI; a failure of the NIfTI takes the DICOM files back.
+    """
     from brainseg_gui.core.image_io import read_image, save_label_map
     from brainseg_gui.core.prepare import prepare_study
     from brainseg_gui.core.prepared_space import map_to_original
@@ -222,14 +226,50 @@ def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any) -> int
         sidecar["prepared"] = {"mapped_to": target, "source": str(prepared.record.sequences[target].source),
                                "note": "segmented in prepared space, mapped back by the inverse rigid "
                                        "transform (nearest neighbour)", "record": dict(prepared.record.data)}
+        written = None
+        if dicom is not None and getattr(args, "dicom_out", None) is not None:
+            bar(0.96, f"writing DICOM-SEG and SR into {args.dicom_out}")
+            written = _write_dicom_results(args, case, dicom, mapped, grid, target, summary)
+            sidecar["dicom_results"] = written
+        if dicom is not None:
+            sidecar["dicom_study"] = {"series": {name: {"series_uid": s.uid, "description": s.header.description}
+                                                 for name in case.files
+                                                 if (s := dicom.assignment.series_for(name)) is not None},
+                                      "study_uid": dicom.assignment.study.uid}
         bar(0.97, f"writing {output}")
-        save_label_map(output, mapped, grid, description=f"BrainSeg {summary.model_version} ({target} grid)",
-                       sidecar=sidecar, protect=list(case.files.values()))
+        try:
+            save_label_map(output, mapped, grid, description=f"BrainSeg {summary.model_version} ({target} grid)",
+                           sidecar=sidecar, protect=list(case.files.values()))
+        except BaseException:
+            for path in (written or {}).get("files", []):
+                Path(path).unlink(missing_ok=True)
+            raise
     print(summary.line())
     print(f"prepared: registered to {prepared.record.reference}, brain "
           f"{prepared.record.data['brain_extraction']['volume_ml']:.0f} mL")
     print(f"written: {output} (on the original {target} grid: {grid.describe()})")
+    if written is not None:
+        volumes = ", ".join(f"{k} {v:.2f} mL" for k, v in written["volumes_ml"].items())
+        print(f"written: {written['seg']} (DICOM-SEG, series {written['series_uid']}) and {written['sr']} "
+              f"(SR: {volumes})")
     return EXIT_OK
+
+
+def _write_dicom_results(args: argparse.Namespace, case: Any, dicom: Any, mapped: Any, grid: Any, target: str,
+                         summary: Any) -> dict[str, Any]:
+    """SEG + SR of the mapped labels on `target`'s series, into --dicom-out (flags: missing, gaps)."""
+    from brainseg_gui.core.dicom_results import results_summary, write_study_results
+    from brainseg_gui.core.labels import parse_convention
+
+    flags = [f"segmented without {', '.join(case.missing)} (missing from the study)"] if case.missing else []
+    if dicom.accept_gaps:
+        flags.append("series with missing slices accepted: slices rebuilt by interpolation")
+    results = write_study_results(args.dicom_out, mapped, parse_convention(args.labels), grid, case.files[target],
+                                  model_version=summary.model_version, flags=flags, name=case.case_id)
+    out = dict(results_summary(results))
+    out["files"] = [str(results.seg), str(results.sr)]
+    out["flags"] = flags
+    return out
 
 
 def _part(bar: Any, start: float, stop: float, label: str) -> Any:

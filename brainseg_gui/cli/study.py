@@ -17,6 +17,7 @@ from brainseg_gui.cli.common import (
     plain,
     require_exists,
 )
+from brainseg_gui.cli.dicom import add_dicom_options, dicom_report, dicom_text, find_study_case
 
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,18 +25,21 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     gui = commands.add_parser("gui", parents=parents, help="open the viewer (the default command)",
                               description="Open the viewer on STUDY, or on the built-in demo study.")
     gui.add_argument("study", nargs="?", type=Path, metavar="STUDY",
-                     help="a case folder, any file of a case, a 4D NIfTI or a DICOM folder")
+                     help="a case folder, any file of a case, a 4D NIfTI, or a DICOM study (folder tree, .zip, "
+                          "DICOMDIR)")
     gui.add_argument("--no-welcome", action="store_true", help="do not show the first-start welcome")
     gui.set_defaults(run=_run_gui, live_logs=True)
 
     info = commands.add_parser("info", parents=parents, help="describe a study: files, grid, intensities, labels",
                                description="Describe what BrainSeg finds in PATH (or the demo study).")
-    info.add_argument("path", nargs="?", type=Path, metavar="PATH", help="a case folder or any file of a case")
+    info.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                      help="a case folder, any file of a case, or a DICOM study (folder tree, .zip, DICOMDIR)")
     info.add_argument("--demo", action="store_true", help="describe the built-in synthetic demo study")
     info.add_argument("--labels", choices=CONVENTIONS, help="label convention of the case's seg (default: guess)")
     info.add_argument("--allow-resample", action="store_true",
                       help="resample sequences on other grids onto the FLAIR grid when they overlap")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_dicom_options(info)
     info.set_defaults(run=_run_info, warnings_in_output=True)
 
     evaluate = commands.add_parser("evaluate", parents=parents, help="score a predicted label map against truth",
@@ -87,7 +91,6 @@ def _run_info(args: argparse.Namespace) -> int:
     if args.path is not None:
         require_exists(args.path)
     from brainseg_gui.cli.prepare import load_for_info
-    from brainseg_gui.core import io
     from brainseg_gui.core.readiness import assess_readiness
     from brainseg_gui.core.study_report import describe_study, format_study_report
 
@@ -97,12 +100,19 @@ def _run_info(args: argparse.Namespace) -> int:
         study, layout = demo_study(), "demo (synthetic phantom, not a patient)"
         readiness = assess_readiness(study)
     else:
-        case = io.find_case(args.path)
-        layout = case.layout
-        study, readiness = load_for_info(case, label_convention=args.labels, allow_resample=args.allow_resample)
+        found = find_study_case(args, args.path)
+        layout = found.case.layout
+        study, readiness = load_for_info(found.case, label_convention=args.labels,
+                                         allow_resample=args.allow_resample or found.is_dicom)
     report = describe_study(study, layout=layout, path=None if args.demo else args.path)
     report["readiness"] = readiness.as_dict()
-    print(json.dumps(report, indent=2) if args.json else format_study_report(report) + "\n" + readiness.describe())
+    if not args.demo and found.is_dicom:
+        report["dicom"] = dicom_report(found)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    text = format_study_report(report) + "\n" + readiness.describe()
+    print(dicom_text(found) + "\n" + text if not args.demo and found.is_dicom else text)
     return EXIT_OK
 
 

@@ -4,7 +4,8 @@ Layouts recognised (DESIGN.md, "Sequences"):
 - "brats":   BraTS 2017-2021, `<case>_t1`, `_t1ce`, `_t2`, `_flair`, `_seg` (.nii / .nii.gz / ...);
 - "brats23": BraTS 2023+, `<case>-t1n`, `-t1c`, `-t2w`, `-t2f`, `-seg`;
 - "msd":     MSD Task01, `imagesTr/<case>.nii.gz` 4D (FLAIR, T1w, T1gd, T2w) <-> `labelsTr/<case>.nii.gz`;
-- "dicom":   a DICOM series folder (one sequence);
+- "dicom":   a DICOM study (a folder tree, a zip, a DICOMDIR or one of its files): its series are
+             classed and the chosen ones staged as series files (`core/dicom_study.py`);
 - "files":   one 3D NIfTI / NRRD / MetaImage file that is not BraTS-named (one sequence).
 Files of several cases may lie side by side in one folder ("flat" folders): a case is the set of
 files sharing one prefix, so a double-clicked file opens exactly its own case.
@@ -120,8 +121,9 @@ def find_case(path: Path, *, as_sequence: str = "flair") -> CaseFiles:
     if named is not None:
         return _brats_case(path.parent, named.prefix, named.layout)
     suffix = image_suffix(path)
-    if suffix in DICOM_SUFFIXES or (not suffix and is_dicom_file(path)):
-        return _single(path.parent.name, "dicom", path, as_sequence)
+    if suffix in DICOM_SUFFIXES or path.suffix.lower() == ".zip" or path.name.upper() == "DICOMDIR" or (
+            not suffix and is_dicom_file(path)):
+        return dicom_case(path)
     if suffix not in IMAGE_SUFFIXES:
         raise StudyLoadError(
             f"{path}: unsupported file type {path.suffix!r}; BrainSeg opens "
@@ -208,7 +210,10 @@ def _cases_in(directory: Path) -> list[CaseFiles]:
                 if case is not None:
                     cases.append(case)
     if not cases and _holds_dicom(directory, files):
-        cases.append(_single(directory.name, "dicom", directory, "flair"))
+        try:
+            cases.append(dicom_case(directory))
+        except StudyLoadError as exc:  # one unusable study does not hide the other cases
+            log.warning("skipped %s: %s", directory, exc)
     return cases
 
 
@@ -233,8 +238,8 @@ def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
         listing = ", ".join(f.name for f in images[:6]) + (", ..." if len(images) > 6 else "")
         raise StudyLoadError(f"{folder} holds {len(images)} image files that are not named as one "
                              f"BraTS case ({listing}): open one of them")
-    if _holds_dicom(folder, files):
-        return _single(folder.name, "dicom", folder, as_sequence)
+    if _holds_dicom(folder, files) or _deep_dicom(folder):
+        return dicom_case(folder)
     below = [case for directory in _folders(folder, SEARCH_DEPTH) if directory != folder
              for case in _cases_in(directory)]
     if len(below) == 1:
@@ -245,6 +250,20 @@ def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
                              "or process the folder as a batch")
     raise StudyLoadError(f"{folder} holds no recognisable case (no BraTS-named files, MSD image, "
                          "NIfTI/NRRD/MetaImage file or DICOM series)")
+
+
+def _deep_dicom(folder: Path) -> bool:
+    from brainseg_gui.core.dicom_sources import holds_dicom
+
+    return holds_dicom(folder)
+
+
+def dicom_case(path: Path) -> CaseFiles:
+    """A DICOM study at `path`: series classed, the default choice staged in the cache (`core/dicom_study.py`)."""
+    from brainseg_gui.core.dicom_study import open_dicom_study, stage_case
+
+    index, assignment = open_dicom_study(path)
+    return stage_case(index, assignment)
 
 
 # -- layouts -------------------------------------------------------------------------------------

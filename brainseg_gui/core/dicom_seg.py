@@ -58,6 +58,11 @@ def dicom_series_folder(study: Study) -> tuple[Path, Path | None] | None:
     """(folder, member file or None) of the DICOM series the study came from, else None."""
     for path in study.sources.values():
         path = Path(path)
+        if image_suffix(path) == ".dcmseries" and path.is_file():  # a series of a study: its files
+            from brainseg_gui.core.dicom_volume import read_series_file
+
+            first = Path(read_series_file(path)["frames"][0]["file"])
+            return first.parent, first
         if path.is_dir():
             if any(image_suffix(f) in DICOM_SUFFIXES or is_dicom_file(f) for f in _files(path)[:20]):
                 return path, None

@@ -137,8 +137,11 @@ def check_target(path: Path, study: Study, *, overwrite: bool, extra: tuple[Path
 
 
 def input_paths(study: Study) -> list[Path]:
-    """Every file (or DICOM folder) the study was read from."""
-    return [Path(p) for p in study.sources.values()]
+    """Every file (or DICOM folder) the study was read from; for a DICOM study, its folders too."""
+    from brainseg_gui.core.dicom_study import dicom_inputs
+
+    paths = [Path(p) for p in study.sources.values()]
+    return paths + [folder for path in paths for folder in dicom_inputs(path)]
 
 
 def default_export_name(study: Study, convention: LabelConvention | str, suffix: str = ".nii.gz") -> str:

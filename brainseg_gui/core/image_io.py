@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 DICOM_SUFFIXES = (".dcm", ".ima")
+#: A JSON file naming the frames of one DICOM series in a study (`core/dicom_volume.py`).
+SERIES_FILE_SUFFIXES = (".dcmseries",)
 #: Every file name ending `read_image` accepts (besides a DICOM folder).
-IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES + SERIES_FILE_SUFFIXES
 #: Channel count of the only 4D images accepted: MSD Task01 (FLAIR, T1w, T1gd, T2w).
 MSD_CHANNELS = 4
 #: LPS <-> RAS: flip the first two world axes.
@@ -97,6 +99,11 @@ def read_image(path: Path) -> tuple[np.ndarray, Grid]:
         array, affine = _read_nifti(path)
     elif suffix in SITK_SUFFIXES:
         array, affine = _read_sitk_file(path)
+    elif suffix in SERIES_FILE_SUFFIXES:
+        from brainseg_gui.core.dicom_volume import read_series_volume
+
+        array, grid = read_series_volume(path)
+        return _checked(path, array, grid.affine)
     elif suffix in DICOM_SUFFIXES or is_dicom_file(path):
         return _read_dicom_series(path.parent, path)
     else:

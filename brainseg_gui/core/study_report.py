@@ -101,6 +101,11 @@ def _dtype_on_disk(source: Path | None) -> str | None:
     if source is None or not Path(source).is_file():
         return "DICOM series" if source is not None and Path(source).is_dir() else None
     name = Path(source).name.lower()
+    if name.endswith(".dcmseries"):
+        from brainseg_gui.core.dicom_volume import read_series_file
+
+        data = read_series_file(Path(source))
+        return f"DICOM series {data.get('series_number') or ''} {data.get('description') or ''}".strip()
     try:
         if name.endswith((".nii", ".nii.gz")):
             import nibabel as nib

@@ -136,7 +136,7 @@ def test_the_sagittal_dicom_head_is_oblique_reoriented_and_has_a_skull(
     assert readiness.problems[0] == "the grid is oblique (axes rotated 15 degrees from the scanner axes)"
     assert readiness.problems[1] == "orientation PIR differs from the training data's LPS"
     assert readiness.problems[2].startswith("tissue outside the brain: the study looks not skull-stripped")
-    assert readiness.skull is not None and readiness.skull["flair"].foreground_ml > 2500
+    assert readiness.skull is not None and readiness.skull["t1"].foreground_ml > 2500  # classed T1 (MPRAGE)
 
 
 def test_a_loaded_study_reports_the_grids_its_files_had(tmp_path: Path) -> None:
