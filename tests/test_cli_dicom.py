@@ -16,7 +16,7 @@ import pytest
 from brainseg_gui import cli
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
-from dicom_study_builder import BuiltStudy, build_study  # noqa: E402
+from dicom_study_builder import BuiltStudy, build_study
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -101,7 +101,7 @@ def test_predict_writes_the_mask_on_the_t1ce_series_and_a_seg_and_sr(capsys, stu
     for frame, groups in zip(frames, seg.PerFrameFunctionalGroupsSequence):
         number = int(groups.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         position = np.array([float(v) for v in groups.PlanePositionSequence[0].ImagePositionPatient])
-        k = int(round((inverse @ np.append(position * [-1, -1, 1], 1.0))[2]))
+        k = round((inverse @ np.append(position * [-1, -1, 1], 1.0))[2])
         rebuilt[number - 1, :, :, k] = frame.T > 0
     np.testing.assert_array_equal(rebuilt, regions)
     labels_of = {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence}
@@ -154,7 +154,7 @@ def test_bad_dicom_input_fails_in_one_line_and_writes_nothing(capsys, study: Bui
 def test_gaps_accepted_are_segmented_and_flagged(capsys, real_case: Path, tiny_model: Path, tmp_path: Path) -> None:
     gaps = build_study(real_case, tmp_path / "gaps", thin=True, drop_slices={"t2": [2]})
     output = tmp_path / "pred.nii.gz"
-    status, out, err = run(capsys, "predict", gaps.root, "-o", output, "--model", tiny_model, "--accept-gaps",
+    status, _out, err = run(capsys, "predict", gaps.root, "-o", output, "--model", tiny_model, "--accept-gaps",
                            "--dicom-out", tmp_path / "dicom")
     assert status == 0, err
     sidecar = json.loads((tmp_path / "pred.json").read_text())
@@ -180,7 +180,7 @@ def test_a_full_study_is_segmented_well_with_the_shipped_model(capsys, tmp_path:
 
     built = build_study(shared_data / "brats2021" / "BraTS2021_00019", tmp_path / "study", vendor="ge")
     output = tmp_path / "pred.nii.gz"
-    status, out, err = run(capsys, "predict", built.root, "-o", output, "--device", "cpu",
+    status, _out, err = run(capsys, "predict", built.root, "-o", output, "--device", "cpu",
                            "--dicom-out", tmp_path / "dicom")
     assert status == 0, err
     predicted = to_regions(np.asarray(nib.load(output).dataobj).astype(np.uint8), LabelConvention.BRATS)

@@ -113,7 +113,8 @@ def test_info_reports_readiness(capsys: pytest.CaptureFixture[str], raw_case: Pa
     assert readiness["ready"] is False and len(readiness["problems"]) == 2
     assert readiness["hint"].startswith("prepare it first")
     status, out, _ = run(capsys, "info", "--demo", "--json")
-    assert json.loads(out)["readiness"] == {"ready": True, "problems": [], "missing": [], "hint": None}
+    assert json.loads(out)["readiness"] == {"ready": True, "problems": [], "blocking": [], "missing": [],
+                                                   "hint": None}
 
 
 def test_predict_refuses_a_study_that_is_not_ready(capsys: pytest.CaptureFixture[str], raw_case: Path,
@@ -175,3 +176,28 @@ def test_predict_prepare_is_for_one_case(capsys: pytest.CaptureFixture[str], raw
     assert status == 2 and "--prepare works on one case" in one_error_line(err)
     status, _, err = run(capsys, "predict", tmp_path / "cases", "-o", tmp_path / "out")
     assert status == 2 and "is not BraTS-ready" in one_error_line(err)
+
+
+def test_a_reoriented_regridded_brats_case_is_segmented_without_preparing(
+        capsys: pytest.CaptureFixture[str], real_case: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """LAS, 182x218x182 (MNI-like), skull-stripped, co-registered: re-oriented exactly, never refused."""
+    case = tmp_path / "MNI01"
+    case.mkdir()
+    for name in ("t1", "t1ce", "t2", "flair", "seg"):
+        image = nib.load(real_case / f"{real_case.name}_{name}.nii.gz")
+        data = np.asarray(image.dataobj)[:, ::-1, :]  # LPS -> LAS
+        affine = image.affine @ np.array([[1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+        regridded = np.zeros((182, 218, 182), data.dtype)
+        regridded[:, :, 13:168] = data[29:211, 11:229, :]
+        affine = affine.copy()
+        affine[:3, 3] = (affine @ np.array([29, 11, -13, 1.0]))[:3]
+        nib.save(nib.Nifti1Image(regridded, affine), case / f"MNI01_{name}.nii.gz")
+    status, out, err = run(capsys, "info", case)
+    assert status == 0, err
+    assert "BraTS-ready: yes, re-oriented on the fly" in out and "orientation LAS" in out
+    output = tmp_path / "pred.nii.gz"
+    status, out, err = run(capsys, "predict", case, "-o", output, "--model", tiny_model, "--device", "cpu")
+    assert status == 0, err
+    written = nib.load(output)
+    assert written.shape == (182, 218, 182)
+    np.testing.assert_allclose(written.affine, nib.load(case / "MNI01_t1ce.nii.gz").affine, atol=1e-5)

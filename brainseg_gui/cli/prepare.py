@@ -187,10 +187,10 @@ def refuse_unless_ready(case: Any, *, allow_resample: bool) -> None:
     With `allow_resample` the user has agreed to sequences on other grids being resampled, so those
     problems alone do not refuse the study.
     """
-    from brainseg_gui.core.readiness import DIFFERENT_GRID, NotReadyError, assess_readiness
+    from brainseg_gui.core.readiness import NotReadyError, assess_readiness, blocking
 
     readiness = assess_readiness(case)
-    problems = [p for p in readiness.problems if not (allow_resample and DIFFERENT_GRID in p)]
+    problems = blocking(readiness.problems, allow_resample=allow_resample)
     if problems:
         raise NotReadyError(
             f"{case.case_id} is not BraTS-ready ({'; '.join(problems)}): prepare it first with "

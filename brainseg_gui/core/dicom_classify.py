@@ -418,12 +418,12 @@ def format_assignment(assignment: Assignment) -> str:
             lines.append(f"      geometry: {problem}")
     lines.append("sequences:")
     for name in SEQUENCES:
-        series = assignment.series_for(name)
-        if series is None:
+        chosen = assignment.series_for(name)
+        if chosen is None:
             lines.append(f"  {name:<6} missing (no series qualifies)")
         else:
-            lines.append(f"  {name:<6} {series.label} ({series.uid}), confidence "
-                         f"{assignment.classes[series.uid].confidence:.2f}; {assignment.reasons.get(name, '')}")
+            lines.append(f"  {name:<6} {chosen.label} ({chosen.uid}), confidence "
+                         f"{assignment.classes[chosen.uid].confidence:.2f}; {assignment.reasons.get(name, '')}")
     return "\n".join(lines)
 
 

@@ -45,9 +45,9 @@ class DicomFrame:
     path: Path
     number: int | None
     sop_instance_uid: str
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, ...] | None
-    pixel_spacing: tuple[float, float] | None
+    position: tuple[float, ...] | None  # 3 values (LPS mm)
+    orientation: tuple[float, ...] | None  # 6 direction cosines: a row, then a column
+    pixel_spacing: tuple[float, ...] | None  # 2 values: between rows, between columns
     rows: int
     columns: int
     slice_thickness: float | None = None

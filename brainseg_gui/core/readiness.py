@@ -48,6 +48,14 @@ CHECK_MM = 2.0
 PREPARE_HINT = "prepare it first: brainseg prepare STUDY -o OUT_DIR (or Prepare in the viewer)"
 #: The words of a different-grid problem (a study loaded with allow_resample has agreed to those).
 DIFFERENT_GRID = "is on a different grid from"
+#: The words of an axis-order difference: the predictor re-orients exactly (flips and permutations,
+#: no resampling) and undoes it on the way out, so this alone does not make a study not ready.
+OTHER_AXIS_ORDER = "differs from the training data's"
+
+
+def blocking(problems: tuple[str, ...] | list[str], *, allow_resample: bool = False) -> list[str]:
+    """The problems that stop a study going to the network (axis order never; grids if resampling is allowed)."""
+    return [p for p in problems if OTHER_AXIS_ORDER not in p and not (allow_resample and DIFFERENT_GRID in p)]
 
 
 class NotReadyError(BrainSegError):
@@ -79,13 +87,17 @@ class Readiness:
 
     def describe(self) -> str:
         """Text for `brainseg info`: 'ready' or the problems and how to fix them."""
+        if self.ready and self.problems:
+            return ("BraTS-ready: yes, re-oriented on the fly (exact, no resampling)\n"
+                    + "\n".join(f"  - {problem}" for problem in self.problems))
         if self.ready:
             return "BraTS-ready: yes"
         lines = ["BraTS-ready: no"] + [f"  - {problem}" for problem in self.problems]
         return "\n".join(lines + [f"  {PREPARE_HINT}"])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ready": self.ready, "problems": list(self.problems), "missing": list(self.missing),
+        return {"ready": self.ready, "problems": list(self.problems), "blocking": blocking(self.problems),
+                "missing": list(self.missing),
                 "hint": None if self.ready else PREPARE_HINT}
 
 
@@ -118,7 +130,7 @@ def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: boo
             which = "" if len(flagged) == len(skull) else f" ({', '.join(flagged)})"
             problems.append(f"tissue outside the brain: the study looks not skull-stripped (skull/scalp "
                             f"present{which}: {skull[flagged[0]].evidence()})")
-    return Readiness(not problems, tuple(problems), tuple(missing), skull or None)
+    return Readiness(not blocking(problems), tuple(problems), tuple(missing), skull or None)
 
 
 def prepared_by_brainseg(files: list[Path]) -> bool:

@@ -19,7 +19,8 @@ from dicom_study_builder import BuiltStudy, build_study, read_frames
 from brainseg_gui.core.dicom_classify import classify_study, reassign
 from brainseg_gui.core.dicom_index import index_dicom
 from brainseg_gui.core.dicom_study import gap_problems, open_dicom_study, stage_case
-from brainseg_gui.core.dicom_volume import GapsError, read_frames as read_stack
+from brainseg_gui.core.dicom_volume import GapsError
+from brainseg_gui.core.dicom_volume import read_frames as read_stack
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.image_io import read_image
 
@@ -107,7 +108,7 @@ def built(real_case: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltStu
 
 
 def _check_identified(study_path: Path, built: BuiltStudy) -> None:
-    index, assignment = open_dicom_study(study_path)
+    _index, assignment = open_dicom_study(study_path)
     truth = {series.series_uid: series.true_class for series in built.series}
     for series in assignment.study.series:
         assert assignment.classes[series.uid].sequence == truth[series.uid], series.label
@@ -166,13 +167,13 @@ def test_missing_slices_are_reported_and_read_only_when_accepted(real_case: Path
     t2 = assignment.series_for("t2")
     with pytest.raises(GapsError, match="accept"):
         read_stack(t2.main_stack.frames, label=t2.label)
-    volume, grid, warnings = read_stack(t2.main_stack.frames, accept_gaps=True, label=t2.label)
+    _volume, grid, warnings = read_stack(t2.main_stack.frames, accept_gaps=True, label=t2.label)
     assert grid.same_as(built.get("t2").grid, tolerance=1e-6)  # rebuilt on the full regular grid
     assert "linear interpolation" in warnings[-1]
     case = stage_case(index, assignment, tmp_path / "staged")
     with pytest.raises(GapsError):
         read_image(case.files["t2"])
-    flair, flair_grid = read_image(case.files["flair"])  # JPEG 2000, tilted 10 degrees
+    _flair, flair_grid = read_image(case.files["flair"])  # JPEG 2000, tilted 10 degrees
     assert flair_grid.same_as(built.get("flair").grid, tolerance=1e-6)
     t1ce, _ = read_image(case.files["t1ce"])  # one Enhanced MR file
     np.testing.assert_array_equal(t1ce, read_frames(list(built.get("t1ce").files)).astype(np.float32))
