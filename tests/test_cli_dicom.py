@@ -187,3 +187,25 @@ def test_a_full_study_is_segmented_well_with_the_shipped_model(capsys, tmp_path:
     truth = to_regions(built.truth.astype(np.uint8), LabelConvention.BRATS)
     scores = {name: m.dice for name, m in evaluate_regions(predicted, truth, built.truth_grid.spacing).items()}
     assert scores["WT"] >= 0.8 and scores["TC"] >= 0.7 and scores["ET"] >= 0.65, scores
+
+
+def test_a_phantom_study_runs_the_whole_chain_without_shared_data(capsys, tiny_model: Path, tmp_path: Path) -> None:
+    """The same chain on a synthetic phantom (runs where ../shared/data is absent, as in CI)."""
+    from brainseg_gui.core.phantom import write_phantom_case
+
+    case = write_phantom_case(tmp_path / "phantom", seed=1, shape=(96, 112, 80))
+    built = build_study(case, tmp_path / "study", vendor="philips", thin=True, enhanced=("t1ce",),
+                        compress={"t2": "rle"})
+    status, out, err = run(capsys, "info", built.root, "--json")
+    assert status == 0, err
+    classes = {s["series_uid"]: s["class"] for s in json.loads(out)["dicom"]["series"]}
+    assert classes == {s.series_uid: s.true_class for s in built.series}
+    output = tmp_path / "pred.nii.gz"
+    status, out, err = run(capsys, "predict", built.root, "-o", output, "--model", tiny_model, "--device", "cpu",
+                           "--dicom-out", tmp_path / "dicom")
+    assert status == 0, err
+    grid = built.get("t1ce").grid
+    assert nib.load(output).shape == grid.shape
+    np.testing.assert_allclose(nib.load(output).affine, grid.affine, atol=1e-4)
+    seg = pydicom.dcmread(next((tmp_path / "dicom").glob("*_seg.dcm")))
+    assert seg.StudyInstanceUID == built.study_uid and int(seg.NumberOfFrames) > 0

@@ -34,7 +34,7 @@ class FoundCase:
 def add_dicom_options(parser: argparse.ArgumentParser) -> None:
     """--study, --series and --accept-gaps."""
     group = parser.add_argument_group("DICOM studies (a folder tree, a .zip or a DICOMDIR)")
-    group.add_argument("--study", metavar="UID", help="the study to use when the path holds several (its "
+    group.add_argument("--study", dest="study_uid", metavar="UID", help="the study to use when the path holds several (its "
                                                       "StudyInstanceUID or a unique beginning of it)")
     group.add_argument("--series", action="append", default=[], metavar="SEQ=SERIES",
                        help="use this series for a sequence: t1, t1ce, t2 or flair = its SeriesInstanceUID or series "
@@ -62,10 +62,12 @@ def parse_series(values: list[str]) -> dict[str, str]:
 
 def find_study_case(args: argparse.Namespace, path: Path, *, stage_in: Path | None = None) -> FoundCase:
     """The case at `path`: a DICOM study (classified, overrides applied, staged) or any other case."""
+    from brainseg_gui.core.dicom_sources import is_dicom_study
+
     overrides = parse_series(getattr(args, "series", []) or [])
     dicom = is_dicom_study(path)
     if not dicom:
-        if overrides or getattr(args, "study", None) or getattr(args, "accept_gaps", False):
+        if overrides or getattr(args, "study_uid", None) or getattr(args, "accept_gaps", False):
             raise UsageError(f"{path} is not a DICOM study: --study, --series and --accept-gaps apply to DICOM only")
         from brainseg_gui.core import io
 
@@ -73,7 +75,7 @@ def find_study_case(args: argparse.Namespace, path: Path, *, stage_in: Path | No
     from brainseg_gui.core.dicom_study import gap_problems, open_dicom_study, stage_case
 
     with _bar_if_slow("indexing") as bar:
-        index, assignment = open_dicom_study(path, study_uid=getattr(args, "study", None), overrides=overrides,
+        index, assignment = open_dicom_study(path, study_uid=getattr(args, "study_uid", None), overrides=overrides,
                                              progress=bar)
     accept = bool(getattr(args, "accept_gaps", False))
     case = stage_case(index, assignment, stage_in, accept_gaps=accept)
@@ -102,18 +104,10 @@ def refuse_gaps(found: FoundCase) -> None:
 
 
 def is_dicom_study(path: Path) -> bool:
-    """A zip, a DICOMDIR, a DICOM file, or a folder of DICOM files that is not a BraTS-named case."""
-    from brainseg_gui.core.dicom_sources import holds_dicom
+    """See core.dicom_sources.is_dicom_study (imported late: the CLI starts without pydicom)."""
+    from brainseg_gui.core.dicom_sources import is_dicom_study as core_is_dicom_study
 
-    if path.is_file():
-        return path.suffix.lower() == ".zip" or path.name.upper() == "DICOMDIR" or holds_dicom(path)
-    if not path.is_dir():
-        return False
-    from brainseg_gui.core.cases import parse_brats_name
-
-    if any(parse_brats_name(p) is not None for p in path.iterdir() if p.is_file()):
-        return False  # a BraTS-named case (also a staged DICOM study) is read as a case
-    return holds_dicom(path)
+    return core_is_dicom_study(path)
 
 
 def _with_warning(case: Any, warning: str) -> Any:

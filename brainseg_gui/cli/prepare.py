@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, positive_float, require_exists
+from brainseg_gui.cli.dicom import add_dicom_options, find_study_case, is_dicom_study, refuse_gaps
 
 SEQUENCE_NAMES = ("t1", "t1ce", "t2", "flair")
 
@@ -34,10 +35,12 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
         prepare.add_argument(f"--{name}", type=Path, metavar="PATH",
                              help=f"the {name} image file or DICOM folder (adds to or replaces STUDY's)")
     prepare.add_argument("--as", dest="as_sequence", choices=SEQUENCE_NAMES, default="flair",
-                         help="which sequence STUDY is when it is a single image or DICOM series (default flair)")
+                         help="which sequence STUDY is when it is a single image file (default flair); the series of a "
+                              "DICOM study are classed from their headers (override with --series)")
     add_prepare_options(prepare)
     prepare.add_argument("--case-id", metavar="ID", help="case id of the output files (default: the study's)")
     prepare.add_argument("--json", action="store_true", help="print the prepare record (JSON) instead of text")
+    add_dicom_options(prepare)
     prepare.set_defaults(run=_run_prepare)
 
 
@@ -69,7 +72,13 @@ def _run_prepare(args: argparse.Namespace) -> int:
     from brainseg_gui.core.cases import find_case
     from brainseg_gui.core.prepare import prepare_study
 
-    source = None if args.study is None else find_case(args.study, as_sequence=args.as_sequence)
+    source = None
+    if args.study is not None and is_dicom_study(args.study):
+        found = find_study_case(args, args.study)  # series classed from their headers, not --as
+        refuse_gaps(found)
+        source = found.case
+    elif args.study is not None:
+        source = find_case(args.study, as_sequence=args.as_sequence)
     with ProgressBar("preparing") as bar:
         prepared = prepare_study(source, args.output, files=files or None, case_id=args.case_id, progress=bar,
                                  **prepare_settings(args))
@@ -259,11 +268,10 @@ def _write_dicom_results(args: argparse.Namespace, case: Any, dicom: Any, mapped
                          summary: Any) -> dict[str, Any]:
     """SEG + SR of the mapped labels on `target`'s series, into --dicom-out (flags: missing, gaps)."""
     from brainseg_gui.core.dicom_results import results_summary, write_study_results
+    from brainseg_gui.core.dicom_study import result_flags
     from brainseg_gui.core.labels import parse_convention
 
-    flags = [f"segmented without {', '.join(case.missing)} (missing from the study)"] if case.missing else []
-    if dicom.accept_gaps:
-        flags.append("series with missing slices accepted: slices rebuilt by interpolation")
+    flags = result_flags(case.files[target])
     results = write_study_results(args.dicom_out, mapped, parse_convention(args.labels), grid, case.files[target],
                                   model_version=summary.model_version, flags=flags, name=case.case_id)
     out = dict(results_summary(results))

@@ -53,7 +53,8 @@ _OTHER_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("perfusion", r"\b(perf\w*|asl|pcasl|pasl|dsc|dce|cbf|rcbf|relcbf|cbv|rcbv|mtt|ttp|tmax|ktrans|twist)\b"),
     ("field map", r"\b(field ?map\w*|fmap|b0 ?map|b0|b0 ?ns|b1 ?map|shim|phase)\b"),
     ("susceptibility (SWI/T2*)", (r"(\bswi\w*|\bswan\b|\bswip\b|t2\*|\bt2 ?star\b|\bhemo\w*|\bmip\b|\bmnip\b|"
-                                 r"\bsusc\w*|\bgre ?t2|\bt2 ?gre|\bt2 ?ffe|\bffe ?t2)")),
+                                 r"\bsusc\w*|\bgre ?t2|\bt2w? ?gre|\bt2w? ?ffe|\bffe ?t2)")),
+    ("quantitative map", r"(\bt[12]\*? ?map\w*|\brelaxometry|\bqmap\w*|\bmdme\b)"),
     ("angiography", r"\b(tof|angio\w*|mra|venog\w*|pca|cemra|timeslip)\b"),
     ("spectroscopy", r"\b(svs|csi|spectro\w*|mrs|press)\b"),
     ("proton density", r"\b(pd|pdw|proton ?density|pd ?fs)\b"),
@@ -80,7 +81,7 @@ _T1 = re.compile(r"(\bt1\b|\bt1w|\bt1 ?(se|tse|fse|ffe|tfe|ir|fl\w*|gre|mprage|s
                  r"\bt1_|\bt1[a-bd-z]|mp ?-?rage|mp2rage|\bspgr|\bfspgr|bravo|\btfe\b|\b3d ?tfe|\bflash|\bfl[23]d|"
                  r"\bvibe|\bstarvibe|\blava\b|ir ?-?spgr|\bfsp\b|\bgre ?fsp|\bquick ?3d|\bmpr?age|\btfl\b|"
                  r"\bmagnetization ?prepared|\bt1c|\bt1ce|\bt1gd|\bt1km)")
-_CONTRAST = re.compile(r"(\+ ?c\b|\bc ?\+|\+ ?gd|\bgd\b|\bgad\w*|\bpost\w*|\bkm\b|\bmit ?km|\bce\b|\bt1 ?ce|"
+_CONTRAST = re.compile(r"(\+ ?c\b|\bc ?\+|\+ ?gd|\bgd\b|\bgad\w*|\bpost(?!erior)\w*|\bkm\b|\bmit ?km|\bce\b|\bt1 ?ce|"
                        r"\bt1c\b|\bt1gd|\bt1km|contrast|\benhanc\w*|gadovist|gadavist|dotarem|magnevist|multihance|"
                        r"prohance|clariscan|omniscan|gadobutrol|gadoterate|\bkontrast\w*|\bcontr\b|_c\b|\+)")
 _NO_CONTRAST = re.compile(r"\b(pre|precontrast|pre ?contrast|pre ?gd|nativ\w*|native|ohne ?km|without|non ?contrast|"

@@ -6,22 +6,22 @@ DICOM file is read once with pydicom, `stop_before_pixels=True` (pixel data is r
 only for the series that are used). Files are grouped by study, series and, where one series
 holds several image stacks (a 3-plane localizer, two echoes, several b-values), by stack.
 
-Classic single-frame MR and Enhanced (multi-frame) MR are read through one model: a `DicomFrame`
-is one 2D image, a whole file or one frame of a multi-frame file, with its own position; in
-enhanced files the per-frame values live in the functional groups, which `_FrameGroups` reads.
+Classic single-frame MR and Enhanced (multi-frame) MR are read through one model
+(`core/dicom_headers.py`): a `DicomFrame` is one 2D image, a whole file or one frame of a
+multi-frame file, with its own position.
 Geometry is checked per stack (`core/dicom_geometry.py`) and reported, never silently fixed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from brainseg_gui.core.dicom_geometry import StackGeometry, check_stack, plane_of
+from brainseg_gui.core.dicom_headers import DicomFrame, SeriesHeader, frames_of, int_value, series_header
 from brainseg_gui.core.dicom_sources import DicomFiles, list_dicom_files
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
@@ -39,24 +39,6 @@ ORIENTATION_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
-class DicomFrame:
-    """One 2D image: a single-frame file (`number` None) or frame `number` (1-based) of a multi-frame file."""
-
-    path: Path
-    number: int | None
-    sop_instance_uid: str
-    position: tuple[float, ...] | None  # 3 values (LPS mm)
-    orientation: tuple[float, ...] | None  # 6 direction cosines: a row, then a column
-    pixel_spacing: tuple[float, ...] | None  # 2 values: between rows, between columns
-    rows: int
-    columns: int
-    slice_thickness: float | None = None
-    echo_number: int | None = None
-    b_value: float | None = None
-    instance_number: int | None = None
-
-
-@dataclass(frozen=True)
 class DicomStack:
     """Frames of one series that share orientation, size, spacing, echo and b-value: one volume, maybe."""
 
@@ -66,40 +48,6 @@ class DicomStack:
     @property
     def slices(self) -> int:
         return len(self.frames)
-
-
-@dataclass(frozen=True)
-class SeriesHeader:
-    """The header evidence of a series, as read from its first image (enhanced: from the functional groups)."""
-
-    modality: str = ""
-    sop_class_uid: str = ""
-    description: str = ""
-    protocol: str = ""
-    sequence_name: str = ""
-    scanning_sequence: str = ""
-    sequence_variant: str = ""
-    scan_options: str = ""
-    acquisition_type: str = ""
-    repetition_time: float | None = None
-    echo_time: float | None = None
-    inversion_time: float | None = None
-    flip_angle: float | None = None
-    contrast_agent: str = ""
-    image_type: tuple[str, ...] = ()
-    manufacturer: str = ""
-    model: str = ""
-    series_number: int | None = None
-    time: str = ""
-    photometric: str = ""
-    samples_per_pixel: int = 1
-    body_part: str = ""
-    transfer_syntax: str = ""
-
-    @property
-    def text(self) -> str:
-        """Description and protocol together, for keyword rules."""
-        return " ".join(part for part in (self.description, self.protocol) if part)
 
 
 @dataclass(frozen=True)
@@ -289,17 +237,17 @@ def index_dicom(path: Path | str, *, progress: ProgressFn = no_progress,
 
 def _series(study_uid: str, series_uid: str, members: list[tuple[Path, Any]],
             skipped: list[tuple[Path, str]]) -> DicomSeries | None:
-    members.sort(key=lambda m: (_int(m[1].get("InstanceNumber")) or 0, str(m[0])))
+    members.sort(key=lambda m: (int_value(m[1].get("InstanceNumber")) or 0, str(m[0])))
     # A series may mix SOP classes (an MR series and a Raw Data object sharing its UID): the images win.
     images = [(p, d) for p, d in members if "PixelData" in d or "Rows" in d]
     header_source = images[0][1] if images else members[0][1]
     frames: list[DicomFrame] = []
     for file, dataset in images:
         try:
-            frames.extend(_frames(file, dataset))
+            frames.extend(frames_of(file, dataset))
         except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
             skipped.append((file, f"unreadable image geometry ({_short(exc)})"))
-    header = _header(header_source, images[0][1] if images else None)
+    header = series_header(header_source)
     return DicomSeries(series_uid, study_uid, header, _stacks(frames), files=len(members),
                        frame_of_reference=str(header_source.get("FrameOfReferenceUID", "")))
 
@@ -322,151 +270,6 @@ def _stacks(frames: Sequence[DicomFrame]) -> tuple[DicomStack, ...]:
         groups.setdefault(key, []).append(frame)
     stacks = [DicomStack(*check_stack(group)) for group in groups.values()]
     return tuple(sorted(stacks, key=lambda s: -s.slices))
-
-
-class _FrameGroups:
-    """Values of an enhanced multi-frame file: per-frame functional groups first, then shared ones."""
-
-    def __init__(self, dataset: Any) -> None:
-        shared = dataset.get("SharedFunctionalGroupsSequence")
-        self.shared = shared[0] if shared else None
-        self.per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
-
-    def value(self, index: int | None, sequence: str, keyword: str) -> Any:
-        groups = ([self.per_frame[index]] if index is not None and index < len(self.per_frame) else []) + \
-            ([self.shared] if self.shared is not None else [])
-        for group in groups:
-            items = group.get(sequence)
-            if items:
-                value = items[0].get(keyword)
-                if value is not None and value != "":
-                    return value
-        return None
-
-
-def _frames(path: Path, dataset: Any) -> list[DicomFrame]:
-    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
-    count = _int(dataset.get("NumberOfFrames")) or 1
-    uid = str(dataset.get("SOPInstanceUID", ""))
-    if "PerFrameFunctionalGroupsSequence" not in dataset and "SharedFunctionalGroupsSequence" not in dataset:
-        return [DicomFrame(path, None if count == 1 else 1, uid, _floats(dataset.get("ImagePositionPatient"), 3),
-                           _floats(dataset.get("ImageOrientationPatient"), 6),
-                           _floats(dataset.get("PixelSpacing"), 2), rows, columns,
-                           _float(dataset.get("SliceThickness")), _int(dataset.get("EchoNumbers")),
-                           _b_value(dataset), _int(dataset.get("InstanceNumber")))]
-    groups = _FrameGroups(dataset)
-    frames = []
-    for index in range(count):
-        frames.append(DicomFrame(
-            path, index + 1, uid,
-            _floats(groups.value(index, "PlanePositionSequence", "ImagePositionPatient"), 3),
-            _floats(groups.value(index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
-            _floats(groups.value(index, "PixelMeasuresSequence", "PixelSpacing"), 2), rows, columns,
-            _float(groups.value(index, "PixelMeasuresSequence", "SliceThickness")),
-            None, _float(groups.value(index, "MRDiffusionSequence", "DiffusionBValue")), index + 1))
-    return frames
-
-
-def _header(dataset: Any, image: Any | None) -> SeriesHeader:
-    groups = _FrameGroups(dataset) if "SharedFunctionalGroupsSequence" in dataset else None
-
-    def grouped(sequence: str, keyword: str) -> Any:
-        return groups.value(0, sequence, keyword) if groups is not None else None
-
-    image_type = dataset.get("ImageType") or grouped("MRImageFrameTypeSequence", "FrameType") or ()
-    frame_type = grouped("MRImageFrameTypeSequence", "FrameType")
-    if frame_type:  # enhanced: the frame type says what the frames are (ADC, DIFFUSION, ...)
-        image_type = tuple(dict.fromkeys([*(str(v) for v in frame_type), *(str(v) for v in image_type)]))
-    inversion = _float(dataset.get("InversionTime"))
-    if inversion is None:
-        inversion = _float(grouped("MRModifierSequence", "InversionTimes"))
-    agent = str(dataset.get("ContrastBolusAgent", "") or "")
-    if not agent and dataset.get("ContrastBolusAgentSequence"):
-        item = dataset.ContrastBolusAgentSequence[0]
-        agent = str(item.get("CodeMeaning", "") or "contrast agent (coded)")
-    file_meta = getattr(dataset, "file_meta", None)
-    return SeriesHeader(
-        modality=str(dataset.get("Modality", "")), sop_class_uid=str(dataset.get("SOPClassUID", "")),
-        description=str(dataset.get("SeriesDescription", "") or ""), protocol=str(dataset.get("ProtocolName", "") or ""),
-        sequence_name=str(dataset.get("SequenceName", "") or dataset.get("PulseSequenceName", "") or ""),
-        scanning_sequence=_joined(dataset.get("ScanningSequence")),
-        sequence_variant=_joined(dataset.get("SequenceVariant")), scan_options=_joined(dataset.get("ScanOptions")),
-        acquisition_type=str(dataset.get("MRAcquisitionType", "") or ""),
-        repetition_time=_float(dataset.get("RepetitionTime"))
-        or _float(grouped("MRTimingAndRelatedParametersSequence", "RepetitionTime")),
-        echo_time=_float(dataset.get("EchoTime")) or _float(grouped("MREchoSequence", "EffectiveEchoTime")),
-        inversion_time=inversion,
-        flip_angle=_float(dataset.get("FlipAngle")) or _float(grouped("MRTimingAndRelatedParametersSequence",
-                                                                      "FlipAngle")),
-        contrast_agent=agent.strip(), image_type=tuple(str(v).upper() for v in image_type),
-        manufacturer=str(dataset.get("Manufacturer", "") or ""),
-        model=str(dataset.get("ManufacturerModelName", "") or ""), series_number=_int(dataset.get("SeriesNumber")),
-        time=str(dataset.get("AcquisitionTime", "") or dataset.get("SeriesTime", "") or ""),
-        photometric=str(dataset.get("PhotometricInterpretation", "") or ""),
-        samples_per_pixel=_int(dataset.get("SamplesPerPixel")) or 1,
-        body_part=str(dataset.get("BodyPartExamined", "") or ""),
-        transfer_syntax=str(getattr(file_meta, "TransferSyntaxUID", "") or ""),
-    )
-
-
-# -- small readers ------------------------------------------------------------------------------------
-
-
-def _float(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)
-                                             and not hasattr(value, "real")):
-        value = list(value)
-        if not value:
-            return None
-        value = value[0]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int(value: Any) -> int | None:
-    number = _float(value)
-    return None if number is None else int(number)
-
-
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:  # type: ignore[return]
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
-        return None
-    return numbers
-
-
-def _joined(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return "\\".join(str(v) for v in value)
-    except TypeError:
-        return str(value)
-
-
-def _b_value(dataset: Any) -> float | None:
-    for keyword in ("DiffusionBValue",):
-        value = _float(dataset.get(keyword))
-        if value is not None:
-            return value
-    ge = dataset.get((0x0043, 0x1039))  # GE keeps the b-value in a private slop integer
-    if ge is not None:
-        value = _float(ge.value)
-        if value is not None:
-            return value % 1_000_000_000 if value >= 1_000_000_000 else value
-    return None
 
 
 def _short(exc: BaseException) -> str:

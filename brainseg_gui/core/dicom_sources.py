@@ -27,6 +27,8 @@ MAX_ZIP_BYTES = 32 * 1024**3
 #: A member compressed more than this (and over 1 MiB unpacked) is a zip bomb, not a DICOM file.
 MAX_ZIP_RATIO = 200
 DICOMDIR_NAME = "DICOMDIR"
+#: Unpacked zips kept in the cache; older ones are removed when another is unpacked.
+KEEP_UNPACKED = 8
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,24 @@ def holds_dicom(path: Path, *, sample: int = 50) -> bool:
             if looked >= sample:
                 return False
     return False
+
+
+def is_dicom_study(path: Path) -> bool:
+    """A zip, a DICOMDIR, a DICOM file, or a folder of DICOM files that is not a BraTS-named case.
+
+    Cheap (a directory listing and at most 50 file preambles), so it may run on the GUI thread. A
+    staged DICOM study (BraTS-named series files) is a case, not a study: it loads directly.
+    """
+    from brainseg_gui.core.cases import parse_brats_name
+
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".zip" or path.name.upper() == DICOMDIR_NAME or holds_dicom(path)
+    if not path.is_dir():
+        return False
+    if any(parse_brats_name(p) is not None for p in path.iterdir() if p.is_file()):
+        return False
+    return holds_dicom(path)
 
 
 def list_dicom_files(path: Path, *, progress: ProgressFn = no_progress,
@@ -190,7 +210,17 @@ def unpack_zip(path: Path, *, progress: ProgressFn = no_progress, cancel: Cancel
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    _evict(target.parent, keep=target)
     return target
+
+
+def _evict(folder: Path, *, keep: Path) -> None:
+    """Remove the oldest unpacked zips beyond KEEP_UNPACKED (they are copies; the zips stay)."""
+    unpacked = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in unpacked[KEEP_UNPACKED:]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _extract(path: Path, out: Path, progress: ProgressFn, cancel: CancelToken | None) -> None:

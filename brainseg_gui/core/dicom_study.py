@@ -143,6 +143,25 @@ def dicom_inputs(path: Path) -> list[Path]:
     return sorted(folders)
 
 
+def result_flags(series_file: Path) -> list[str]:
+    """What a result (SR, sidecar) must say about how the staged study was read: missing sequences,
+    series whose missing slices were rebuilt by interpolation."""
+    record = read_study_record(series_file.parent) or {}
+    flags = []
+    missing = list(record.get("missing") or [])
+    if missing:
+        flags.append(f"segmented without {', '.join(missing)} (missing from the study)")
+    if record.get("accept_gaps"):
+        chosen = {entry.get("series_uid") for entry in (record.get("sequences") or {}).values()}
+        gaps = [f"series {s.get('series_number')} {s.get('description') or ''}".strip()
+                for s in record.get("series") or []
+                if s.get("series_uid") in chosen and any(p.startswith(("missing slices", "uneven slice spacing"))
+                                                         for p in s.get("geometry_problems") or [])]
+        if gaps:
+            flags.append(f"series with missing slices accepted ({', '.join(gaps)}): slices rebuilt by interpolation")
+    return flags
+
+
 def _others(assignment: Assignment) -> str:
     parts = [f"{s.label} ({assignment.classes[s.uid].reason or assignment.classes[s.uid].sequence})"
              for s in assignment.study.series]

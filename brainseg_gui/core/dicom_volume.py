@@ -164,7 +164,7 @@ def series_frames(data: Mapping[str, Any]) -> list[Any]:
     """The frames a series file names, re-read from the DICOM headers (positions as they are now)."""
     import pydicom
 
-    from brainseg_gui.core.dicom_index import _frames
+    from brainseg_gui.core.dicom_headers import frames_of
 
     wanted = {(entry["file"], entry.get("frame")) for entry in data["frames"]}
     frames = []
@@ -175,7 +175,7 @@ def series_frames(data: Mapping[str, Any]) -> list[Any]:
             raise StudyLoadError(f"cannot read {file} of series {data.get('description')!r}: {exc}") from exc
         if str(dataset.get("SeriesInstanceUID", "")) != data["series_uid"]:
             raise StudyLoadError(f"{file} no longer belongs to series {data['series_uid']}")
-        frames += [f for f in _frames(Path(file), dataset) if (str(f.path), f.number) in wanted]
+        frames += [f for f in frames_of(Path(file), dataset) if (str(f.path), f.number) in wanted]
     return frames
 
 

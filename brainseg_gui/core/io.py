@@ -180,8 +180,13 @@ def _grid_text(grid: Grid) -> str:
 
 def _common_grid(case: CaseFiles, images: dict[str, np.ndarray], grids: dict[str, Grid],
                  allow_resample: bool, warnings: list[str]) -> Grid:
-    """The grid every sequence ends up on: FLAIR's (else the first present)."""
-    reference_name = "flair" if "flair" in grids else next(n for n in SEQUENCES if n in grids)
+    """The grid every sequence ends up on: FLAIR's (else the first present); for a DICOM study the
+    T1ce's, usually the thin 3D acquisition (a 5 mm FLAIR would show every other series blurred)."""
+    dicom = case.layout == "dicom" or any(str(p).endswith(".dcmseries") for p in case.files.values())
+    if dicom and "t1ce" in grids:
+        reference_name = "t1ce"
+    else:
+        reference_name = "flair" if "flair" in grids else next(n for n in SEQUENCES if n in grids)
     reference = grids[reference_name]
     different = [name for name in SEQUENCES if name in grids and not grids[name].same_as(reference)]
     if not different:

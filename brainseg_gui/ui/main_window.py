@@ -3,7 +3,9 @@
 Every user action is a method tests can call without a display: open_study, open_demo,
 set_sequence, move_crosshair, set_layout, run_segmentation, cancel_segmentation, save_screenshot;
 editing goes through `editing` (an EditController), exports through `exporter`, questions to the
-user through `prompter` (tests replace it with one that answers by itself).
+user through `prompter` (tests replace it with one that answers by itself). A DICOM study opens
+through `dicom` (study chooser, series assignment dialog) and its results go back through
+`dicom_results` (DICOM-SEG + SR).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from PySide6.QtWidgets import (
 
 from brainseg_gui import __version__
 from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
-from brainseg_gui.ui import tasks
+from brainseg_gui.ui import dicom_tasks, tasks
+from brainseg_gui.ui.dicom_export import DicomResultsExporter
+from brainseg_gui.ui.dicom_open import DicomOpener
 from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.edit_panel import EditPanel
@@ -141,6 +145,8 @@ class MainWindow(WindowEditing, QMainWindow):
         self.statusBar().addWidget(self.position_label, 1)
         self.statusBar().addPermanentWidget(self.load_progress)
         self.statusBar().addPermanentWidget(note)
+        self.dicom = DicomOpener(self)  # a DICOM study: study chooser, series assignment, staging
+        self.dicom_results = DicomResultsExporter(self)  # its DICOM-SEG and SR
         self._build_menus()
 
         self.state.crosshair_changed.connect(self._on_crosshair)
@@ -160,7 +166,14 @@ class MainWindow(WindowEditing, QMainWindow):
         path = Path(path)
         if not self.confirm_unsaved("open another study"):
             return None
+        if dicom_tasks.is_dicom_study(path):  # index, choose the study and its series, then load
+            return self.dicom.open(path)
+        self.dicom.cancel()
         return self._start_load(f"Opening {path}", lambda **kw: tasks.open_study(path, **kw), path)
+
+    def open_staged(self, folder: Path, source: Path) -> Job:
+        """Load a DICOM study staged in `folder` (the cache); Open recent keeps `source`, the DICOM path."""
+        return self._start_load(f"Opening {source}", lambda **kw: tasks.open_study(folder, **kw), source)
 
     def open_demo(self) -> Job | None:
         if not self.confirm_unsaved("open another study"):
@@ -175,12 +188,13 @@ class MainWindow(WindowEditing, QMainWindow):
     def ask_open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self, "Open a study (any file of a case)", "",
-            "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)")
+            "Images and DICOM studies (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.zip DICOMDIR);;"
+            "All files (*)")
         if path:
             self.open_study(path)
 
     def ask_open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a study folder (case or DICOM series)")
+        path = QFileDialog.getExistingDirectory(self, "Open a study folder (case, DICOM study or series)")
         if path:
             self.open_study(path)
 

@@ -1,4 +1,4 @@
-"""The main window's menus and keyboard shortcuts (File, Edit, View, Segmentation, Help).
+"""The main window's menus and keyboard shortcuts (File, Edit, View, Study, Segmentation, Help).
 
 Every shortcut is an action in a menu, so Help > Keyboard shortcuts can list them all.
 """
@@ -48,6 +48,8 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     file_menu.addSeparator()
     _action(window, file_menu, "&Export corrected mask (NIfTI)…", window.exporter.ask_export_mask, "Ctrl+E")
     _action(window, file_menu, "Export &DICOM-SEG…", window.exporter.ask_export_dicom_seg)
+    study_results = _action(window, file_menu, "Export DICOM-SEG and SR for this s&tudy…",
+                            window.dicom_results.ask_export)
     _action(window, file_menu, "Export region &meshes (STL/OBJ)…", window.exporter.ask_export_meshes)
     _action(window, file_menu, "Export &report (HTML)…", window.exporter.ask_export_report, "Ctrl+Shift+E")
     _action(window, file_menu, "Save &screenshot…", window.ask_screenshot, "Ctrl+Shift+S")
@@ -91,6 +93,19 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     view_menu.addAction(window.controls_dock.toggleViewAction())
     view_menu.addAction(window.edit_dock.toggleViewAction())
     view_menu.addAction(window.dock_3d.toggleViewAction())
+
+    study_menu = bar.addMenu("S&tudy")
+    series = _action(window, study_menu, "Series and se&quences…", lambda: window.dicom.show_dialog())
+
+    def sync_dicom() -> None:
+        """The DICOM entries follow the study shown: from a DICOM study, with a mask to export."""
+        series.setEnabled(window.dicom.current is not None and not window.dicom.busy)
+        study_results.setEnabled(window.dicom_results.can_export)
+
+    for signal in (window.dicom.changed, window.editing.session_changed, window.prepare.changed, window.study_opened,
+                   window.dicom_results.written):
+        signal.connect(lambda *_: sync_dicom())
+    sync_dicom()
 
     seg_menu = bar.addMenu("&Segmentation")
     _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")

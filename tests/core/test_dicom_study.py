@@ -1,7 +1,8 @@
 """DICOM studies: indexing (folders, zips, DICOMDIR), classing every series, reading the chosen ones.
 
 Real headers of three vendors (../shared/data/dicom-vendors, whose README gives the true class of
-each series) and studies built from real BraTS cases (`dicom_study_builder`) are both used.
+each series) and studies built by `dicom_study_builder` from a synthetic phantom case (so the logic
+is tested where the shared data is absent; tests/test_cli_dicom.py builds them from real cases).
 """
 
 from __future__ import annotations
@@ -99,12 +100,20 @@ def test_twin_t1_series_one_is_chosen_and_the_rule_is_said(vendor_corpus: Path) 
     assert overridden.classes[overridden.chosen["t1"]].evidence[0] == "chosen by the user as t1"
 
 
-# -- studies built from real BraTS cases --------------------------------------------------------------
+# -- studies built from a phantom case ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def built(real_case: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
-    return build_study(real_case, tmp_path_factory.mktemp("study") / "export", thin=True)
+def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic BraTS-style case: the study logic needs headers and geometry, not a real brain."""
+    from brainseg_gui.core.phantom import write_phantom_case
+
+    return write_phantom_case(tmp_path_factory.mktemp("phantom"), seed=4, shape=(96, 112, 80))
+
+
+@pytest.fixture(scope="module")
+def built(phantom_case: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltStudy:
+    return build_study(phantom_case, tmp_path_factory.mktemp("study") / "export", thin=True)
 
 
 def _check_identified(study_path: Path, built: BuiltStudy) -> None:
@@ -118,8 +127,8 @@ def _check_identified(study_path: Path, built: BuiltStudy) -> None:
 
 
 @pytest.mark.parametrize("vendor", ["siemens", "ge", "philips", "canon", "united"])
-def test_built_studies_of_every_vendor_are_identified(vendor: str, real_case: Path, tmp_path: Path) -> None:
-    built = build_study(real_case, tmp_path / vendor, vendor=vendor, thin=True)
+def test_built_studies_of_every_vendor_are_identified(vendor: str, phantom_case: Path, tmp_path: Path) -> None:
+    built = build_study(phantom_case, tmp_path / vendor, vendor=vendor, thin=True)
     _check_identified(built.root, built)
 
 
@@ -159,8 +168,8 @@ def test_zip_and_dicomdir_index_the_same_study(built: BuiltStudy, tmp_path: Path
     assert any(why == "named in the DICOMDIR but missing" and path.name == lost.name for path, why in index.skipped)
 
 
-def test_missing_slices_are_reported_and_read_only_when_accepted(real_case: Path, tmp_path: Path) -> None:
-    built = build_study(real_case, tmp_path / "gap", vendor="philips", thin=True, drop_slices={"t2": [3]},
+def test_missing_slices_are_reported_and_read_only_when_accepted(phantom_case: Path, tmp_path: Path) -> None:
+    built = build_study(phantom_case, tmp_path / "gap", vendor="philips", thin=True, drop_slices={"t2": [3]},
                         enhanced=("t1ce",), compress={"flair": "jpeg2000"}, file_names="numbered", nested=False)
     index, assignment = open_dicom_study(built.root)
     assert "missing slices: 1 slice(s) absent" in gap_problems(assignment)["t2"][0]
@@ -179,9 +188,9 @@ def test_missing_slices_are_reported_and_read_only_when_accepted(real_case: Path
     np.testing.assert_array_equal(t1ce, read_frames(list(built.get("t1ce").files)).astype(np.float32))
 
 
-def test_several_studies_are_listed_and_one_is_chosen(real_case: Path, tmp_path: Path) -> None:
-    first = build_study(real_case, tmp_path / "both" / "a", thin=True)
-    second = build_study(real_case, tmp_path / "both" / "b", thin=True, vendor="ge", patient_id="OTHER")
+def test_several_studies_are_listed_and_one_is_chosen(phantom_case: Path, tmp_path: Path) -> None:
+    first = build_study(phantom_case, tmp_path / "both" / "a", thin=True)
+    second = build_study(phantom_case, tmp_path / "both" / "b", thin=True, vendor="ge", patient_id="OTHER")
     index = index_dicom(tmp_path / "both")
     with pytest.raises(StudyLoadError, match="2 DICOM studies") as error:
         index.study()

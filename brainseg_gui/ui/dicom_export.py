@@ -1,0 +1,205 @@
+"""Export > DICOM-SEG and SR for this study: the mask goes back to the radiologist's study as DICOM.
+
+The SEG (WT/TC/ET) and the SR (region volumes) are written on the grid of the study's T1ce series
+(`core.dicom_results`), so a PACS viewer lays them over the images the scanner made. The mask is
+taken from what the window shows: on the prepared study it is mapped back through the inverse
+registration; in the scanner-space view it is already on a series' grid and written there; on the
+study as opened (not prepared) it is resampled from the display grid. Nothing is ever written into
+the DICOM study's own folders. Missing sequences and rebuilt slices are flagged in the SR.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from brainseg_gui.core.dicom_results import WrittenResults, write_study_results
+from brainseg_gui.core.dicom_study import dicom_inputs, result_flags
+from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX
+from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.core.prepared_space import PrepareRecord
+from brainseg_gui.core.progress import CancelToken, ProgressFn
+from brainseg_gui.core.study import SEQUENCES, Grid
+from brainseg_gui.ui.prepare_controller import Stage
+from brainseg_gui.ui.workers import Job
+
+if TYPE_CHECKING:
+    from brainseg_gui.ui.main_window import MainWindow
+
+TARGET = "t1ce"
+
+
+@dataclass(frozen=True)
+class ResultsSource:
+    """Where the shown mask lies and the staged series files of the DICOM study it came from.
+
+    record: the prepare record when the prepared study (or its scanner view) is shown.
+    scanner_sequence: the sequence whose original grid the scanner view shows, else None.
+    """
+
+    series_files: Mapping[str, Path]
+    record: PrepareRecord | None = None
+    scanner_sequence: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The series the SEG references: the scanner view's, else T1ce, else the first there is."""
+        if self.scanner_sequence is not None:
+            return self.scanner_sequence
+        return TARGET if TARGET in self.series_files else next(iter(self.series_files))
+
+    @property
+    def case_id(self) -> str:
+        """The staged case id (series files are `<case>_<sequence>.dcmseries`)."""
+        return self.series_files[self.target].name.removesuffix(SERIES_FILE_SUFFIX).rsplit("_", 1)[0]
+
+
+def write_results(source: ResultsSource, labels: np.ndarray, grid: Grid, out_dir: Path, *,
+                  model_version: str | None, edited: bool, user: str, flags: list[str], progress: ProgressFn,
+                  cancel: CancelToken) -> WrittenResults:
+    """Put `labels` (BraTS, on the shown `grid`) on the target series' grid and write SEG + SR there."""
+    from brainseg_gui.core.dicom_volume import read_series_volume
+    from brainseg_gui.core.prepared_space import map_to_original
+    from brainseg_gui.core.resample import resample_to_grid
+
+    target = source.target
+    series_file = source.series_files[target]
+    progress(0.1, f"Putting the mask on the {target} series' grid")
+    if source.scanner_sequence is None and source.record is not None:
+        labels, grid = map_to_original(labels, source.record, target)
+    elif source.scanner_sequence is None:
+        _pixels, series_grid = read_series_volume(series_file)
+        if not grid.same_as(series_grid):
+            labels = resample_to_grid(labels, grid, series_grid, nearest=True)
+        grid = series_grid
+    cancel.raise_if_cancelled()
+    progress(0.4, "Writing the DICOM-SEG and the SR")
+    return write_study_results(out_dir, np.ascontiguousarray(labels, dtype=np.uint8), LabelConvention.BRATS, grid,
+                               series_file, model_version=model_version, edited=edited, user=user,
+                               flags=flags, name=source.case_id)
+
+
+def inside(folder: Path, others: list[Path]) -> Path | None:
+    """The first of `others` that `folder` is (or lies inside), else None."""
+    resolved = Path(folder).expanduser().resolve()
+    for other in others:
+        other = other.resolve()
+        if resolved == other or other in resolved.parents:
+            return other
+    return None
+
+
+class DicomResultsExporter(QObject):
+    """The File menu's DICOM-SEG + SR export for a study opened from DICOM."""
+
+    written = Signal(object)  # WrittenResults
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.last: WrittenResults | None = None
+        self.last_message: str | None = None
+        self.ask_folder: Callable[[Path], Path | None] = self._ask_folder  # tests answer by themselves
+        self._job: Job | None = None
+
+    def source(self) -> ResultsSource | None:
+        """The DICOM series behind the shown study, or None when it did not come from a DICOM study."""
+        window, prepare = self.window, self.window.prepare
+        if window.volume is None or prepare.stage is Stage.REVIEW:
+            return None
+        record = prepare.record
+        if record is not None:
+            files = {n: Path(e.source) for n, e in record.sequences.items() if Path(e.source).suffix == SERIES_FILE_SUFFIX}
+        else:
+            files = {n: Path(p) for n, p in window.volume.study.sources.items()
+                     if n in SEQUENCES and Path(p).suffix == SERIES_FILE_SUFFIX}
+        if not files:
+            return None
+        scanner = prepare.scanner.sequence if prepare.stage is Stage.SCANNER and prepare.scanner else None
+        if scanner is not None and scanner not in files:
+            return None
+        return ResultsSource(files, record, scanner)
+
+    @property
+    def can_export(self) -> bool:
+        return self._job is None and self.window.editing.session is not None and self.source() is not None
+
+    def ask_export(self) -> Job | None:
+        source = self.source()
+        if source is None or self.window.editing.session is None:
+            self.window.show_error("Nothing to export", "Open a DICOM study and segment it first.")
+            return None
+        saved = str(self.window.settings.value("export/folder", "") or "")
+        start = Path(saved) if saved and Path(saved).is_dir() else Path.home()
+        folder = self.ask_folder(start / f"{source.case_id}_brainseg")
+        return self.export(folder) if folder is not None else None
+
+    def export(self, out_dir: Path | str) -> Job | None:
+        """Write SEG + SR of the edited mask into `out_dir` in a worker; a dialog says what was written."""
+        window, editing = self.window, self.window.editing
+        source, session, volume = self.source(), editing.session, window.volume
+        if source is None or session is None or volume is None or self._job is not None:
+            return None
+        out = Path(out_dir)
+        study_folder = inside(out, dicom_inputs(source.series_files[source.target]))
+        if study_folder is not None:
+            window.show_error("Choose another folder",
+                              f"{out} lies inside the DICOM study ({study_folder}). BrainSeg never writes into a "
+                              "study's own folders: choose a folder outside it.")
+            return None
+        labels, grid = session.snapshot(), volume.study.grid
+        version, edited, revision = editing.model_version, bool(session.modified), session.revision
+
+        def work(**kw: Any) -> tuple[WrittenResults, list[str]]:
+            flags = result_flags(source.series_files[source.target])
+            return write_results(source, labels, grid, out, model_version=version, edited=edited,
+                                 user=_user(), flags=flags, **kw), flags
+
+        self._job = window.runner.start(
+            "Writing DICOM-SEG and SR", work, on_result=lambda done: self._written(*done, session, revision),
+            on_error=lambda error: window.show_error("Could not write the DICOM results", str(error)),
+            on_finished=self._finished)
+        window.statusBar().showMessage(f"Writing the DICOM-SEG and SR into {out}…")
+        return self._job
+
+    def _written(self, result: WrittenResults, flags: list[str], session: Any, revision: int) -> None:
+        window = self.window
+        self.last = result
+        window.settings.setValue("export/folder", str(result.seg.parent.parent))
+        editing = window.editing
+        if editing.session is session:
+            editing.mark_saved(result.seg)
+            if session.revision != revision:  # painted on while it was written
+                editing.saved_revision = revision
+        volumes = ", ".join(f"{name} {value:.1f} mL" for name, value in result.volumes_ml.items())
+        self.last_message = (f"Written into {result.seg.parent}:\n• {result.seg.name} (DICOM-SEG: WT, TC, ET; "
+                             f"series {result.series_uid})\n• {result.sr.name} (SR: {volumes})"
+                             + ("\n\nFlagged: " + "; ".join(flags) if flags else ""))
+        box = QMessageBox(QMessageBox.Icon.Information, "DICOM results written", self.last_message,
+                          QMessageBox.StandardButton.Ok, window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        window.statusBar().showMessage(f"Wrote {result.seg.name} and {result.sr.name}", 8000)
+        self.written.emit(result)
+
+    def _finished(self) -> None:
+        self._job = None
+
+    def _ask_folder(self, suggested: Path) -> Path | None:
+        chosen = QFileDialog.getExistingDirectory(
+            self.window, "Write the DICOM-SEG and SR into which folder?", str(suggested.parent))
+        return Path(chosen) if chosen else None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
