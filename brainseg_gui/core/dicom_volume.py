@@ -107,24 +107,29 @@ def _rescale(dataset: Any, number: int | None) -> tuple[float, float]:
     return float(dataset.get("RescaleSlope", 1) or 1), float(dataset.get("RescaleIntercept", 0) or 0)
 
 
-def _regular(frames: Sequence[Any], slices: list[np.ndarray], spacing: float) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Slices at regular steps from the first to the last position, interpolated between neighbours."""
+def _regular_positions(frames: Sequence[Any], spacing: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(depth of each frame along the stack, regular slice positions from the first to the last frame)."""
     first, last = np.asarray(frames[0].position), np.asarray(frames[-1].position)
     direction = last - first
     length = float(np.linalg.norm(direction))
     count = round(length / spacing) + 1
     unit = direction / (length or 1.0)
     depths = np.array([float(np.dot(np.asarray(f.position) - first, unit)) for f in frames])
-    volume = np.empty((*slices[0].shape, count), dtype=np.float32)
-    positions = []
-    for k in range(count):
-        depth = length * k / max(count - 1, 1)
+    return depths, [first + unit * (length * k / max(count - 1, 1)) for k in range(count)]
+
+
+def _regular(frames: Sequence[Any], slices: list[np.ndarray], spacing: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Slices at regular steps from the first to the last position, interpolated between neighbours."""
+    depths, positions = _regular_positions(frames, spacing)
+    first = np.asarray(frames[0].position)
+    volume = np.empty((*slices[0].shape, len(positions)), dtype=np.float32)
+    for k, position in enumerate(positions):
+        depth = float(np.linalg.norm(position - first))
         upper = int(np.clip(np.searchsorted(depths, depth), 1, len(depths) - 1))
         lower = upper - 1
         span = depths[upper] - depths[lower]
         weight = 0.0 if span <= 0 else (depth - depths[lower]) / span
         volume[..., k] = (1 - weight) * slices[lower] + weight * slices[upper]
-        positions.append(first + unit * depth)
     return volume, positions
 
 
@@ -177,6 +182,16 @@ def series_frames(data: Mapping[str, Any]) -> list[Any]:
             raise StudyLoadError(f"{file} no longer belongs to series {data['series_uid']}")
         frames += [f for f in frames_of(Path(file), dataset) if (str(f.path), f.number) in wanted]
     return frames
+
+
+def series_grid(path: Path) -> Grid:
+    """The grid a `.dcmseries` is read on, from the headers alone (no pixels are decoded)."""
+    data = read_series_file(path)
+    ordered, geometry = check_stack(series_frames(data))
+    if geometry.regular or not data.get("accept_gaps") or geometry.spacing is None:
+        return stack_grid(ordered)
+    _, positions = _regular_positions(ordered, float(geometry.spacing))
+    return stack_grid(ordered, positions)
 
 
 def read_series_volume(path: Path) -> tuple[np.ndarray, Grid]:

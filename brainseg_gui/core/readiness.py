@@ -251,7 +251,14 @@ def _study_grids(study: Study) -> dict[str, Grid]:
     for name in study.images:
         grid = study.grid
         source = study.sources.get(name)
-        if source is not None and image_suffix(Path(source)) in NIFTI_SUFFIXES and Path(source).is_file():
+        if source is not None and str(source).endswith(".dcmseries") and Path(source).is_file():
+            from brainseg_gui.core.dicom_volume import series_grid
+
+            try:
+                grid = series_grid(Path(source))
+            except BrainSegError:  # the study loaded already; a header re-read only refines the report
+                log.debug("could not re-read the series of %s", source, exc_info=True)
+        elif source is not None and image_suffix(Path(source)) in NIFTI_SUFFIXES and Path(source).is_file():
             try:
                 header: Any = nib.load(str(source))
                 shape = tuple(int(n) for n in header.shape)

@@ -197,3 +197,47 @@ def test_a_bad_dicom_path_is_one_dialog(qtbot, window, tmp_path) -> None:
     window.open_study(bad)
     qtbot.waitUntil(lambda: window.last_error is not None and not window.dicom.busy, timeout=TIMEOUT_MS)
     assert "Traceback" not in window.last_error and window.volume is None and window.dicom.dialog is None
+
+
+@pytest.mark.slow
+def test_the_radiologists_path_prepare_segment_and_send_back(qtbot, window, study, tmp_path) -> None:
+    """Series confirmed, prepared (brain mask checked), segmented, SEG + SR written on the T1ce series."""
+    import dataclasses
+
+    from brainseg_gui.core.dicom_results import read_study_seg
+    from brainseg_gui.core.labels import LabelConvention, to_regions
+    from brainseg_gui.ui.prepare_controller import Stage
+    from tests.ui.test_prepare_step import FAST, AutoPrompter, prepare, wait_idle
+
+    window.prepare.options = dataclasses.replace(FAST, resolution_mm=1.0)
+    window.prepare.prompter = AutoPrompter(tmp_path / "prepared")
+    dialog = series_dialog(qtbot, window, study.root)
+    accept_and_load(qtbot, window, dialog)
+    qtbot.waitUntil(lambda: window.prepare.stage not in (Stage.NONE, Stage.CHECKING), timeout=TIMEOUT_MS)
+    assert window.prepare.stage is Stage.NOT_READY and window.volume.study.grid.same_as(study.get("t1ce").grid)
+    prepare(qtbot, window)
+    with qtbot.waitSignal(window.prepare.prepared_shown, timeout=TIMEOUT_MS):
+        window.prepare.accept()
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.prepare.stage is Stage.READY, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.segmentation_done, timeout=TIMEOUT_MS):
+        assert window.run_segmentation() is not None
+    exporter = window.dicom_results
+    qtbot.waitUntil(lambda: window.editing.session is not None and exporter.can_export, timeout=TIMEOUT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(SHOTS / "prepared_segmented.png"))
+    prepared_labels = window.editing.session.snapshot()
+    out = tmp_path / "results"
+    exporter.ask_folder = lambda suggested: out
+    with qtbot.waitSignal(exporter.written, timeout=TIMEOUT_MS) as blocker:
+        assert exporter.ask_export() is not None
+    result = blocker.args[0]
+    # the SEG lies on the T1ce series and holds the prepared mask mapped back
+    record = window.prepare.record
+    from brainseg_gui.core.prepared_space import map_to_original
+
+    mapped, grid = map_to_original(prepared_labels.astype(np.uint8), record, "t1ce")
+    assert grid.same_as(study.get("t1ce").grid)
+    regions = read_study_seg(result.seg, grid, record.sequences["t1ce"].source)
+    np.testing.assert_array_equal(regions, to_regions(mapped, LabelConvention.BRATS))
+    assert pydicom.dcmread(result.sr).StudyInstanceUID == study.study_uid
