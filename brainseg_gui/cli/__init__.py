@@ -34,7 +34,8 @@ from brainseg_gui.core.errors import BrainSegError
 log = logging.getLogger(__name__)
 
 #: The modules of brainseg_gui.cli that add commands, in the order `--help` lists them.
-COMMAND_MODULES = ("study", "prepare", "predict", "train", "crossval", "finetune", "models", "export", "experiment")
+COMMAND_MODULES = ("study", "prepare", "predict", "refine", "train", "crossval", "finetune", "models", "export",
+                   "experiment")
 #: Where the shipped model is installed, and its card's file name (read without importing torch).
 SHIPPED_PACKAGE, CARD_FILE, WEIGHTS_FILE = "brainseg_gui.shipped_model", "card.json", "weights.safetensors"
 

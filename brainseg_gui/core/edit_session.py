@@ -233,6 +233,24 @@ class EditSession:
         limits = Limits(only=frozenset({only})) if only is not None else NO_LIMITS
         return self.paint_disc(axis, centre, radius_mm, 0, to=to, limits=limits)
 
+    def replace_box(self, box: Box, labels: np.ndarray, name: str = "click") -> Box | None:
+        """Write `labels` (shaped like `box`) over the mask there as one undoable, journaled step.
+
+        For changes computed elsewhere (a click correction): only the voxels that differ are recorded.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != tuple(s.stop - s.start for s in box):
+            raise EditError(f"the new labels have shape {labels.shape}, the box {box} another")
+        check_values(labels, LabelConvention.BRATS, source="the new labels")
+        changed: Box | None = None
+        with self.stroke(name):
+            for value in np.unique(labels[labels != self.labels[box]]):
+                hit = self._paint(box, labels == value, int(value), NO_LIMITS)
+                if hit is not None:
+                    changed = hit if changed is None else tuple(  # type: ignore[assignment]
+                        slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(changed, hit))
+        return changed
+
     def fill(self, axis: int, seed: Sequence[int], label: int, *, limits: Limits = NO_LIMITS) -> Box | None:
         """Flood-fill, in the slice through `seed`, the 4-connected region of the seed's label.
 

@@ -196,7 +196,7 @@ class EditController(QObject):
     # ---- gestures from the slice views ------------------------------------------------------
     def press(self, plane: str, voxel: tuple[int, int, int]) -> None:
         """Start a stroke (or, for fill, do the whole edit) at a RAS voxel of a plane's view."""
-        if self.volume is None or self.state.tool is Tool.NAVIGATE:
+        if self.volume is None or self.state.tool in (Tool.NAVIGATE, Tool.CLICK):  # CLICK: see click_tool
             return
         if self.session is None:
             self.start_default()
@@ -204,7 +204,7 @@ class EditController(QObject):
         tool = self.state.tool
         if tool is Tool.FILL:
             with self.session.stroke("fill"):
-                self._changed(self.session.fill(self._file_axis(plane), self.volume.file_index(voxel),
+                self._changed(self.session.fill(self.file_axis(plane), self.volume.file_index(voxel),
                                                  self._label_value(), limits=self._limits()))
             self._finish(plane, voxel)
             return
@@ -240,7 +240,7 @@ class EditController(QObject):
         if self.state.brush_3d:
             box = self.session.paint_sphere(a, self.state.brush_mm, label, to=b, limits=limits)
         else:
-            box = self.session.paint_disc(self._file_axis(self._stroke_plane), a, self.state.brush_mm, label,
+            box = self.session.paint_disc(self.file_axis(self._stroke_plane), a, self.state.brush_mm, label,
                                           to=b, limits=limits)
         self._changed(box)
 
@@ -295,7 +295,7 @@ class EditController(QObject):
         file_first = self.volume.file_index((voxel[0], voxel[1], voxel[2]))
         voxel[axis] = last
         file_last = self.volume.file_index((voxel[0], voxel[1], voxel[2]))
-        file_axis = self._file_axis(plane)
+        file_axis = self.file_axis(plane)
         try:
             with self.session.stroke("interpolate"):
                 box = self.session.interpolate(file_axis, file_first[file_axis], file_last[file_axis],
@@ -321,6 +321,17 @@ class EditController(QObject):
         self.history_changed.emit()
         self.stroke_finished.emit()
         return box
+
+    def replace_box(self, box: Box, labels: np.ndarray, name: str) -> Box | None:
+        """Write labels computed elsewhere (a click correction) over a file box as one undoable,
+        journaled step, and redraw what changed as a brush stroke does."""
+        if self.session is None:
+            return None
+        changed = self.session.replace_box(box, labels, name=name)
+        self._changed(changed)
+        self.history_changed.emit()
+        self.stroke_finished.emit()
+        return changed
 
     def checkpoint(self) -> None:
         """Every few seconds: put a long, still open stroke on disk."""
@@ -349,7 +360,7 @@ class EditController(QObject):
                 return Limits(intensity=image, low=low, high=high)
         return Limits()
 
-    def _file_axis(self, plane: str) -> int:
+    def file_axis(self, plane: str) -> int:
         """The file axis that the plane's fixed RAS axis is."""
         assert self.volume is not None
         return int(np.argmax(np.abs(self.volume.to_file[:3, AXIS_OF_PLANE[plane]])))

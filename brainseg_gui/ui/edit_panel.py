@@ -1,4 +1,4 @@
-"""Edit controls: tools, the class painted (in the user's label convention), brush size and shape,
+"""Edit controls: tools (with the AI Click tool and what it acts on), the class painted (in the user's label convention), brush size and shape,
 eraser and threshold options, interpolation, undo/redo, and what the session has changed so far.
 
 The panel follows `ViewerState` (tool, brush, label, threshold, convention) and writes back to it;
@@ -26,10 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui.core.labels import TISSUES, LabelConvention
+from brainseg_gui.ui.click_tool import TOOLTIP as CLICK_TOOLTIP
 from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.overlay import Fill, OverlayMode, colour_of
 from brainseg_gui.ui.overlay_panel import swatch
-from brainseg_gui.ui.viewer_state import BRUSH_MM_RANGE, Tool, ViewerState
+from brainseg_gui.ui.viewer_state import BRUSH_MM_RANGE, CLICK_TARGETS, Tool, ViewerState
 
 #: What each tissue class is called in each convention (the value is added from the convention).
 CLASS_NAMES: dict[LabelConvention, dict[str, str]] = {
@@ -39,8 +40,11 @@ CLASS_NAMES: dict[LabelConvention, dict[str, str]] = {
                               "ET": "ET enhancing tumour"},
     LabelConvention.MSD: {"NCR": "Non-enhancing tumour", "ED": "Edema", "ET": "Enhancing tumour"},
 }
-TOOL_TITLES = {Tool.NAVIGATE: ("Navigate", "C"), Tool.BRUSH: ("Brush", "B"), Tool.ERASER: ("Eraser", "E"),
-               Tool.FILL: ("Fill", "F"), Tool.THRESHOLD: ("Threshold brush", "T")}
+TOOL_TITLES = {Tool.NAVIGATE: ("Navigate", "C"), Tool.BRUSH: ("Brush", "B"), Tool.CLICK: ("Click (AI)", "A"),
+               Tool.ERASER: ("Eraser", "E"), Tool.FILL: ("Fill", "F"), Tool.THRESHOLD: ("Threshold brush", "T")}
+#: The Click tool's targets as the panel names them ("label": the class chosen below).
+CLICK_TARGET_TITLES = {"label": "the class chosen below", "WT": "WT whole tumour", "TC": "TC tumour core",
+                       "ET": "ET enhancing tumour"}
 
 
 def class_title(tissue: str, convention: LabelConvention) -> str:
@@ -64,12 +68,24 @@ class EditPanel(QGroupBox):
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             button.setCheckable(True)
-            button.setToolTip(f"{title} ({key})")
+            button.setToolTip(CLICK_TOOLTIP if tool is Tool.CLICK else f"{title} ({key})")
             button.clicked.connect(lambda _=False, t=tool: state.set_tool(t))
             self.tool_group.addButton(button)
             self.tool_buttons[tool] = button
             tools.addWidget(button, index // 3, index % 3)
         outer.addLayout(tools)
+
+        click_row = QHBoxLayout()
+        click_row.addWidget(QLabel("Click (AI) acts on"))
+        self.click_target_box = QComboBox()
+        for target in CLICK_TARGETS:
+            self.click_target_box.addItem(CLICK_TARGET_TITLES[target], target)
+        self.click_target_box.setToolTip("The region a click adds to, removes from or re-segments; "
+                                         "regions stay nested (ET in TC in WT)")
+        self.click_target_box.currentIndexChanged.connect(
+            lambda index: state.set_click_target(self.click_target_box.itemData(index)))
+        click_row.addWidget(self.click_target_box, 1)
+        outer.addLayout(click_row)
 
         convention_row = QHBoxLayout()
         convention_row.addWidget(QLabel("Labels as"))
@@ -162,6 +178,10 @@ class EditPanel(QGroupBox):
     def _sync(self) -> None:
         state = self.state
         self.tool_buttons[state.tool].setChecked(True)
+        self.click_target_box.blockSignals(True)
+        self.click_target_box.setCurrentIndex(self.click_target_box.findData(state.click_target))
+        self.click_target_box.blockSignals(False)
+        self.click_target_box.setEnabled(state.tool is Tool.CLICK)
         index = self.convention_box.findData(state.convention)
         self.convention_box.blockSignals(True)
         self.convention_box.setCurrentIndex(index)

@@ -122,6 +122,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
 
 
 TOOL_KEYS = {Tool.NAVIGATE: ("&Navigate (move the crosshair)", "C"), Tool.BRUSH: ("&Brush", "B"),
+             Tool.CLICK: ("Cl&ick correction (AI: click adds, right click removes, drag a box)", "A"),
              Tool.ERASER: ("&Eraser", "E"), Tool.FILL: ("&Fill (connected region in the slice)", "F"),
              Tool.THRESHOLD: ("&Threshold brush (intensity range)", "T")}
 

@@ -17,6 +17,9 @@ from PySide6.QtWidgets import (
 MOUSE = (
     ("Slice views", "Left click / drag", "Move the crosshair (Navigate tool), or edit with the chosen tool"),
     ("Slice views", "Ctrl + left click", "Move the crosshair while an edit tool is chosen"),
+    ("Slice views", "Click tool: left click", "Add the chosen region where the mask misses it (AI)"),
+    ("Slice views", "Click tool: right click", "Remove a wrong region of the chosen kind (AI)"),
+    ("Slice views", "Click tool: left drag", "Re-segment the chosen region inside the box (AI)"),
     ("Slice views", "Wheel, Page Up/Down, arrows", "Step through slices"),
     ("Slice views", "Right drag", "Window / level"),
     ("Slice views", "Middle drag", "Pan"),

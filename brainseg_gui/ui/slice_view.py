@@ -7,7 +7,9 @@ wide, so anisotropic voxels keep their true aspect. Mouse: left click/drag moves
 wheel (or Page Up/Down, arrows) steps slices, right drag changes window/level, middle drag pans,
 Ctrl+wheel zooms. With an edit tool chosen (see `ViewerState.tool`), left click/drag edits instead:
 the view reports the RAS voxels under the mouse through `edit_pressed` / `edit_moved` /
-`edit_released` and shows the brush outline; Ctrl+left still moves the crosshair.
+`edit_released` and shows the brush outline; Ctrl+left still moves the crosshair. With the Click
+tool, a right click is reported through `edit_negative` and a left drag shows the box it spans.
+The mouse events are routed in `slice_gestures.SliceViewBox`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPen, QTransform
-from PySide6.QtWidgets import QGraphicsEllipseItem
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem
 
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem
+from brainseg_gui.ui.slice_gestures import SliceViewBox
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState
 
 #: (left, right, top, bottom) labels of each plane on screen.
@@ -36,65 +39,6 @@ CROSSHAIR_COLOUR = (255, 214, 0, 170)
 BRUSH_COLOUR = (255, 255, 255, 200)
 
 
-class _SliceViewBox(pg.ViewBox):
-    """A ViewBox whose mouse gestures drive the viewer instead of the default pan/zoom."""
-
-    def __init__(self, view: SliceView) -> None:
-        super().__init__(lockAspect=True, enableMenu=False, invertY=False)
-        self._view = view
-        self._drag_window: tuple[float, float] | None = None
-
-    def _edits(self, ev) -> bool:
-        """Left button with an edit tool (and without Ctrl, which keeps the crosshair)."""
-        return (self._view.state.tool is not Tool.NAVIGATE
-                and not ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
-
-    def mouseClickEvent(self, ev) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            if self._edits(ev):
-                self._view.edit_at(ev.scenePos(), start=True)
-                self._view.finish_edit()
-            else:
-                self._view.move_crosshair_to(ev.scenePos())
-        else:
-            ev.ignore()
-
-    def mouseDragEvent(self, ev, axis=None) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton:
-            ev.accept()
-            if self._edits(ev) or self._view.editing:
-                if ev.isStart():
-                    self._view.edit_at(ev.buttonDownScenePos(), start=True)
-                self._view.edit_at(ev.scenePos())
-                if ev.isFinish():
-                    self._view.finish_edit()
-            else:
-                self._view.move_crosshair_to(ev.scenePos())
-        elif ev.button() == Qt.MouseButton.RightButton:
-            ev.accept()
-            if ev.isStart():
-                self._drag_window = self._view.current_window()
-            if self._drag_window is not None:
-                delta = ev.screenPos() - ev.buttonDownScreenPos()
-                self._view.drag_window(self._drag_window, delta.x(), delta.y())
-            if ev.isFinish():
-                self._drag_window = None
-        elif ev.button() == Qt.MouseButton.MiddleButton:
-            super().mouseDragEvent(ev, axis)  # pan
-        else:
-            ev.ignore()
-
-    def wheelEvent(self, ev, axis=None) -> None:
-        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            super().wheelEvent(ev, axis)
-            return
-        ev.accept()
-        delta = ev.delta()
-        if delta:
-            self._view.step(1 if delta > 0 else -1)
-
-
 class SliceView(pg.GraphicsView):
     """A slice through the crosshair in one plane; follows `ViewerState` and writes back to it.
 
@@ -105,6 +49,7 @@ class SliceView(pg.GraphicsView):
     edit_pressed = Signal(str, object)  # plane, RAS voxel where an edit stroke starts
     edit_moved = Signal(object)  # RAS voxel the stroke moved to
     edit_released = Signal()
+    edit_negative = Signal(str, object)  # Click tool, right click: plane, RAS voxel
 
     def __init__(self, state: ViewerState, plane: str, sequence: str | None = None, parent=None) -> None:
         super().__init__(parent, background="k")
@@ -120,7 +65,7 @@ class SliceView(pg.GraphicsView):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
 
-        self.box = _SliceViewBox(self)
+        self.box = SliceViewBox(self)
         self.setCentralItem(self.box)
         self.image = SliceImageItem(axisOrder="col-major")
         self.box.addItem(self.image)
@@ -145,6 +90,12 @@ class SliceView(pg.GraphicsView):
         self.brush.setZValue(25)
         self.brush.setVisible(False)
         self.box.addItem(self.brush, ignoreBounds=True)
+        self.drag_box = QGraphicsRectItem()  # the Click tool's box while the left button drags
+        self.drag_box.setPen(brush_pen)
+        self.drag_box.setZValue(25)
+        self.drag_box.setVisible(False)
+        self.box.addItem(self.drag_box, ignoreBounds=True)
+        self._press_voxel: tuple[int, int, int] | None = None
 
         self.edge_labels = [self._label(text, 13, bold=True) for text in EDGE_LABELS[plane]]
         self.title = self._label("", 10, bold=False)
@@ -175,7 +126,7 @@ class SliceView(pg.GraphicsView):
             return
         sh, sv = self._pixel_mm()
         transform = QTransform(-sh, 0.0, 0.0, sv, 0.0, 0.0)  # x flipped: radiological convention
-        for item in (self.image, self.brush, *(layer.item for layer in self.layers.values())):
+        for item in (self.image, self.brush, self.drag_box, *(layer.item for layer in self.layers.values())):
             item.setTransform(transform)
         self._refresh_slice()
         self._place_crosshair()
@@ -227,17 +178,25 @@ class SliceView(pg.GraphicsView):
             return
         if start:
             self.editing = True
-            self._last_edit = voxel
+            self._last_edit = self._press_voxel = voxel
             self.edit_pressed.emit(self.plane, voxel)
         elif self.editing and voxel != self._last_edit:
             self._last_edit = voxel
+            self._place_drag_box(voxel)
             self.edit_moved.emit(voxel)
 
     def finish_edit(self) -> None:
         if self.editing:
             self.editing = False
-            self._last_edit = None
+            self._last_edit = self._press_voxel = None
+            self.drag_box.setVisible(False)
             self.edit_released.emit()
+
+    def negative_at(self, scene_pos: QPointF) -> None:
+        """The Click tool's right click: report the voxel under it (outside the image: ignored)."""
+        voxel = self.voxel_at(scene_pos)
+        if voxel is not None:
+            self.edit_negative.emit(self.plane, voxel)
 
     def current_window(self) -> tuple[float, float]:
         return self.state.windows.get(self.sequence, (0.0, 1.0))
@@ -316,6 +275,19 @@ class SliceView(pg.GraphicsView):
     def _on_edit_settings(self) -> None:
         if not self.state.tool.paints:
             self.brush.setVisible(False)
+        clicking = self.state.tool is Tool.CLICK
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor if clicking else Qt.CursorShape.ArrowCursor)
+
+    def _place_drag_box(self, voxel: tuple[int, int, int]) -> None:
+        """The Click tool's drag: outline the in-plane box from the pressed voxel to this one."""
+        if self.state.tool is not Tool.CLICK or self._press_voxel is None:
+            return
+        horizontal, vertical = self._plane_axes()
+        a, b = self._press_voxel, voxel
+        u0, u1 = sorted((a[horizontal], b[horizontal]))
+        v0, v1 = sorted((a[vertical], b[vertical]))
+        self.drag_box.setRect(QRectF(u0, v0, u1 - u0 + 1, v1 - v0 + 1))
+        self.drag_box.setVisible(True)
 
     def _place_brush(self, voxel: tuple[int, int, int] | None) -> None:
         """The brush outline, in mm, centred on the voxel under the mouse."""

@@ -6,6 +6,7 @@ widget. torch is imported only when a segmentation is first asked for, so the wi
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ class Segmentation:
     code: RAS region code (see `display_volume.region_code`). regions: (3, *grid.shape) bool in the
     study's own axis order; regions_ras: the same in RAS order. volumes_ml: per region.
     metrics: region -> object with .dice and .hd95 when the study has a ground truth, else None.
+    probabilities: (3, *grid.shape) float16 WT/TC/ET in the study's own axis order (the Click tool's
+    prior), or None when the predictor does not keep them.
     """
 
     code: np.ndarray
@@ -100,6 +103,7 @@ class Segmentation:
     model_version: str
     device: str
     seconds: float
+    probabilities: np.ndarray | None = None
 
 
 def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
@@ -112,7 +116,11 @@ def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
     predictor = slot.get()
     cancel.raise_if_cancelled()
     study: Study = volume.study
-    prediction = predictor(study, progress=sub_progress(progress, 0.05, 0.85), cancel=cancel)
+    step = sub_progress(progress, 0.05, 0.85)
+    if keeps_probabilities(predictor):
+        prediction = predictor(study, progress=step, cancel=cancel, keep_probabilities=True)
+    else:
+        prediction = predictor(study, progress=step, cancel=cancel)
     cancel.raise_if_cancelled()
     regions = np.asarray(prediction.regions, dtype=bool)
     voxel_ml = study.grid.voxel_volume_ml
@@ -136,4 +144,15 @@ def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
         model_version=str(prediction.model_version),
         device=str(prediction.device),
         seconds=time.perf_counter() - started,
+        probabilities=getattr(prediction, "probabilities", None),
     )
+
+
+def keeps_probabilities(predictor: Callable[..., Any]) -> bool:
+    """Whether a predictor can be asked for its probabilities (the real one can; a test double or a
+    plug-in that predates the Click tool may not, and is then called as before)."""
+    try:
+        parameters = inspect.signature(predictor).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "keep_probabilities" or p.kind is p.VAR_KEYWORD for p in parameters)

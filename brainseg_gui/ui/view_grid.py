@@ -22,6 +22,7 @@ class ViewGrid(QWidget):
     edit_pressed = Signal(str, object)  # from any view: plane, RAS voxel
     edit_moved = Signal(object)
     edit_released = Signal()
+    edit_negative = Signal(str, object)  # the Click tool's right click: plane, RAS voxel
 
     def __init__(self, state: ViewerState, placeholder: QWidget | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -75,7 +76,8 @@ class ViewGrid(QWidget):
         for view in self.views:
             self._grid.removeWidget(view)
             view.hide()
-            for signal in (view.hovered, view.edit_pressed, view.edit_moved, view.edit_released):
+            for signal in (view.hovered, view.edit_pressed, view.edit_moved, view.edit_released,
+                           view.edit_negative):
                 signal.disconnect()
             view.set_volume(None)  # until deleted it still follows the state: the next study's crosshair
             view.deleteLater()
@@ -96,6 +98,7 @@ class ViewGrid(QWidget):
             view.edit_pressed.connect(self.edit_pressed)
             view.edit_moved.connect(self.edit_moved)
             view.edit_released.connect(self.edit_released)
+            view.edit_negative.connect(self.edit_negative)
             self._grid.addWidget(view, row, column)
             view.set_volume(self.volume, self.prediction)
             if self.original is not None:

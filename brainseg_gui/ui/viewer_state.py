@@ -23,6 +23,8 @@ PLANES = ("axial", "coronal", "sagittal")
 SOURCES = ("prediction", "truth", "original")
 #: Brush radius limits in mm.
 BRUSH_MM_RANGE = (0.5, 40.0)
+#: What the Click tool acts on: a region, or "label" (the tissue class the brush paints).
+CLICK_TARGETS = ("label", "WT", "TC", "ET")
 #: `[` / `]` scale the brush radius by this ratio (3 -> 30 mm in 10 presses, not 54 half-mm steps).
 BRUSH_STEP_RATIO = 1.25
 
@@ -33,6 +35,7 @@ class Tool(str, Enum):
     ERASER = "eraser"
     FILL = "fill"
     THRESHOLD = "threshold"  # brush limited to an intensity range of the shown sequence
+    CLICK = "click"  # AI-assisted correction: a click re-segments around it (see ui/click_tool.py)
 
     @property
     def paints(self) -> bool:
@@ -71,6 +74,7 @@ class ViewerState(QObject):
         self.brush_3d = False
         self.label = "ED"  # the tissue class painted: NCR, ED or ET
         self.erase_only = False  # the eraser removes only `label`
+        self.click_target = "label"  # the Click tool acts on this region, or on `label`
         self.threshold: tuple[float, float] | None = None
         self.convention = LabelConvention.BRATS  # how label values are shown and exported
 
@@ -164,6 +168,13 @@ class ViewerState(QObject):
             raise ValueError(f"unknown tissue class {tissue!r}; expected one of {TISSUES}")
         if tissue != self.label:
             self.label = tissue
+            self.edit_changed.emit()
+
+    def set_click_target(self, target: str) -> None:
+        if target not in CLICK_TARGETS:
+            raise ValueError(f"unknown click target {target!r}; expected one of {CLICK_TARGETS}")
+        if target != self.click_target:
+            self.click_target = target
             self.edit_changed.emit()
 
     def set_erase_only(self, on: bool) -> None:

@@ -1,9 +1,11 @@
-"""The main window's editing workflow (a mixin of `MainWindow`): the edit controller wired to the
-views, the 3D view and the title; restoring a crashed session's edits; asking before unsaved edits
+"""The main window's editing workflow (a mixin of `MainWindow`): the edit controller and the Click
+tool wired to the views, the 3D view and the title; the Click tool's prior (the probabilities of
+the last segmentation of the shown study); restoring a crashed session's edits; asking before unsaved edits
 are lost; the shortcuts dialog.
 
 It uses the window's `editing` (EditController), `prompter`, `exporter`, `grid`, `state`,
-`settings`, `overlay_panel`, `edit_dock` and `view_3d`, which `MainWindow.__init__` creates.
+`settings`, `overlay_panel`, `edit_dock`, `view_3d`, `runner` and its `study_opened` and
+`segmentation_done` signals, which `MainWindow.__init__` creates; it adds `click_tool`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.ui.click_tool import ClickTool
 from brainseg_gui.ui.overlay import OverlayMode
 from brainseg_gui.ui.prompts import Unsaved
 from brainseg_gui.ui.viewer_state import Tool
@@ -35,9 +38,14 @@ class WindowEditing:
     edit_dock: Any
     view_3d: Any
     volume: Any
+    runner: Any
+    study_opened: Any
+    segmentation_done: Any
 
     def _connect_editing(self) -> None:
         editing = self.editing
+        self.click_tool = ClickTool(self.state, editing, self.runner, self)  # type: ignore[arg-type]
+        self._connect_click_tool(self.click_tool)
         editing.mask_changed.connect(self.grid.refresh_prediction)
         editing.session_changed.connect(self._on_edit_session)
         editing.history_changed.connect(self._update_title)  # type: ignore[attr-defined]
@@ -52,6 +60,17 @@ class WindowEditing:
         except ValueError:
             pass
         self.state.edit_changed.connect(self._on_edit_settings)
+
+    def _connect_click_tool(self, tool: ClickTool) -> None:
+        """The views' gestures to the tool; its prior follows the segmentations of the shown study."""
+        self.grid.edit_pressed.connect(tool.press)
+        self.grid.edit_moved.connect(tool.move)
+        self.grid.edit_released.connect(tool.release)
+        self.grid.edit_negative.connect(tool.negative)
+        tool.status.connect(lambda text, ms: self.statusBar().showMessage(text, ms))  # type: ignore[attr-defined]
+        tool.error.connect(self.show_error)  # type: ignore[attr-defined]
+        self.study_opened.connect(lambda _volume: tool.set_prior(None))  # a new study or a scanner view
+        self.segmentation_done.connect(lambda result: tool.set_prior(result.probabilities))
 
     def confirm_unsaved(self, action: str) -> bool:
         """Before unsaved edits would be lost: export them, drop them, or stay (False)."""

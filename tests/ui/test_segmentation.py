@@ -84,6 +84,9 @@ def test_segment_shows_overlay_table_and_model(qtbot, settings, monkeypatch, toy
     result = segment(qtbot, window)
     assert result.code.shape == window.volume.shape
     assert result.model_version == version
+    # the real predictor keeps its probabilities: the Click tool's prior, on the study's own grid
+    assert result.probabilities is not None and window.click_tool.prior is result.probabilities
+    assert result.probabilities.shape == (3, *window.volume.study.grid.shape)
     assert version in window.segment_panel.model_label.text()
     assert "CPU" in window.segment_panel.device_label.text()
     for row, region in enumerate(("WT", "TC", "ET")):
