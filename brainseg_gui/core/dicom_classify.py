@@ -357,8 +357,10 @@ RULE = ("usable geometry first, then 3D over 2D, thinner slices, original over d
 
 
 def choose(study: DicomStudy, classes: Mapping[str, SeriesClass],
-           overrides: Mapping[str, str] | None = None) -> Assignment:
-    """One series per sequence: the user's `overrides` ({sequence: UID or series number}) else the rule."""
+           overrides: Mapping[str, str] | None = None, *,
+           keep: Mapping[str, tuple[str, str]] | None = None) -> Assignment:
+    """One series per sequence: the user's `overrides` ({sequence: UID or series number}), then the
+    earlier choices in `keep` ({sequence: (UID, why)}), else the rule."""
     chosen: dict[str, str] = {}
     reasons: dict[str, str] = {}
     classes = dict(classes)
@@ -374,6 +376,9 @@ def choose(study: DicomStudy, classes: Mapping[str, SeriesClass],
                                       evidence=(f"chosen by the user as {sequence}",) + found.evidence)
         chosen[sequence] = series.uid
         reasons[sequence] = "chosen by the user"
+    for sequence, (uid, why) in (keep or {}).items():
+        if sequence not in chosen and uid not in chosen.values():
+            chosen[sequence], reasons[sequence] = uid, why
     for sequence in SEQUENCES:
         if sequence in chosen:
             continue
@@ -391,12 +396,14 @@ def choose(study: DicomStudy, classes: Mapping[str, SeriesClass],
 
 def reassign(assignment: Assignment, overrides: Mapping[str, str | None]) -> Assignment:
     """The assignment with the user's changes ({sequence: UID, number, or None to leave it empty})."""
-    keep = {name: uid for name, uid in assignment.chosen.items() if name not in overrides}
-    given = {name: key for name, key in overrides.items() if key is not None}
-    result = choose(assignment.study, assignment.classes, {**keep, **given})
-    reasons = {**assignment.reasons, **{name: "chosen by the user" for name in given}}
+    given = {name: assignment.study.series_by(str(key)).uid for name, key in overrides.items() if key is not None}
+    # a series serves one sequence: one the user moves elsewhere leaves its old sequence to the rule
+    keep = {name: (uid, assignment.reasons.get(name, "")) for name, uid in assignment.chosen.items()
+            if name not in overrides and uid not in given.values()}
+    result = choose(assignment.study, assignment.classes, given, keep=keep)
     chosen = {name: uid for name, uid in result.chosen.items() if overrides.get(name, "") is not None}
-    return Assignment(assignment.study, result.classes, chosen, {k: v for k, v in reasons.items() if k in chosen})
+    return Assignment(assignment.study, result.classes, chosen,
+                      {k: v for k, v in result.reasons.items() if k in chosen})
 
 
 def format_assignment(assignment: Assignment) -> str:

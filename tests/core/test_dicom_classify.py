@@ -159,3 +159,20 @@ def test_the_rule_picks_3d_then_thin_then_axial_and_says_so() -> None:
     assert "3 candidates" in assignment.reasons["flair"] and "3D over 2D" in assignment.reasons["flair"]
     without_3d = choose(study, {k: v for k, v in assignment.classes.items()}, {"flair": thin.uid})
     assert without_3d.chosen["flair"] == thin.uid and without_3d.reasons["flair"] == "chosen by the user"
+
+
+def test_a_series_moved_to_another_sequence_leaves_its_old_one_to_the_rule() -> None:
+    """One series serves one sequence: choosing the 3D T1 as T1ce frees T1 for the next T1 (or none)."""
+    from brainseg_gui.core.dicom_classify import reassign
+
+    three_d = series("T1 MPRAGE", 2300, 3, 900, acquisition="3D", number=2, step=1.0)
+    spin_echo = series("Ax T1 SE", 500, 14, number=3)
+    study = DicomStudy("1.2", "P", "P", "20240101", "", "", (three_d, spin_echo))
+    assignment = classify_study(study)
+    assert assignment.chosen["t1"] == three_d.uid and "t1ce" not in assignment.chosen
+    moved = reassign(assignment, {"t1ce": "2"})
+    assert moved.chosen == {"t1ce": three_d.uid, "t1": spin_echo.uid}
+    assert moved.reasons["t1ce"] == "chosen by the user" and moved.reasons["t1"] == "the only candidate"
+    assert moved.classes[spin_echo.uid].evidence[0] != "chosen by the user as t1"
+    emptied = reassign(moved, {"t1": None})
+    assert "t1" not in emptied.chosen and emptied.chosen["t1ce"] == three_d.uid
