@@ -117,6 +117,9 @@ def find_case(path: Path, *, as_sequence: str = "flair") -> CaseFiles:
         raise StudyLoadError(f"{path} does not exist")
     if path.is_dir():
         return _case_from_folder(path, as_sequence)
+    if not path.is_file():
+        raise StudyLoadError(f"{path} is not a regular file or folder (a pipe, socket or device?); "
+                             "BrainSeg reads files and folders only")
     named = parse_brats_name(path)
     if named is not None:
         return _brats_case(path.parent, named.prefix, named.layout)

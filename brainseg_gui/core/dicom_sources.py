@@ -51,8 +51,10 @@ def cache_root() -> Path:
 
 
 def is_part10(path: Path) -> bool:
-    """A DICOM Part 10 file: the 'DICM' magic at byte 128."""
+    """A DICOM Part 10 file: the 'DICM' magic at byte 128 (only regular files are opened)."""
     try:
+        if not path.is_file():
+            return False
         with path.open("rb") as handle:
             handle.seek(128)
             return handle.read(4) == b"DICM"
@@ -77,7 +79,8 @@ def holds_dicom(path: Path, *, sample: int = 50) -> bool:
             if name.startswith("."):
                 continue
             looked += 1
-            if is_part10(Path(root) / name):
+            candidate = Path(root) / name
+            if not candidate.is_symlink() and candidate.is_file() and is_part10(candidate):
                 return True
             if looked >= sample:
                 return False
@@ -133,7 +136,7 @@ def _walk(folder: Path, cancel: CancelToken | None) -> DicomFiles:
             if name.startswith("."):
                 continue
             candidate = Path(root) / name
-            if candidate.is_symlink():
+            if candidate.is_symlink() or not candidate.is_file():  # links, FIFOs, devices: never opened
                 continue
             looked += 1
             if looked > MAX_FILES:

@@ -31,6 +31,8 @@ from brainseg_gui.core.study import Grid
 log = logging.getLogger(__name__)
 
 SERIES_FILE_SUFFIX = ".dcmseries"
+#: Voxels a series may hold (2^28: 1 GiB as float32); larger headers are refused before decoding.
+MAX_VOXELS = 1 << 28
 SERIES_FILE_FORMAT = "brainseg-dicom-series"
 
 
@@ -51,6 +53,10 @@ def read_frames(frames: Sequence[Any], *, accept_gaps: bool = False,
         raise GapsError(f"{label}: {'; '.join(irregular)}; BrainSeg does not resample it silently: accept "
                         "rebuilding the missing slices by interpolation (--accept-gaps, or the tick box in "
                         "the viewer) or choose another series")
+    voxels = int(ordered[0].rows) * int(ordered[0].columns) * len(ordered)
+    if voxels > MAX_VOXELS:
+        raise StudyLoadError(f"{label}: {ordered[0].columns}x{ordered[0].rows}x{len(ordered)} = {voxels} voxels "
+                             f"is more than BrainSeg reads ({MAX_VOXELS}); not a brain MR series")
     slices = _pixels(ordered, label)
     warnings = [f"{label}: {p}" for p in geometry.problems if not p.startswith(("missing", "uneven"))]
     if not irregular:

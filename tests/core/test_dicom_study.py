@@ -274,3 +274,21 @@ def test_a_dicomdir_naming_only_missing_files(tmp_path: Path, built: BuiltStudy)
     with pytest.raises(StudyLoadError, match="no DICOM images") as error:
         index_dicom(tmp_path / "cd" / "DICOMDIR")
     assert "named in the DICOMDIR but missing" in str(error.value)
+
+
+def test_pipes_are_never_opened_and_huge_headers_are_refused(built: BuiltStudy, tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from brainseg_gui.core import dicom_volume
+    from brainseg_gui.core.cases import find_case
+
+    study = tmp_path / "study"
+    shutil.copytree(built.root, study)
+    os.mkfifo(study / "pipe")  # opening it for reading would wait for a writer for ever
+    assert len(index_dicom(study).study().series) == len(built.series)
+    with pytest.raises(StudyLoadError, match="not a regular file"):
+        find_case(study / "pipe")
+    monkeypatch.setattr(dicom_volume, "MAX_VOXELS", 1000)
+    t2 = open_dicom_study(study)[1].series_for("t2")
+    with pytest.raises(StudyLoadError, match="voxels is more than BrainSeg reads"):
+        read_stack(t2.main_stack.frames, label=t2.label)
