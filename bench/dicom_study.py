@@ -32,7 +32,7 @@ from dicom_study_builder import build_study
 
 from brainseg_gui.core.dicom_study import open_dicom_study
 
-ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+ARGS = [a for i, a in enumerate(sys.argv[1:]) if not a.startswith("--") and not sys.argv[i].startswith("--")]
 DATA = Path(ARGS[0]) if ARGS else REPO.parent / "shared" / "data"
 
 

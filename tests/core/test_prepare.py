@@ -203,6 +203,28 @@ def test_a_skull_stripped_study_is_registered_and_kept_as_it_is(phantom_case: Pa
     assert prepared.record.data["brain_extraction"]["method"].startswith("already skull-stripped")
 
 
+def test_a_faint_rim_of_a_thick_sequence_does_not_grow_a_stripped_brain(phantom_case: Path, tmp_path: Path) -> None:
+    """Thick slices interpolated onto 1 mm leave faint values past the brain's edge: the brain is the
+    thin sequence's non-zero region, not the union (which gave a 15 % larger brain and worse Dice)."""
+    from scipy import ndimage
+
+    case = tmp_path / "case"
+    case.mkdir()
+    for path in phantom_case.iterdir():
+        (case / path.name).write_bytes(path.read_bytes())
+    flair_path = next(case.glob("*_flair.nii.gz"))
+    image = nib.load(flair_path)
+    flair = np.asarray(image.dataobj).astype(np.float32)
+    rim = ndimage.binary_dilation(flair > 0, iterations=2) & (flair == 0)
+    flair[rim] = 1.0
+    nib.save(nib.Nifti1Image(flair, image.affine), flair_path)
+    prepared = prepare_study(case, tmp_path / "out")
+    brain = np.asarray(nib.load(prepared.brain_mask).dataobj) > 0
+    t1ce = load_study(phantom_case).images["t1ce"]
+    assert brain.sum() == pytest.approx(ndimage.binary_fill_holes(t1ce > 0).sum(), rel=0.02)
+    assert not brain[rim].all()
+
+
 def test_cancel_stops_before_anything_is_written(phantom_case: Path, tmp_path: Path) -> None:
     token = CancelToken()
 
