@@ -20,6 +20,7 @@ import pytest
 from brainseg_gui import __version__, cli
 from brainseg_gui.cli import study as cli_study
 from brainseg_gui.core.labels import LabelConvention, to_regions
+from brainseg_gui.core.lesion_metrics import lesion_wise
 from brainseg_gui.core.metrics import evaluate_regions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,11 +204,21 @@ def test_evaluate_a_real_seg_against_itself(capsys: pytest.CaptureFixture[str], 
         assert metrics["dice"] == 1.0 and metrics["iou"] == 1.0 and metrics["hd95"] == 0.0
         assert metrics["accuracy_in_brain"] is None
     assert report["regions"]["WT"]["volume_truth_ml"] == pytest.approx(99.239)
+    lesions = report["lesion_wise"]
+    assert (lesions["challenge"], lesions["dilation"], lesions["volume_threshold_mm3"]) == ("BraTS-GLI", 3, 50.0)
+    assert list(lesions["regions"]) == ["WT", "TC", "ET"]
+    for m in lesions["regions"].values():
+        assert (m["dice"], m["hd95"], m["fp_lesions"], m["fn_lesions"]) == (1.0, 0.0, 0, 0)
+        assert m["tp_lesions"] == m["gt_lesions"] >= 1
 
     status, text, _ = run(capsys, "evaluate", seg, seg)
     assert status == 0
     wt_row = next(line for line in text.splitlines() if line.startswith("WT "))
     assert wt_row.split()[1] == "1.0000"
+    lesion_part = text[text.index("lesion-wise (BraTS-GLI"):]
+    assert "LW Dice" in lesion_part and "LW HD95 mm" in lesion_part
+    lw_row = next(line for line in lesion_part.splitlines() if line.startswith("WT "))
+    assert lw_row.split()[1:3] == ["1.0000", "0.00"]
 
 
 def test_evaluate_a_perturbed_copy_matches_core_metrics(capsys: pytest.CaptureFixture[str], real_case: Path,
@@ -230,6 +241,10 @@ def test_evaluate_a_perturbed_copy_matches_core_metrics(capsys: pytest.CaptureFi
         assert report["regions"][region] == metrics.as_dict()  # the same floats, at full precision
     assert 0.5 < report["regions"]["WT"]["dice"] < 1.0
     assert report["regions"]["ET"]["hd95"] > 0
+    expected_lesions = lesion_wise(to_regions(pred, LabelConvention.BRATS), to_regions(truth, LabelConvention.BRATS),
+                                   spacing)
+    assert report["lesion_wise"]["regions"] == {r: m.as_dict() for r, m in expected_lesions.items()}
+    assert 0.0 < report["lesion_wise"]["regions"]["WT"]["dice"] < 1.0
 
 
 def test_evaluate_with_brain_reports_accuracy_in_brain(capsys: pytest.CaptureFixture[str], phantom_case: Path,

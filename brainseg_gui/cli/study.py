@@ -43,7 +43,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     info.set_defaults(run=_run_info, warnings_in_output=True)
 
     evaluate = commands.add_parser("evaluate", parents=parents, help="score a predicted label map against truth",
-                                   description="Metrics per region (WT, TC, ET) of PRED against GT.")
+                                   description="Metrics per region (WT, TC, ET) of PRED against GT, voxel-wise "
+                                               "and lesion-wise (BraTS 2023 rules, glioma parameters).")
     evaluate.add_argument("pred", type=Path, metavar="PRED", help="predicted label map")
     evaluate.add_argument("gt", type=Path, metavar="GT", help="ground-truth label map on the same grid")
     evaluate.add_argument("--pred-labels", choices=CONVENTIONS, help="convention of PRED (default: guess)")
@@ -127,6 +128,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from brainseg_gui.core.errors import GridMismatchError
     from brainseg_gui.core.io import load_label_map
     from brainseg_gui.core.labels import to_regions
+    from brainseg_gui.core.lesion_metrics import (
+        DEFAULT_CHALLENGE,
+        challenge_parameters,
+        describe_parameters,
+        format_lesion_table,
+        lesion_wise,
+    )
     from brainseg_gui.core.metrics import evaluate_regions, format_table
     pred, pred_convention, pred_grid = load_label_map(args.pred, convention=args.pred_labels)
     truth, truth_convention, truth_grid = load_label_map(args.gt, convention=args.gt_labels)
@@ -136,8 +144,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             f"{_grid_text(truth_grid)}"
         )
     brain = None if args.brain is None else _brain_mask(args.brain, pred_grid)
-    results = evaluate_regions(to_regions(pred, pred_convention), to_regions(truth, truth_convention),
-                               pred_grid.spacing, brain=brain)
+    pred_regions, truth_regions = to_regions(pred, pred_convention), to_regions(truth, truth_convention)
+    results = evaluate_regions(pred_regions, truth_regions, pred_grid.spacing, brain=brain)
+    lesions = lesion_wise(pred_regions, truth_regions, pred_grid.spacing, challenge=DEFAULT_CHALLENGE)
+    parameters = challenge_parameters(DEFAULT_CHALLENGE)
     if args.json:
         report = {
             "prediction": {"file": str(args.pred), "convention": pred_convention.value},
@@ -146,6 +156,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "shape": list(pred_grid.shape),
             "spacing_mm": list(pred_grid.spacing),
             "regions": {region: {k: plain(v) for k, v in m.as_dict().items()} for region, m in results.items()},
+            "lesion_wise": {
+                "challenge": parameters.challenge,
+                "dilation": parameters.dilation,
+                "volume_threshold_mm3": parameters.volume_threshold_mm3,
+                "regions": {region: m.as_dict() for region, m in lesions.items()},
+            },
         }
         print(json.dumps(report, indent=2))
     else:
@@ -153,6 +169,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"truth:      {args.gt} ({truth_convention.description})")
         print(f"grid:       {pred_grid.describe()}")
         print(format_table(results))
+        print()
+        print(describe_parameters(parameters))
+        print(format_lesion_table(lesions))
     return EXIT_OK
 
 

@@ -249,7 +249,12 @@ def format_table(results: Mapping[str, RegionMetrics]) -> str:
             value = getattr(metrics, name)
             row.append("-" if value is None else fmt.format(value))
         rows.append(row)
-    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    return render_table(rows)
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells (the first the header) as aligned text: first column left, the rest right."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]

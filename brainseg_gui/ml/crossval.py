@@ -14,13 +14,14 @@ import json
 import logging
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from brainseg_gui.core.cases import CaseFiles, find_cases
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.io import load_study
 from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.lesion_metrics import LesionWiseMetrics, lesion_wise_against_study
 from brainseg_gui.core.metrics import RegionMetrics, evaluate_against_study
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
@@ -31,16 +32,26 @@ log = logging.getLogger(__name__)
 #: Metrics summarised per region (mean and standard deviation over cases).
 SUMMARY_METRICS = ("dice", "hd95", "iou", "accuracy", "accuracy_in_brain", "recall", "precision", "specificity")
 
+#: Lesion-wise metrics (BraTS 2023, `core.lesion_metrics`) summarised the same way, under these
+#: names: report name -> LesionWiseMetrics field.
+LESION_SUMMARY_METRICS = {"lesion_dice": "dice", "lesion_hd95": "hd95"}
+
+#: Columns of per_case.csv holding lesion-wise values: column -> LesionWiseMetrics field.
+LESION_CSV_COLUMNS = {"lesion_dice": "dice", "lesion_hd95": "hd95", "gt_lesions": "gt_lesions",
+                      "tp_lesions": "tp_lesions", "fp_lesions": "fp_lesions", "fn_lesions": "fn_lesions"}
+
 
 @dataclass(frozen=True)
 class CaseEvaluation:
-    """Full-resolution metrics of one held-out case under the model of its fold."""
+    """Full-resolution metrics of one held-out case under the model of its fold (lesion-wise ones
+    per region too; empty when not computed)."""
 
     fold: int
     case_id: str
     model_version: str
     metrics: dict[str, RegionMetrics]
     seconds: float
+    lesion_wise: dict[str, LesionWiseMetrics] = field(default_factory=dict)
 
 
 def labelled_cases(data_dirs: Sequence[Path]) -> dict[str, CaseFiles]:
@@ -70,8 +81,9 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
         assert study.labels is not None and study.label_convention is not None  # labelled_cases() only
         prediction = predictor(study, cancel=cancel)
         metrics = evaluate_against_study(prediction.regions, study)
+        lesions = lesion_wise_against_study(prediction.regions, study)
         results.append(CaseEvaluation(fold, case.case_id, predictor.model_version, metrics,
-                                      time.perf_counter() - started))
+                                      time.perf_counter() - started, lesions))
         log.info("fold %d %s: Dice %s", fold, case.case_id,
                  " ".join(f"{r} {metrics[r].dice:.3f}" for r in REGIONS))
     return results
@@ -118,28 +130,34 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
 
 
 def summarise(evaluations: Sequence[CaseEvaluation]) -> dict[str, dict[str, dict[str, float]]]:
-    """region -> metric -> {mean, sd, median, min} over cases."""
+    """region -> metric -> {mean, sd, median, min} over cases; lesion-wise metrics as lesion_dice and
+    lesion_hd95, over the cases that have them."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for region in REGIONS:
         summary[region] = {}
-        for metric in SUMMARY_METRICS:
-            values = [getattr(e.metrics[region], metric) for e in evaluations]
-            values = [float(v) for v in values if v is not None]
-            if not values:
-                continue
-            summary[region][metric] = {
-                "mean": statistics.fmean(values),
-                "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "median": statistics.median(values),
-                "min": min(values),
-            }
+        columns = {metric: [getattr(e.metrics[region], metric) for e in evaluations] for metric in SUMMARY_METRICS}
+        for name, attribute in LESION_SUMMARY_METRICS.items():
+            columns[name] = [getattr(e.lesion_wise[region], attribute) for e in evaluations if e.lesion_wise]
+        for metric, column in columns.items():
+            values = [float(v) for v in column if v is not None]
+            if values:
+                summary[region][metric] = _stats(values)
     return summary
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "median": statistics.median(values),
+        "min": min(values),
+    }
 
 
 def summary_markdown(evaluations: Sequence[CaseEvaluation]) -> str:
     """A Markdown table: per region, mean ± sd over held-out cases of the main metrics."""
     summary = summarise(evaluations)
-    shown = ("dice", "hd95", "iou", "recall", "precision", "accuracy_in_brain")
+    shown = ("dice", "hd95", "lesion_dice", "lesion_hd95", "iou", "recall", "precision", "accuracy_in_brain")
     lines = ["| region | " + " | ".join(shown) + " |", "| --- |" + " --- |" * len(shown)]
     for region in REGIONS:
         cells = []
@@ -151,7 +169,8 @@ def summary_markdown(evaluations: Sequence[CaseEvaluation]) -> str:
     lines.append("")
     plural = "s" if len(folds) != 1 else ""
     lines.append(f"{len(evaluations)} held-out cases over {len(folds)} fold{plural}; mean ± sd over cases; "
-                 "HD95 in mm; metrics at the cases' full 1 mm resolution.")
+                 "HD95 in mm; metrics at the cases' full 1 mm resolution; lesion_* are the BraTS 2023 "
+                 "lesion-wise scores (glioma rules).")
     return "\n".join(lines)
 
 
@@ -162,11 +181,14 @@ def write_reports(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["fold", "case_id", "model_version", "region", *RegionMetrics.__dataclass_fields__])
+    writer.writerow(["fold", "case_id", "model_version", "region", *RegionMetrics.__dataclass_fields__,
+                     *LESION_CSV_COLUMNS])
     for e in evaluations:
         for region in REGIONS:
+            lesions = e.lesion_wise.get(region)
             writer.writerow([e.fold, e.case_id, e.model_version, region,
-                             *(e.metrics[region].as_dict().values())])
+                             *(e.metrics[region].as_dict().values()),
+                             *(getattr(lesions, a) if lesions else "" for a in LESION_CSV_COLUMNS.values())])
     atomic_write_bytes(out_dir / "per_case.csv", buffer.getvalue().encode())
     summary = {"cases": len(evaluations), "folds": sorted({e.fold for e in evaluations}),
                "regions": summarise(evaluations)}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from brainseg_gui import cli
 from brainseg_gui.core.errors import ModelError
 from brainseg_gui.core.phantom import write_phantom_case
-from brainseg_gui.ml.crossval import run_crossval, summarise
+from brainseg_gui.ml.crossval import run_crossval, summarise, summary_markdown
 from brainseg_gui.ml.training import TrainConfig
 
 
@@ -53,6 +55,10 @@ def test_every_case_is_held_out_exactly_once(crossval_run) -> None:
         assert not held_out & set(card["training"]["cases"])
     for e in evaluations:
         assert 0.0 <= e.metrics["WT"].dice <= 1.0
+        assert list(e.lesion_wise) == ["WT", "TC", "ET"]
+        wt = e.lesion_wise["WT"]
+        assert 0.0 <= wt.dice <= 1.0 and 0.0 <= wt.hd95 <= 374.0
+        assert wt.gt_lesions == wt.tp_lesions + wt.fn_lesions
 
 
 def test_reports_agree_with_the_evaluations(crossval_run) -> None:
@@ -63,6 +69,28 @@ def test_reports_agree_with_the_evaluations(crossval_run) -> None:
     expected = summarise(evaluations)["WT"]["dice"]["mean"]
     assert summary["regions"]["WT"]["dice"]["mean"] == pytest.approx(expected)
     assert "| WT |" in (out / "summary.md").read_text()
+
+    by_case = {(e.case_id, region): e.lesion_wise[region] for e in evaluations for region in ("WT", "TC", "ET")}
+    for row in rows:
+        lesions = by_case[row["case_id"], row["region"]]
+        assert float(row["lesion_dice"]) == pytest.approx(lesions.dice)
+        assert float(row["lesion_hd95"]) == pytest.approx(lesions.hd95)
+        assert int(row["fp_lesions"]) == lesions.fp_lesions and int(row["gt_lesions"]) == lesions.gt_lesions
+    et_lesion_dice = [e.lesion_wise["ET"].dice for e in evaluations]
+    stats = summary["regions"]["ET"]["lesion_dice"]
+    assert stats["mean"] == pytest.approx(statistics.fmean(et_lesion_dice))
+    assert stats["sd"] == pytest.approx(statistics.stdev(et_lesion_dice))
+    assert "lesion_hd95" in summary["regions"]["TC"]
+    header = (out / "summary.md").read_text().splitlines()[0]
+    assert "| dice | hd95 | lesion_dice | lesion_hd95 |" in header
+
+
+def test_summaries_skip_lesion_wise_metrics_when_not_computed(crossval_run) -> None:
+    _, _, evaluations = crossval_run
+    bare = [dataclasses.replace(e, lesion_wise={}) for e in evaluations]
+    summary = summarise(bare)["WT"]
+    assert "dice" in summary and "lesion_dice" not in summary
+    assert "n/a" in summary_markdown(bare)
 
 
 def test_evaluate_only_scores_the_trained_folds_and_names_the_missing(crossval_run, tmp_path: Path,
