@@ -64,7 +64,8 @@ class PreparePanel(QGroupBox):
         self.single_box = QComboBox()
         for name in SEQUENCES:
             self.single_box.addItem(SEQUENCE_TITLES[name], name)
-        self.single_box.setToolTip("A lone file or DICOM series is read as FLAIR: say what it is before preparing")
+        self.single_box.setToolTip("A lone image file is read as FLAIR (its name says nothing more): say what it is "
+                                   "before preparing. A DICOM study's series are classed from their headers.")
         self.single_box.activated.connect(lambda index: controller.set_single_sequence(self.single_box.itemData(index)))
         single.addWidget(self.single_box, 1)
         layout.addWidget(self.single_row)

@@ -50,7 +50,7 @@ class PrepareOptions:
     skull_strip: bool = True
     brain: BrainExtractionParams = field(default_factory=BrainExtractionParams)
     registration: RegistrationSettings | None = None
-    #: What a study's only sequence really is (a lone file or DICOM series is read as flair).
+    #: What a study's only sequence really is (a lone image file is read as flair; DICOM series are classed).
     single_as: str | None = None
 
 
