@@ -13,23 +13,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from brainseg_gui import cli
+from tests.cli_support import one_error_line, run
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 from dicom_study_builder import BuiltStudy, build_study
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("brainseg: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

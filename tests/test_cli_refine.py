@@ -8,11 +8,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
-from brainseg_gui import cli
 from brainseg_gui.core.click_refine import read_clicks
 from brainseg_gui.core.phantom import write_phantom_case
+from tests.cli_support import run
 
 
 def _centre(mask: np.ndarray) -> tuple[int, int, int]:
@@ -21,11 +20,6 @@ def _centre(mask: np.ndarray) -> tuple[int, int, int]:
     inside = ndimage.distance_transform_edt(mask)
     return tuple(int(v) for v in np.unravel_index(int(inside.argmax()), mask.shape))  # type: ignore[return-value]
 
-
-def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_refine_writes_the_corrected_mask_on_the_study_grid(capsys, tmp_path: Path) -> None:
