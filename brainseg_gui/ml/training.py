@@ -87,7 +87,7 @@ class TrainConfig:
     discriminator: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_DISCRIMINATOR))
     seed: int = 0
     device: str = "auto"
-    amp: str = "auto"  # "auto" (bf16 on CUDA), "bf16", "fp16", "off"; never on the CPU
+    amp: str = "auto"  # "auto" (bf16 on CUDA, off on the CPU), "bf16" (also on the CPU), "fp16" (CUDA), "off"
     resume: bool = False
     base_model: Path | None = None
     cache_dir: Path | None = None  # default OUT_DIR/training/cache
@@ -128,8 +128,14 @@ class TrainResult:
 
 
 def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or setting == "off":
+    if setting == "off":
         return None
+    if device.type != "cuda":
+        # bf16 autocast halves a G+D step on an AVX-512 (bf16) CPU (bench/experiment_models.py --amp);
+        # only when asked: its effect on what the network learns is not measured yet.
+        if setting == "fp16":
+            raise ValueError("amp fp16 needs a CUDA device; on the CPU use bf16 or off")
+        return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":
         return torch.float16
     if setting in ("bf16", "auto"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,6 +128,17 @@ def test_without_the_adversarial_term_only_the_reconstruction_loss_trains(data, 
     entry = result.history[0]
     assert entry.g_adv == 0.0 and entry.d_loss == 0.0 and entry.g_rec > 0
     assert entry.val_dice is None and result.card.validation == {}
+
+
+def test_bf16_autocast_trains_on_the_cpu_when_asked(data, tmp_path: Path) -> None:
+    result = train(tiny(data, tmp_path / "bf16", epochs=1, amp="bf16", val_fraction=0.0))
+    entry = result.history[0]
+    assert np.isfinite([entry.g_rec, entry.g_adv, entry.d_loss]).all() and entry.g_rec > 0
+    weights = _generator_state(tmp_path / "bf16")
+    floats = [t for t in weights.values() if t.is_floating_point()]
+    assert floats and all(bool(torch.isfinite(t).all()) and t.dtype == torch.float32 for t in floats)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        train(tiny(data, tmp_path / "fp16", epochs=1, amp="fp16"))
 
 
 def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:
