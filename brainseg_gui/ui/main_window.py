@@ -341,7 +341,8 @@ class MainWindow(WindowEditing, QMainWindow):
                            base=f"model {result.model_version}")
         self.overlay_panel.set_available(prediction=True, truth=self.volume.truth_code is not None)
         self.segment_panel.show_result(result, self._truth_volumes())
-        self.segment_panel.stopped(f"Done in {result.seconds:.1f} s on {result.device}.")
+        flag = f" Flagged: {result.flag}." if result.flag else ""
+        self.segment_panel.stopped(f"Done in {result.seconds:.1f} s on {result.device}.{flag}")
         if self.view_3d is not None:
             self.view_3d.set_prediction(result.regions_ras)
         self._on_hover(None)

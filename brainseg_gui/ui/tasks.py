@@ -79,7 +79,9 @@ def default_predictor_factory(model_dir: Path | None = None) -> Callable[[], Any
     def build() -> Any:
         from brainseg_gui.ml.predictor import Predictor
 
-        return Predictor.from_model_dir(model_dir, device="auto")
+        # allow_missing: a study without some sequence is segmented and the result flagged (the
+        # viewer says so); a GUI user is never told to find a command-line flag.
+        return Predictor.from_model_dir(model_dir, device="auto", allow_missing=True)
 
     return build
 
@@ -104,6 +106,7 @@ class Segmentation:
     device: str
     seconds: float
     probabilities: np.ndarray | None = None
+    flag: str = ""  # why the result is less reliable (missing sequences), or ""
 
 
 def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
@@ -145,6 +148,7 @@ def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
         device=str(prediction.device),
         seconds=time.perf_counter() - started,
         probabilities=getattr(prediction, "probabilities", None),
+        flag=str(getattr(prediction, "flag_reason", "") or ""),
     )
 
 

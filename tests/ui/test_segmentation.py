@@ -147,3 +147,22 @@ def test_failure_shows_the_error_and_keeps_the_views(qtbot, settings, monkeypatc
     assert window.segmentation is None and window.grid.prediction is None
     assert "Failed" in window.segment_panel.message.text()
     assert window.segment_panel.segment_button.isEnabled()
+
+
+def test_a_study_missing_a_sequence_is_segmented_and_flagged(qtbot, settings, monkeypatch, toy_case, tiny_model,
+                                                            tmp_path) -> None:
+    """The viewer segments with what is there and says so; it never points to a command-line flag."""
+    import shutil
+
+    case = tmp_path / "without_flair" / toy_case.name
+    shutil.copytree(toy_case, case)
+    for flair in case.glob("*_flair.nii*"):
+        flair.unlink()
+    model_dir, _ = tiny_model
+    window = make_window(qtbot, settings, monkeypatch, model_dir=model_dir)
+    open_toy(qtbot, window, case)
+    assert "flair" in window.volume.study.missing
+    result = segment(qtbot, window)
+    assert "without flair" in result.flag
+    message = window.segment_panel.message.text()
+    assert "Flagged: predicted without flair" in message and "--" not in message
