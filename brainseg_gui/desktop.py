@@ -60,6 +60,10 @@ STUDY_TYPES: tuple[StudyType, ...] = (
     StudyType("image/x-metaimage", "MetaImage volume", ("*.mha",)),
 )
 
+#: Types the system already defines (shared-mime-info) that BrainSeg also opens: a DICOM file (also a
+#: DICOMDIR: 'DICM' at byte 128) opens the study of its folder, with its series table.
+SYSTEM_TYPES: tuple[str, ...] = ("application/dicom",)
+
 #: Icon files shipped in ICONS and where each goes under the user's hicolor theme.
 ICON_FILES: Mapping[str, str] = {
     f"{APP_ID}.svg": f"icons/hicolor/scalable/apps/{APP_ID}.svg",
@@ -92,7 +96,7 @@ def launcher_command() -> list[str]:
 def desktop_entry(command: Sequence[str], *, icon: str = APP_ID) -> str:
     """The .desktop file text: `command` plus %f, so a double-clicked study is passed as the one argument."""
     exec_line = " ".join(_exec_argument(part) for part in command) + " %f"
-    mime_types = "".join(f"{study_type.mime};" for study_type in STUDY_TYPES)
+    mime_types = "".join(f"{mime};" for mime in (*(t.mime for t in STUDY_TYPES), *SYSTEM_TYPES))
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
@@ -106,7 +110,7 @@ def desktop_entry(command: Sequence[str], *, icon: str = APP_ID) -> str:
         "Terminal=false",
         "Categories=Science;MedicalSoftware;",
         f"MimeType={mime_types}",
-        "Keywords=MRI;brain;tumour;tumor;segmentation;NIfTI;NRRD;BraTS;",
+        "Keywords=MRI;brain;tumour;tumor;segmentation;NIfTI;NRRD;DICOM;BraTS;",
         "StartupNotify=true",
         "",
     ])

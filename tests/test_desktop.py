@@ -58,7 +58,8 @@ def test_install_writes_a_valid_entry_mime_types_and_icons(xdg: Path) -> None:
     assert entry["Exec"] == '"/opt/Brain Seg/brainseg" %f'
     assert shlex.split(entry["Exec"]) == ["/opt/Brain Seg/brainseg", "%f"]
     mime_types = [value for value in entry["MimeType"].split(";") if value]
-    assert mime_types == ["image/x-nifti", "image/x-nifti-gz", "image/x-nrrd", "image/x-metaimage"]
+    assert mime_types == ["image/x-nifti", "image/x-nifti-gz", "image/x-nrrd", "image/x-metaimage",
+                          "application/dicom"]  # the system's own type: a .dcm (or DICOMDIR) opens its study
 
     root = ET.parse(xdg / "mime" / "packages" / "brainseg.xml").getroot()
     globs = {node.get("type"): [g.get("pattern") for g in node.iter(f"{MIME_NS}glob")]
