@@ -121,10 +121,81 @@ def list_dicom_files(path: Path, *, progress: ProgressFn = no_progress,
     if path.is_file():
         if not is_part10(path):
             raise StudyLoadError(f"{path} is not a DICOM file (no 'DICM' marker), a zip or a DICOMDIR")
-        path = path.parent  # one file of a study: its folder tree is the study
+        path = study_root(path)
+        if path.is_file():
+            return _from_dicomdir(path)
     if (path / DICOMDIR_NAME).is_file():
         return _from_dicomdir(path / DICOMDIR_NAME)
     return _walk(path, cancel)
+
+
+#: How far above a double-clicked file the study's folder is looked for (PACS trees: patient/study/series).
+STUDY_ROOT_LEVELS = 3
+#: A folder with more entries than this is not part of a study's tree (a home folder, a share).
+MAX_TREE_ENTRIES = 500
+
+
+def study_root(file: Path) -> Path:
+    """Where the study of one DICOM file lies: a DICOMDIR above it, else the highest of its
+    STUDY_ROOT_LEVELS parent folders whose every entry belongs to the same study (DICOM files of it,
+    or folders whose first DICOM file is of it). A PACS export tree puts each series in its own
+    folder, so the file's own folder is one series only; a folder of many patients stops the climb."""
+    folder = file.parent
+    for ancestor in [folder, *folder.parents][: STUDY_ROOT_LEVELS + 2]:
+        if (ancestor / DICOMDIR_NAME).is_file():
+            return ancestor / DICOMDIR_NAME
+    study = study_uid_of(file)
+    if study is None:
+        return folder
+    for _ in range(STUDY_ROOT_LEVELS):
+        parent = folder.parent
+        if parent == folder or not _all_of_study(parent, study):
+            break
+        folder = parent
+    return folder
+
+
+def study_uid_of(file: Path) -> str | None:
+    """The StudyInstanceUID of one DICOM file (None when unreadable or absent)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        value = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["StudyInstanceUID"]).get(
+            "StudyInstanceUID")
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+        return None  # an unreadable file says nothing about its study
+    return str(value) if value else None
+
+
+def _all_of_study(folder: Path, study: str) -> bool:
+    """Whether every entry of `folder` is a DICOM file of `study` or a folder whose first one is."""
+    try:
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return False
+    if len(entries) > MAX_TREE_ENTRIES:
+        return False
+    for entry in entries:
+        if entry.is_symlink():
+            return False
+        sample = entry if entry.is_file() else _first_dicom(entry)
+        if sample is None or not is_part10(sample) or study_uid_of(sample) != study:
+            return False
+    return True
+
+
+def _first_dicom(folder: Path, budget: int = 30) -> Path | None:
+    for root, folders, names in os.walk(folder):
+        folders.sort()
+        for name in sorted(names):
+            budget -= 1
+            candidate = Path(root) / name
+            if is_part10(candidate):
+                return candidate
+            if budget <= 0:
+                return None
+    return None
 
 
 def _walk(folder: Path, cancel: CancelToken | None) -> DicomFiles:

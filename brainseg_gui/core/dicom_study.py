@@ -21,7 +21,7 @@ from typing import Any
 from brainseg_gui.core.cases import CaseFiles
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, index_dicom
-from brainseg_gui.core.dicom_sources import cache_root
+from brainseg_gui.core.dicom_sources import cache_root, study_uid_of
 from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX, _write_json, write_series_file
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
@@ -36,11 +36,17 @@ def open_dicom_study(path: Path | str, *, study_uid: str | None = None, override
                      cancel: CancelToken | None = None) -> tuple[DicomIndex, Assignment]:
     """Index `path`, pick the study (the only one, or `study_uid`), class its series, apply `overrides`."""
     index = index_dicom(Path(path), progress=progress, cancel=cancel)
+    if study_uid is None and _is_one_file(Path(path)):
+        study_uid = study_uid_of(Path(path))  # a double-clicked file: its own study, whatever lies beside it
     study = index.study(study_uid)
     assignment = classify_study(study)
     if overrides:
         assignment = reassign(assignment, dict(overrides))
     return index, assignment
+
+
+def _is_one_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() != ".zip" and path.name.upper() != "DICOMDIR"
 
 
 def case_id_of(assignment: Assignment) -> str:

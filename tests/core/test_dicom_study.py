@@ -292,3 +292,15 @@ def test_pipes_are_never_opened_and_huge_headers_are_refused(built: BuiltStudy, 
     t2 = open_dicom_study(study)[1].series_for("t2")
     with pytest.raises(StudyLoadError, match="voxels is more than BrainSeg reads"):
         read_stack(t2.main_stack.frames, label=t2.label)
+
+
+def test_one_file_of_a_pacs_tree_opens_its_whole_study(phantom_case: Path, tmp_path: Path) -> None:
+    """A double-clicked file lies in one series' folder: its study is found above it, and only its study."""
+    patients = tmp_path / "patients"
+    first = build_study(phantom_case, patients / "A", thin=True)
+    build_study(phantom_case, patients / "B", thin=True, patient_id="OTHER")
+    (patients / "notes.txt").write_text("a folder of many patients is not one study")
+    clicked = first.get("t2").files[0]
+    _, assignment = open_dicom_study(clicked)
+    assert assignment.study.uid == first.study_uid
+    assert {s.uid for s in assignment.study.series} == {s.series_uid for s in first.series}
