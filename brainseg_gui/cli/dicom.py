@@ -62,7 +62,7 @@ def parse_series(values: list[str]) -> dict[str, str]:
 
 def find_study_case(args: argparse.Namespace, path: Path, *, stage_in: Path | None = None) -> FoundCase:
     """The case at `path`: a DICOM study (classified, overrides applied, staged) or any other case."""
-    from brainseg_gui.core.dicom_sources import is_dicom_study
+    from brainseg_gui.core.cases import is_dicom_study
 
     overrides = parse_series(getattr(args, "series", []) or [])
     dicom = is_dicom_study(path)
@@ -104,8 +104,8 @@ def refuse_gaps(found: FoundCase) -> None:
 
 
 def is_dicom_study(path: Path) -> bool:
-    """See core.dicom_sources.is_dicom_study (imported late: the CLI starts without pydicom)."""
-    from brainseg_gui.core.dicom_sources import is_dicom_study as core_is_dicom_study
+    """See core.cases.is_dicom_study (imported late: the CLI starts without numpy or pydicom)."""
+    from brainseg_gui.core.cases import is_dicom_study as core_is_dicom_study
 
     return core_is_dicom_study(path)
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Literal
 
+from brainseg_gui.core.case_files import CaseFiles, Layout
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.image_io import (
     DICOM_SUFFIXES,
@@ -35,7 +34,6 @@ from brainseg_gui.core.study import SEQUENCES
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["brats", "brats23", "msd", "files", "dicom"]
 
 #: File-name suffix -> (layout, sequence or 'seg'); matched case-insensitively at the end of the stem.
 _BRATS_ROLES = {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"}
@@ -46,38 +44,6 @@ _BRATS23_NAME = re.compile(r"^(?:(?P<case>.+)-)?(?P<role>t1n|t1c|t2w|t2f|seg)$",
 MSD_ORDER: tuple[str, str, str, str] = ("flair", "t1", "t1ce", "t2")
 #: Folder levels below the given folder that `find_cases` searches.
 SEARCH_DEPTH = 2
-
-
-@dataclass(frozen=True)
-class CaseFiles:
-    """Where the files of one case are. `files` maps each present sequence to its file or folder.
-
-    For the "msd" layout every sequence maps to the one 4D file, which is also `msd_image`.
-    `warnings` says what a user should know before trusting the case (e.g. only one sequence).
-    `seg_convention` names the label convention of `seg` when it is known (a mask corrected and
-    exported by BrainSeg): values 1/2/3 are ambiguous between BraTS 2023 and MSD, so it beats a guess.
-    """
-
-    case_id: str
-    layout: Layout
-    files: Mapping[str, Path]
-    seg: Path | None = None
-    msd_image: Path | None = None
-    warnings: tuple[str, ...] = field(default=())
-    seg_convention: str | None = None
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.files) - set(SEQUENCES))
-        if unknown:
-            raise StudyLoadError(f"case {self.case_id!r}: unknown sequence names {unknown}; "
-                                 f"expected some of {SEQUENCES}")
-        ordered = {name: Path(self.files[name]) for name in SEQUENCES if name in self.files}
-        object.__setattr__(self, "files", MappingProxyType(ordered))
-        object.__setattr__(self, "warnings", tuple(self.warnings))
-
-    @property
-    def missing(self) -> tuple[str, ...]:
-        return tuple(name for name in SEQUENCES if name not in self.files)
 
 
 @dataclass(frozen=True)
@@ -255,6 +221,24 @@ def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
                          "NIfTI/NRRD/MetaImage file or DICOM series)")
 
 
+def is_dicom_study(path: Path) -> bool:
+    """A zip, a DICOMDIR, a DICOM file, or a folder of DICOM files that is not a BraTS-named case.
+
+    Cheap (a directory listing and at most 50 file preambles), so it may run on the GUI thread. A
+    staged DICOM study (BraTS-named series files) is a case, not a study: it loads directly.
+    """
+    from brainseg_gui.core.dicom_sources import DICOMDIR_NAME, holds_dicom
+
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".zip" or path.name.upper() == DICOMDIR_NAME or holds_dicom(path)
+    if not path.is_dir():
+        return False
+    if any(parse_brats_name(p) is not None for p in path.iterdir() if p.is_file()):
+        return False
+    return holds_dicom(path)
+
+
 def _deep_dicom(folder: Path) -> bool:
     from brainseg_gui.core.dicom_sources import holds_dicom
 
@@ -349,4 +333,4 @@ def _single(case_id: str, layout: Layout, path: Path, sequence: str) -> CaseFile
     return CaseFiles(case_id=case_id, layout=layout, files={sequence: path}, warnings=(warning,))
 
 
-__all__ = ["MSD_ORDER", "CaseFiles", "Layout", "find_case", "find_cases", "parse_brats_name"]
+__all__ = ["MSD_ORDER", "CaseFiles", "Layout", "find_case", "find_cases", "is_dicom_study", "parse_brats_name"]

@@ -21,7 +21,7 @@ from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.study import Grid
 
 if TYPE_CHECKING:
-    from brainseg_gui.core.dicom_index import DicomFrame
+    from brainseg_gui.core.dicom_headers import DicomFrame
 
 #: Positions closer than this (mm) along the normal are the same slice.
 DUPLICATE_MM = 0.01

@@ -87,24 +87,6 @@ def holds_dicom(path: Path, *, sample: int = 50) -> bool:
     return False
 
 
-def is_dicom_study(path: Path) -> bool:
-    """A zip, a DICOMDIR, a DICOM file, or a folder of DICOM files that is not a BraTS-named case.
-
-    Cheap (a directory listing and at most 50 file preambles), so it may run on the GUI thread. A
-    staged DICOM study (BraTS-named series files) is a case, not a study: it loads directly.
-    """
-    from brainseg_gui.core.cases import parse_brats_name
-
-    path = Path(path)
-    if path.is_file():
-        return path.suffix.lower() == ".zip" or path.name.upper() == DICOMDIR_NAME or holds_dicom(path)
-    if not path.is_dir():
-        return False
-    if any(parse_brats_name(p) is not None for p in path.iterdir() if p.is_file()):
-        return False
-    return holds_dicom(path)
-
-
 def list_dicom_files(path: Path, *, progress: ProgressFn = no_progress,
                      cancel: CancelToken | None = None) -> DicomFiles:
     """The DICOM files of the study at `path` (folder, zip, DICOMDIR, or one file of the study's folder)."""

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from brainseg_gui.core.cases import CaseFiles
+from brainseg_gui.core.case_files import CaseFiles
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, index_dicom
 from brainseg_gui.core.dicom_sources import cache_root, study_uid_of

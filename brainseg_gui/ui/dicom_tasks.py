@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from brainseg_gui.core.cases import CaseFiles
+from brainseg_gui.core.cases import CaseFiles, is_dicom_study
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, DicomSeries, index_dicom
-from brainseg_gui.core.dicom_sources import is_dicom_study
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 
