@@ -72,9 +72,10 @@ def find_study_case(args: argparse.Namespace, path: Path, *, stage_in: Path | No
         from brainseg_gui.core import io
 
         return FoundCase(io.find_case(path))
+    from brainseg_gui.cli.common import ProgressBar
     from brainseg_gui.core.dicom_study import gap_problems, open_dicom_study, stage_case
 
-    with _bar_if_slow("indexing") as bar:
+    with ProgressBar("indexing") as bar:
         index, assignment = open_dicom_study(path, study_uid=getattr(args, "study_uid", None), overrides=overrides,
                                              progress=bar)
     accept = bool(getattr(args, "accept_gaps", False))
@@ -114,22 +115,6 @@ def _with_warning(case: Any, warning: str) -> Any:
     import dataclasses
 
     return dataclasses.replace(case, warnings=(*case.warnings, warning))
-
-
-class _bar_if_slow:
-    """A progress bar for indexing (hidden when stderr is not a terminal, as every bar)."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def __enter__(self) -> Any:
-        from brainseg_gui.cli.common import ProgressBar
-
-        self._bar = ProgressBar(self.label)
-        return self._bar
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
 
 
 def dicom_report(found: FoundCase) -> dict[str, Any]:

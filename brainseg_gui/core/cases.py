@@ -187,6 +187,8 @@ def _cases_in(directory: Path) -> list[CaseFiles]:
 
 
 def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
+    from brainseg_gui.core.dicom_sources import holds_dicom
+
     groups = {prefix: group for prefix, group in _brats_groups(folder).items()
               if any(named.role != "seg" for named in group)}
     if len(groups) == 1:
@@ -207,7 +209,7 @@ def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
         listing = ", ".join(f.name for f in images[:6]) + (", ..." if len(images) > 6 else "")
         raise StudyLoadError(f"{folder} holds {len(images)} image files that are not named as one "
                              f"BraTS case ({listing}): open one of them")
-    if _holds_dicom(folder, files) or _deep_dicom(folder):
+    if _holds_dicom(folder, files) or holds_dicom(folder):
         return dicom_case(folder)
     below = [case for directory in _folders(folder, SEARCH_DEPTH) if directory != folder
              for case in _cases_in(directory)]
@@ -237,12 +239,6 @@ def is_dicom_study(path: Path) -> bool:
     if any(parse_brats_name(p) is not None for p in path.iterdir() if p.is_file()):
         return False
     return holds_dicom(path)
-
-
-def _deep_dicom(folder: Path) -> bool:
-    from brainseg_gui.core.dicom_sources import holds_dicom
-
-    return holds_dicom(folder)
 
 
 def dicom_case(path: Path) -> CaseFiles:

@@ -24,7 +24,7 @@ the user, and no labelled corpus of headers exists to learn from.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -437,8 +437,3 @@ def format_assignment(assignment: Assignment) -> str:
 
 def _num(value: Any) -> str:
     return "?" if value is None else f"{float(value):.3g}"
-
-
-def sequences_of(assignment: Assignment) -> Sequence[str]:
-    """The sequences the assignment has a series for, in SEQUENCES order."""
-    return [name for name in SEQUENCES if name in assignment.chosen]

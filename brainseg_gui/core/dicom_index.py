@@ -15,7 +15,7 @@ Geometry is checked per stack (`core/dicom_geometry.py`) and reported, never sil
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,13 +167,6 @@ class DicomIndex:
         return matches[0]
 
 
-def looks_like_dicom_study(path: Path) -> bool:
-    """Whether `path` is a zip, a DICOMDIR, a DICOM file or a folder holding DICOM files (cheap check)."""
-    from brainseg_gui.core.dicom_sources import holds_dicom
-
-    return holds_dicom(Path(path))
-
-
 def index_dicom(path: Path | str, *, progress: ProgressFn = no_progress,
                 cancel: CancelToken | None = None) -> DicomIndex:
     """Index every DICOM file under `path` (folder, zip, DICOMDIR or one file); headers only.
@@ -277,11 +270,6 @@ def _short(exc: BaseException) -> str:
     return text[:120]
 
 
-def all_frames(stacks: Iterable[DicomStack]) -> list[DicomFrame]:
-    """Every frame of `stacks`, in stack then slice order."""
-    return [frame for stack in stacks for frame in stack.frames]
-
-
 __all__ = [
     "MR_IMAGE_CLASSES",
     "SECONDARY_CAPTURE_PREFIX",
@@ -292,5 +280,5 @@ __all__ = [
     "DicomStudy",
     "SeriesHeader",
     "index_dicom",
-    "looks_like_dicom_study",
+    
 ]

@@ -22,9 +22,10 @@ from brainseg_gui.core.case_files import CaseFiles
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, index_dicom
 from brainseg_gui.core.dicom_sources import cache_root, study_uid_of
-from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX, _write_json, write_series_file
+from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX, write_series_file
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
+from brainseg_gui.core.report import write_text_atomic
 from brainseg_gui.core.study import SEQUENCES
 
 RECORD_NAME = "dicom_study.json"
@@ -100,7 +101,8 @@ def stage_case(index: DicomIndex, assignment: Assignment, folder: Path | None = 
     for stale in folder.glob(f"*{SERIES_FILE_SUFFIX}"):
         if stale not in files.values():
             stale.unlink()
-    _write_json(folder / RECORD_NAME, study_record(index, assignment, accept_gaps=accept_gaps))
+    write_text_atomic(folder / RECORD_NAME,
+                      json.dumps(study_record(index, assignment, accept_gaps=accept_gaps), indent=1) + "\n")
     warnings = [f"DICOM study {assignment.study.label}: " + ", ".join(
         f"{name} = series {assignment.series_for(name).label}" for name in files)]  # type: ignore[union-attr]
     return CaseFiles(case_id=case_id, layout="dicom", files=files, warnings=tuple(warnings))

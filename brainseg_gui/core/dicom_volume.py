@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 
 from brainseg_gui.core.dicom_geometry import GAP_FACTOR, check_stack, stack_grid
 from brainseg_gui.core.errors import StudyLoadError
+from brainseg_gui.core.report import write_text_atomic
 from brainseg_gui.core.study import Grid
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ def write_series_file(path: Path, series: Any, *, accept_gaps: bool = False,
                    for f in stack.frames],
         **dict(extra or {}),
     }
-    _write_json(path, data)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
     return path
 
 
@@ -208,19 +207,6 @@ def read_series_volume(path: Path) -> tuple[np.ndarray, Grid]:
     for warning in warnings:
         log.warning("%s", warning)
     return volume, grid
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=1)
-            stream.write("\n")
-        os.chmod(name, 0o644)
-        os.replace(name, path)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
 
 
 __all__ = [
