@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui import __version__
-from brainseg_gui.core.dicom_geometry import LPS_TO_RAS, frame_axes
+from brainseg_gui.core.dicom_seg import plane_geometry
 from brainseg_gui.core.dicom_volume import read_series_file, series_frames
 from brainseg_gui.core.errors import BrainSegError, GridMismatchError
 from brainseg_gui.core.labels import REGIONS, LabelConvention, to_regions
@@ -37,8 +37,6 @@ REGION_LABELS = {"WT": "Whole tumour (WT)", "TC": "Tumour core (TC)", "ET": "Enh
 #: SNOMED CT: every region is a neoplasm (morphologic abnormality); the label tells them apart,
 #: as no SNOMED concept names the BraTS sub-regions.
 NEOPLASM = ("108369006", "Neoplasm")
-#: Largest distance (voxels) a source pixel may lie off the grid's voxel centres in-plane.
-IN_PLANE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,26 +57,10 @@ def region_volumes_ml(labels: np.ndarray, convention: LabelConvention, grid: Gri
 
 def _frame_indices(frame: Any, grid: Grid, *, loose_k: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grid voxel indices (i, j, k) of every pixel (row, column) of one source frame."""
-    step_i, step_j = frame_axes(frame)
-    inverse = np.linalg.inv(grid.affine)
-
-    def to_index(point_lps: np.ndarray) -> np.ndarray:
-        return (inverse @ (LPS_TO_RAS @ np.append(point_lps, 1.0)))[:3]
-
-    origin = to_index(np.asarray(frame.position, dtype=np.float64))
-    col_step = to_index(np.asarray(frame.position) + step_i) - origin
-    row_step = to_index(np.asarray(frame.position) + step_j) - origin
-    for point in (origin, origin + row_step * (frame.rows - 1) + col_step * (frame.columns - 1)):
-        off = np.abs(point - np.rint(point))
-        inside = all(-0.5 <= v < n - 0.5 for v, n in zip(point, grid.shape))
-        if off[:2].max() > IN_PLANE_TOLERANCE or (not loose_k and off[2] > IN_PLANE_TOLERANCE) or not inside:
-            raise GridMismatchError(f"frame {frame.sop_instance_uid} ({frame.path.name}) does not lie on the "
-                                    f"mask's grid ({grid.describe()}): its pixel maps to voxel "
-                                    f"{np.round(point, 3).tolist()}")
-    r = np.arange(frame.rows)[:, None, None]
-    c = np.arange(frame.columns)[None, :, None]
-    ijk = np.rint(origin + r * row_step + c * col_step).astype(np.int64)
-    return ijk[..., 0], ijk[..., 1], ijk[..., 2]
+    if frame.position is None or frame.orientation is None or frame.pixel_spacing is None:
+        raise GridMismatchError(f"frame {frame.sop_instance_uid} ({frame.path.name}) has no position or spacing")
+    return plane_geometry(frame.position, frame.orientation, frame.pixel_spacing, frame.rows, frame.columns, grid,
+                          name=f"frame {frame.sop_instance_uid} ({frame.path.name})", loose_k=loose_k).indices()
 
 
 def build_study_seg(labels: np.ndarray, convention: LabelConvention, grid: Grid, series_file: Path, *,

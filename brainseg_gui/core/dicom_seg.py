@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,28 +97,39 @@ def read_series(folder: Path, member: Path | None = None) -> list:
 
 def frame_geometry(dataset, grid: Grid) -> FrameGeometry:
     """Map one source instance's pixels to grid voxel indices (and check they land on voxels)."""
-    position = np.array([float(v) for v in dataset.ImagePositionPatient])
-    orientation = np.array([float(v) for v in dataset.ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in dataset.PixelSpacing)
-    along_row, along_column = orientation[:3], orientation[3:]  # directions of increasing column, row
+    return plane_geometry([float(v) for v in dataset.ImagePositionPatient],
+                          [float(v) for v in dataset.ImageOrientationPatient],
+                          [float(v) for v in dataset.PixelSpacing], int(dataset.Rows), int(dataset.Columns), grid,
+                          name=f"DICOM instance {dataset.SOPInstanceUID}")
+
+
+def plane_geometry(position: Sequence[float], orientation: Sequence[float], pixel_spacing: Sequence[float],
+                   rows: int, columns: int, grid: Grid, *, name: str, loose_k: bool = False) -> FrameGeometry:
+    """Map the pixels of one image plane (DICOM LPS geometry) to grid voxel indices, checking they land
+    on voxels. `loose_k`: only in-plane, for a stack rebuilt on regular slices (accepted gaps), whose
+    planes may lie between the grid's."""
+    position_lps = np.array(position, dtype=np.float64)
+    along_row, along_column = np.array(orientation[:3]), np.array(orientation[3:])  # increasing column, row
+    row_spacing, col_spacing = (float(v) for v in pixel_spacing)
     lps_to_ras = np.array([-1.0, -1.0, 1.0])
     inverse = np.linalg.inv(grid.affine)
 
     def to_index(point_lps: np.ndarray) -> np.ndarray:
         return (inverse @ np.append(point_lps * lps_to_ras, 1.0))[:3]
 
-    origin = to_index(position)
-    col_step = to_index(position + col_spacing * along_row) - origin
-    row_step = to_index(position + row_spacing * along_column) - origin
-    geometry = FrameGeometry(origin, row_step, col_step, int(dataset.Rows), int(dataset.Columns))
-    corners = [origin + r * row_step + c * col_step for r in (0, geometry.rows - 1) for c in (0, geometry.columns - 1)]
+    origin = to_index(position_lps)
+    col_step = to_index(position_lps + col_spacing * along_row) - origin
+    row_step = to_index(position_lps + row_spacing * along_column) - origin
+    geometry = FrameGeometry(origin, row_step, col_step, rows, columns)
+    checked = slice(0, 2) if loose_k else slice(0, 3)
+    corners = [origin + r * row_step + c * col_step for r in (0, rows - 1) for c in (0, columns - 1)]
     for point in (origin, origin + row_step, origin + col_step, *corners):
-        off = np.abs(point - np.rint(point)).max()
+        off = np.abs(point - np.rint(point))[checked].max()
         inside = all(-0.5 <= v < n - 0.5 for v, n in zip(point, grid.shape))
         if off > GEOMETRY_TOLERANCE or not inside:
             raise GridMismatchError(
-                f"DICOM instance {dataset.SOPInstanceUID} does not lie on the study's grid "
-                f"({grid.describe()}): its pixel maps to voxel {np.round(point, 3).tolist()}")
+                f"{name} does not lie on the study's grid ({grid.describe()}): its pixel maps to voxel "
+                f"{np.round(point, 3).tolist()}")
     return geometry
 
 
