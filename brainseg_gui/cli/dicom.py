@@ -92,11 +92,11 @@ def refuse_gaps(found: FoundCase) -> None:
     from brainseg_gui.core.dicom_volume import GapsError
 
     gaps = gap_problems(found.assignment)
-    duplicates = {n: p for n, p in gaps.items() if any(x.startswith("duplicate") for x in p)}
-    if duplicates:
-        name, problems = next(iter(duplicates.items()))
-        raise GapsError(f"{name} series {found.assignment.series_for(name).label}: {problems[0]}; choose another "
-                        f"series with --series {name}=SERIES")
+    for name in gaps:
+        series = found.assignment.series_for(name)
+        if series.main_stack.geometry.duplicate:
+            raise GapsError(f"{name} series {series.label}: {series.main_stack.geometry.duplicate}; choose another "
+                            f"series with --series {name}=SERIES")
     if gaps and not found.accept_gaps:
         listing = "; ".join(f"{name} series {found.assignment.series_for(name).label}: {', '.join(p)}"
                             for name, p in gaps.items())

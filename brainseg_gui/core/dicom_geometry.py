@@ -43,6 +43,10 @@ class StackGeometry:
     missing: int = 0
     duplicates: int = 0
     uneven: bool = False
+    #: The problems rebuilding the slices by interpolation mends (missing slices, uneven spacing).
+    gaps: tuple[str, ...] = ()
+    #: Why the stack is not one volume (several images at one position), or None.
+    duplicate: str | None = None
 
     @property
     def regular(self) -> bool:
@@ -83,23 +87,26 @@ def check_stack(frames: Sequence[DicomFrame]) -> tuple[tuple[DicomFrame, ...], S
     steps = np.diff(depths)
     duplicates = int((steps < DUPLICATE_MM).sum())
     distinct = steps[steps >= DUPLICATE_MM]
-    problems: list[str] = []
+    duplicate = None
     if duplicates:
-        problems.append(f"duplicate positions: {duplicates + 1 if duplicates == 1 else duplicates} image(s) "
-                        "share a slice position with another (several echoes, volumes or copies)")
+        duplicate = (f"duplicate positions: {duplicates + 1 if duplicates == 1 else duplicates} image(s) "
+                     "share a slice position with another (several echoes, volumes or copies)")
+    problems: list[str] = [duplicate] if duplicate else []
     if distinct.size == 0:
-        return ordered, StackGeometry(None, tuple(problems), duplicates=duplicates)
+        return ordered, StackGeometry(None, tuple(problems), duplicates=duplicates, duplicate=duplicate)
     median = float(np.median(distinct))
     gaps = distinct[distinct >= GAP_FACTOR * median]
     missing = int(sum(round(step / median) - 1 for step in gaps))
+    mendable: list[str] = []
     if gaps.size:
         where = [int(i) + 1 for i in np.flatnonzero(steps >= GAP_FACTOR * median)][:4]
-        problems.append(f"missing slices: {missing} slice(s) absent (gap of {float(gaps.max()):.3g} mm where the "
+        mendable.append(f"missing slices: {missing} slice(s) absent (gap of {float(gaps.max()):.3g} mm where the "
                         f"spacing is {median:.3g} mm, after slice {', '.join(map(str, where))})")
     regular = distinct[distinct < GAP_FACTOR * median]
     uneven = bool(regular.size and np.abs(regular - median).max() > UNEVEN_SHARE * median)
     if uneven:
-        problems.append(f"uneven slice spacing: {float(regular.min()):.3g} to {float(regular.max()):.3g} mm")
+        mendable.append(f"uneven slice spacing: {float(regular.min()):.3g} to {float(regular.max()):.3g} mm")
+    problems += mendable
     first = np.asarray(ordered[0].position)
     drift = max(float(np.linalg.norm((np.asarray(f.position) - first) - np.dot(np.asarray(f.position) - first,
                                                                                  normal) * normal))
@@ -107,7 +114,8 @@ def check_stack(frames: Sequence[DicomFrame]) -> tuple[tuple[DicomFrame, ...], S
     if drift > DRIFT_MM * len(ordered):
         problems.append(f"slices are shifted sideways along the stack by up to {drift:.2g} mm (gantry tilt or "
                         "shear); the grid follows the positions")
-    return ordered, StackGeometry(median, tuple(problems), missing=missing, duplicates=duplicates, uneven=uneven)
+    return ordered, StackGeometry(median, tuple(problems), missing=missing, duplicates=duplicates, uneven=uneven,
+                                  gaps=tuple(mendable), duplicate=duplicate)
 
 
 def frame_axes(frame: DicomFrame) -> tuple[np.ndarray, np.ndarray]:

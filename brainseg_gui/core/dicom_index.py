@@ -97,6 +97,7 @@ class DicomSeries:
             "scanning_sequence": header.scanning_sequence or None, "image_type": list(header.image_type),
             "transfer_syntax": header.transfer_syntax, "time": header.time or None,
             "geometry_problems": list(self.geometry_problems()),
+            "gaps": list(geometry.gaps) if geometry else [],
         }
 
     def geometry_problems(self) -> tuple[str, ...]:

@@ -65,8 +65,8 @@ def gap_problems(assignment: Assignment) -> dict[str, list[str]]:
         series = assignment.series_for(name)
         if series is None or series.main_stack is None:
             continue
-        problems = [p for p in series.main_stack.geometry.problems
-                    if p.startswith(("missing slices", "uneven slice spacing", "duplicate positions"))]
+        geometry = series.main_stack.geometry
+        problems = [*([geometry.duplicate] if geometry.duplicate else []), *geometry.gaps]
         if problems:
             out[name] = problems
     return out
@@ -163,8 +163,7 @@ def result_flags(series_file: Path) -> list[str]:
         chosen = {entry.get("series_uid") for entry in (record.get("sequences") or {}).values()}
         gaps = [f"series {s.get('series_number')} {s.get('description') or ''}".strip()
                 for s in record.get("series") or []
-                if s.get("series_uid") in chosen and any(p.startswith(("missing slices", "uneven slice spacing"))
-                                                         for p in s.get("geometry_problems") or [])]
+                if s.get("series_uid") in chosen and s.get("gaps")]
         if gaps:
             flags.append(f"series with missing slices accepted ({', '.join(gaps)}): slices rebuilt by interpolation")
     return flags

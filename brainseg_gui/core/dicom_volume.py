@@ -43,11 +43,11 @@ def read_frames(frames: Sequence[Any], *, accept_gaps: bool = False,
                 label: str = "series") -> tuple[np.ndarray, Grid, list[str]]:
     """Pixels of `frames` (one stack) as a float32 (i, j, k) volume, its RAS grid, and warnings."""
     ordered, geometry = check_stack(frames)
-    if geometry.duplicates:
-        raise StudyLoadError(f"{label}: {geometry.problems[0]}; it is not one volume")
+    if geometry.duplicate:
+        raise StudyLoadError(f"{label}: {geometry.duplicate}; it is not one volume")
     if geometry.spacing is None and len(ordered) > 1:
         raise StudyLoadError(f"{label}: {'; '.join(geometry.problems) or 'no slice positions'}")
-    irregular = [p for p in geometry.problems if p.startswith(("missing slices", "uneven slice spacing"))]
+    irregular = list(geometry.gaps)
     if irregular and not accept_gaps:
         raise GapsError(f"{label}: {'; '.join(irregular)}; BrainSeg does not resample it silently: accept "
                         "rebuilding the missing slices by interpolation (--accept-gaps, or the tick box in "
@@ -57,7 +57,7 @@ def read_frames(frames: Sequence[Any], *, accept_gaps: bool = False,
         raise StudyLoadError(f"{label}: {ordered[0].columns}x{ordered[0].rows}x{len(ordered)} = {voxels} voxels "
                              f"is more than BrainSeg reads ({MAX_VOXELS}); not a brain MR series")
     slices = _pixels(ordered, label)
-    warnings = [f"{label}: {p}" for p in geometry.problems if not p.startswith(("missing", "uneven"))]
+    warnings = [f"{label}: {p}" for p in geometry.problems if p not in geometry.gaps]
     if not irregular:
         return np.stack(slices, axis=-1), stack_grid(ordered), warnings
     volume, positions = _regular(ordered, slices, float(geometry.spacing or 1.0))

@@ -20,9 +20,6 @@ from brainseg_gui.core.dicom_index import DicomIndex, DicomSeries, index_dicom
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 
-#: Geometry problems that rebuilding by interpolation mends (the tick box), and the one it cannot.
-GAP_PREFIXES = ("missing slices", "uneven slice spacing")
-DUPLICATE_PREFIX = "duplicate positions"
 THUMBNAIL_SIZE = 96
 
 __all__ = ["SeriesChoice", "StagedStudy", "classify", "gap_problems_of", "index_study", "is_dicom_study", "stage",
@@ -90,15 +87,14 @@ def thumbnail(series: DicomSeries) -> np.ndarray | None:
 def gap_problems_of(series: DicomSeries) -> list[str]:
     """Missing slices or uneven spacing of the series' main stack (mended by interpolation when accepted)."""
     stack = series.main_stack
-    return [] if stack is None else [p for p in stack.geometry.problems if p.startswith(GAP_PREFIXES)]
+    return [] if stack is None else list(stack.geometry.gaps)
 
 
 def why_unusable(assignment: Assignment, series: DicomSeries) -> str | None:
     """Why the series cannot be segmented at all (duplicate positions, not an image volume), else None."""
     stack = series.main_stack
-    duplicates = [] if stack is None else [p for p in stack.geometry.problems if p.startswith(DUPLICATE_PREFIX)]
-    if duplicates:
-        return f"{duplicates[0]}: it is not one volume"
+    if stack is not None and stack.geometry.duplicate:
+        return f"{stack.geometry.duplicate}: it is not one volume"
     found = assignment.classes[series.uid]
     if not found.usable:
         return found.reason or "not an image volume"
