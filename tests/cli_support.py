@@ -19,4 +19,5 @@ def one_error_line(err: str) -> str:
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("brainseg: error: "), err
+    assert "Traceback" not in err
     return lines[0]

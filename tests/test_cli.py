@@ -22,23 +22,12 @@ from brainseg_gui.cli import study as cli_study
 from brainseg_gui.core.labels import LabelConvention, to_regions
 from brainseg_gui.core.lesion_metrics import lesion_wise
 from brainseg_gui.core.metrics import evaluate_regions
+from tests.cli_support import one_error_line, run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = (40, 48, 36)
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    status = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("brainseg: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:

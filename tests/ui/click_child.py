@@ -13,25 +13,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["BRAINSEG_NO_3D"] = "1"
 
 import numpy as np
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 
 def main(case: Path, expected: Path, voxel: tuple[int, int, int]) -> None:
     app = QApplication([])
     from brainseg_gui.core.click_refine import Click
-    from brainseg_gui.ui.main_window import MainWindow
     from brainseg_gui.ui.viewer_state import Tool
-    from tests.ui.editing_child import wait
-    from tests.ui.editing_support import FakePredictor
+    from tests.ui.editing_child import open_segmented, wait
 
-    settings = QSettings(str(expected.with_suffix(".ini")), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings, predictor_factory=FakePredictor)
-    window.show()
-    window.open_study(case)
-    wait(app, lambda: window.volume is not None)
-    window.run_segmentation()
-    wait(app, lambda: window.editing.session is not None)
+    window = open_segmented(app, case, expected)
     window.state.set_tool(Tool.CLICK)
     session = window.editing.session
     assert window.click_tool.submit(Click(voxel, "WT", True)) is not None

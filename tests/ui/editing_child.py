@@ -25,10 +25,9 @@ def wait(app: QApplication, condition, timeout: float = 60.0) -> None:
         time.sleep(0.005)
 
 
-def main(case: Path, expected: Path) -> None:
-    app = QApplication([])
+def open_segmented(app: QApplication, case: Path, expected: Path):
+    """A window showing `case` segmented by the fake model, its settings beside `expected`."""
     from brainseg_gui.ui.main_window import MainWindow
-    from brainseg_gui.ui.viewer_state import Tool
     from tests.ui.editing_support import FakePredictor
 
     settings = QSettings(str(expected.with_suffix(".ini")), QSettings.Format.IniFormat)
@@ -38,6 +37,14 @@ def main(case: Path, expected: Path) -> None:
     wait(app, lambda: window.volume is not None)
     window.run_segmentation()
     wait(app, lambda: window.editing.session is not None)
+    return window
+
+
+def main(case: Path, expected: Path) -> None:
+    app = QApplication([])
+    from brainseg_gui.ui.viewer_state import Tool
+
+    window = open_segmented(app, case, expected)
     editing, state = window.editing, window.state
     x, y, z = state.crosshair
     state.set_tool(Tool.BRUSH)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.prompts import Unsaved
 
 TIMEOUT_MS = 60_000
+REPO = Path(__file__).resolve().parents[2]
 #: pyqtgraph drops mouse moves closer together than its rate limit (100 Hz).
 MOVE_INTERVAL_S = 0.012
 
@@ -97,3 +102,19 @@ def click(view, voxel: tuple[int, int, int], modifier=Qt.KeyboardModifier.NoModi
 def file_value(window: MainWindow, voxel: tuple[int, int, int]) -> int:
     """The edited label at a RAS voxel (read from the file-order session mask)."""
     return int(window.editing.session.labels[window.volume.file_index(voxel)])
+
+
+def kill_when_ready(child: Path, args: list[object], state_dir: Path) -> subprocess.Popen:
+    """Run the GUI script `child` in a process of its own; when it prints READY, SIGKILL it (the crash
+    the journal must survive). Returns the finished process."""
+    env = {**os.environ, "BRAINSEG_STATE_DIR": str(state_dir), "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, str(child), *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        assert line.strip() == "READY", process.stderr.read()  # type: ignore[union-attr]
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    return process

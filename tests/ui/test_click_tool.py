@@ -5,10 +5,7 @@ click made while a correction runs neither waits on the GUI thread nor corrupts 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -23,9 +20,16 @@ from brainseg_gui.core.labels import LabelConvention, to_regions
 from brainseg_gui.ml.predictor import Prediction
 from brainseg_gui.ui import click_tool as click_module
 from brainseg_gui.ui.viewer_state import Tool
-from tests.ui.editing_support import TIMEOUT_MS, FakePredictor, click, drag, make_window, open_and_segment
+from tests.ui.editing_support import (
+    TIMEOUT_MS,
+    FakePredictor,
+    click,
+    drag,
+    kill_when_ready,
+    make_window,
+    open_and_segment,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("click_child.py")
 SHOTS = Path("/tmp/brainseg-shots/click")
 MISSED_FROM_K = 12  # FakePredictor drops file slices k >= shape[2] // 2 + 2 of the toy's tumour
@@ -303,16 +307,7 @@ def test_a_click_survives_a_kill(qtbot, settings, monkeypatch, toy_case, tmp_pat
     centre = missed_centre(window)
     window.close()
     expected_file = tmp_path / "expected.npy"
-    env = {**os.environ, "BRAINSEG_STATE_DIR": str(private_state), "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, str(CHILD), str(toy_case), str(expected_file), *map(str, centre)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    try:
-        line = child.stdout.readline()
-        assert line.strip() == "READY", child.stderr.read()
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+    kill_when_ready(CHILD, [toy_case, expected_file, *centre], private_state)
     expected = np.load(expected_file)
 
     window = make_window(qtbot, settings, monkeypatch)

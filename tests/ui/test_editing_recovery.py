@@ -3,10 +3,7 @@ leaving a study with unsaved edits asks; exports ask before replacing an earlier
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,8 @@ import pytest
 from brainseg_gui.core.journal import read_journal
 from brainseg_gui.ui.prompts import Unsaved, overwrite_box, restore_box, unsaved_box
 from brainseg_gui.ui.viewer_state import Tool
-from tests.ui.editing_support import TIMEOUT_MS, StubPrompter, make_window, open_and_segment
+from tests.ui.editing_support import TIMEOUT_MS, StubPrompter, kill_when_ready, make_window, open_and_segment
 
-REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("editing_child.py")
 
 
@@ -35,16 +31,7 @@ def paint(window, voxel=None, label="ET", radius=3.0) -> None:
 def test_gui_killed_mid_stroke_is_restored_exactly(qtbot, settings, monkeypatch, toy_case, tmp_path,
                                                    private_state, screenshots) -> None:
     expected_file = tmp_path / "expected.npy"
-    env = {**os.environ, "BRAINSEG_STATE_DIR": str(private_state), "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, str(CHILD), str(toy_case), str(expected_file)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    try:
-        line = child.stdout.readline()
-        assert line.strip() == "READY", child.stderr.read()
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
+    child = kill_when_ready(CHILD, [toy_case, expected_file], private_state)
     assert child.returncode == -signal.SIGKILL
     expected = np.load(expected_file)
     journals = list((private_state / "journals").glob("*.bsjournal"))
