@@ -63,9 +63,10 @@ def labelled_cases(data_dirs: Sequence[Path]) -> dict[str, CaseFiles]:
 
 
 def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0, device: str = "cpu",
-                   tta: bool = False, progress: ProgressFn = no_progress,
+                   tta: bool = False, lesions: bool = True, progress: ProgressFn = no_progress,
                    cancel: CancelToken | None = None) -> list[CaseEvaluation]:
-    """Predict each case with the model in `model_dir` and score it against its own labels."""
+    """Predict each case with the model in `model_dir` and score it against its own labels (with the
+    lesion-wise scores unless `lesions` is False: ~1 s a case that the fine-tune panel does not show)."""
     import time
 
     from brainseg_gui.ml.predictor import Predictor
@@ -81,9 +82,9 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
         assert study.labels is not None and study.label_convention is not None  # labelled_cases() only
         prediction = predictor(study, cancel=cancel)
         metrics = evaluate_against_study(prediction.regions, study)
-        lesions = lesion_wise_against_study(prediction.regions, study)
+        by_lesion = lesion_wise_against_study(prediction.regions, study) if lesions else {}
         results.append(CaseEvaluation(fold, case.case_id, predictor.model_version, metrics,
-                                      time.perf_counter() - started, lesions))
+                                      time.perf_counter() - started, by_lesion))
         log.info("fold %d %s: Dice %s", fold, case.case_id,
                  " ".join(f"{r} {metrics[r].dice:.3f}" for r in REGIONS))
     return results

@@ -65,7 +65,8 @@ def evaluate_full(model_dir: Path, cases: Sequence[CaseFiles], *, device: str = 
     """Predict each case with the model and score Dice and HD95 per region at full resolution."""
     from brainseg_gui.ml.crossval import evaluate_model
 
-    evaluations = evaluate_model(Path(model_dir), list(cases), device=device, progress=progress, cancel=cancel)
+    evaluations = evaluate_model(Path(model_dir), list(cases), device=device, lesions=False, progress=progress,
+                                 cancel=cancel)
     per_case = {e.case_id: {r: RegionScore(float(e.metrics[r].dice), float(e.metrics[r].hd95)) for r in REGIONS}
                 for e in evaluations}
     return summarise(per_case, evaluations[0].model_version if evaluations else "")
