@@ -20,13 +20,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from brainseg_gui import RESEARCH_USE_NOTE, resources_dir
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.errors import BrainSegError
 
 log = logging.getLogger(__name__)
@@ -216,18 +216,7 @@ def _require_linux() -> None:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    """Atomic write: a temporary file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, data)
 
 
 # Desktop Entry spec: an Exec argument with a reserved character is double-quoted, and inside the

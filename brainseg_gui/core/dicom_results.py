@@ -14,8 +14,6 @@ spacing), never by an assumed order, so a grid built from the series maps back e
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui import __version__
+from brainseg_gui.core.atomic import FileSet, WriteError
 from brainseg_gui.core.dicom_seg import plane_geometry
 from brainseg_gui.core.dicom_volume import read_series_file, series_frames
 from brainseg_gui.core.errors import BrainSegError, GridMismatchError
@@ -183,10 +182,9 @@ def write_study_results(out_dir: Path, labels: np.ndarray, convention: LabelConv
                         series_file: Path, *, model_version: str | None, edited: bool = False, user: str = "unknown",
                         flags: Sequence[str] = (), name: str = "brainseg") -> WrittenResults:
     """Write `<name>_seg.dcm` and `<name>_sr.dcm` into `out_dir` as a set (never beside the study's files)."""
-    from brainseg_gui.core.dicom_sr import build_volume_report
+    from brainseg_gui.core.dicom_sr import build_volume_report, write_volume_report
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     seg, sources = build_study_seg(labels, convention, grid, series_file, model_version=model_version,
                                    edited=edited, user=user)
     volumes = region_volumes_ml(labels, convention, grid)
@@ -194,22 +192,12 @@ def write_study_results(out_dir: Path, labels: np.ndarray, convention: LabelConv
                                  model_version=str(model_version), flags=list(flags),
                                  series_number=int(seg.SeriesNumber) + 1)
     targets = [out_dir / f"{name}_seg.dcm", out_dir / f"{name}_sr.dcm"]
-    temporaries: list[str] = []
     try:
-        for dataset, target in zip((seg, report), targets, strict=True):
-            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-            os.close(handle)
-            temporaries.append(temp)
-            dataset.save_as(temp, enforce_file_format=True)
-            os.chmod(temp, 0o644)
-        for temp, target in zip(temporaries, targets, strict=True):
-            os.replace(temp, target)
-    except OSError as exc:
+        with FileSet() as files:
+            files.add(targets[0], lambda temporary: seg.save_as(temporary, enforce_file_format=True))
+            write_volume_report(targets[1], report, files=files)
+    except WriteError as exc:
         raise BrainSegError(f"cannot write the DICOM results into {out_dir}: {exc}") from exc
-    finally:
-        for temp in temporaries:
-            if os.path.exists(temp):
-                os.unlink(temp)
     log.info("wrote %s and %s (series %s)", targets[0], targets[1], seg.SeriesInstanceUID)
     return WrittenResults(targets[0], targets[1], volumes, str(seg.SeriesInstanceUID))
 

@@ -9,8 +9,6 @@ LPS -> RAS), never by assuming an order, so a series stored in any orientation c
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from brainseg_gui import __version__
+from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.errors import BrainSegError, GridMismatchError, StudyLoadError
 from brainseg_gui.core.export import Provenance, check_target
 from brainseg_gui.core.image_io import DICOM_SUFFIXES, image_suffix, is_dicom_file
@@ -134,8 +133,11 @@ def plane_geometry(position: Sequence[float], orientation: Sequence[float], pixe
 
 
 def write_dicom_seg(path: Path, labels: np.ndarray, study: Study, prov: Provenance, *,
-                    overwrite: bool = False) -> Path:
-    """Write `labels` (BraTS values on the study's grid) as a DICOM-SEG referencing the source series."""
+                    overwrite: bool = False, files: FileSet | None = None) -> Path:
+    """Write `labels` (BraTS values on the study's grid) as a DICOM-SEG referencing the source series.
+
+    With `files`, the SEG joins that set (written with the rest or not at all).
+    """
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
@@ -189,15 +191,7 @@ def write_dicom_seg(path: Path, labels: np.ndarray, study: Study, prov: Provenan
         content_label="TUMOUR",
         omit_empty_frames=False,
     )
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        seg.save_as(temp)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    write_into(files, path, seg.save_as)
     log.info("wrote DICOM-SEG %s (%d frames referencing %s)", path, len(datasets), source[0])
     return path
 

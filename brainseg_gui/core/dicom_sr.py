@@ -15,13 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import operator
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from brainseg_gui import __version__
+from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.errors import BrainSegError
 
 if TYPE_CHECKING:
@@ -119,27 +118,17 @@ def build_volume_report(seg: pydicom.Dataset, volumes_ml: Mapping[int, float], *
     return sr
 
 
-def write_volume_report(path: Path, report: Any) -> Path:
-    """Write `report` (a DICOM dataset) to `path` atomically: a temp file beside it, then os.replace (0644)."""
+def write_volume_report(path: Path, report: Any, *, files: FileSet | None = None) -> Path:
+    """Write `report` (a DICOM dataset) to `path` all-or-nothing; with `files`, as part of that set."""
     import pydicom
 
     path = Path(path)
     if not isinstance(report, pydicom.Dataset):
         raise BrainSegError(f"cannot write {path}: the report is a {type(report).__name__}, not a DICOM dataset")
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
+        write_into(files, path, lambda temporary: report.save_as(temporary, enforce_file_format=True))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise BrainSegError(f"cannot write DICOM SR {path}: {exc}") from exc
-    os.close(handle)
-    try:
-        report.save_as(temp, enforce_file_format=True)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise BrainSegError(f"cannot write DICOM SR {path}: {exc}") from exc
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     log.info("wrote DICOM SR %s", path)
     return path
 

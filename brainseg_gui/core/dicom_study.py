@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.case_files import CaseFiles
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, index_dicom
@@ -25,7 +26,6 @@ from brainseg_gui.core.dicom_sources import cache_root, study_uid_of
 from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX, write_series_file
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
-from brainseg_gui.core.report import write_text_atomic
 from brainseg_gui.core.study import SEQUENCES
 
 RECORD_NAME = "dicom_study.json"
@@ -101,7 +101,7 @@ def stage_case(index: DicomIndex, assignment: Assignment, folder: Path | None = 
     for stale in folder.glob(f"*{SERIES_FILE_SUFFIX}"):
         if stale not in files.values():
             stale.unlink()
-    write_text_atomic(folder / RECORD_NAME,
+    write_atomic(folder / RECORD_NAME,
                       json.dumps(study_record(index, assignment, accept_gaps=accept_gaps), indent=1) + "\n")
     warnings = [f"DICOM study {assignment.study.label}: " + ", ".join(
         f"{name} = series {assignment.series_for(name).label}" for name in files)]  # type: ignore[union-attr]

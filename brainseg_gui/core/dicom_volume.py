@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.dicom_geometry import GAP_FACTOR, check_stack, stack_grid
 from brainseg_gui.core.errors import StudyLoadError
-from brainseg_gui.core.report import write_text_atomic
 from brainseg_gui.core.study import Grid
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def write_series_file(path: Path, series: Any, *, accept_gaps: bool = False,
                    for f in stack.frames],
         **dict(extra or {}),
     }
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
     return path
 
 

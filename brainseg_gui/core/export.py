@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui import RESEARCH_USE_NOTE, __version__
+from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, save_label_map, sidecar_path
 from brainseg_gui.core.labels import LabelConvention, convert, parse_convention
@@ -100,8 +101,10 @@ def provenance(study: Study, corrected: np.ndarray, ai: np.ndarray | None, *, mo
 
 def export_nifti(path: Path, labels: np.ndarray, study: Study, prov: Provenance, *,
                  convention: LabelConvention | str = LabelConvention.BRATS,
-                 overwrite: bool = False, protect: Iterable[Path] = ()) -> Path:
+                 overwrite: bool = False, protect: Iterable[Path] = (), files: FileSet | None = None) -> Path:
     """Write `labels` (BraTS values, the study's grid) as NIfTI in `convention`, with a JSON sidecar.
+
+    With `files`, both join that set (written with the rest of an export, or not at all).
 
     Raises ExportExistsError when the file (or its sidecar) exists and `overwrite` is False, and
     BrainSegError when the path is one of the study's inputs or of `protect` (the mask files the
@@ -115,7 +118,7 @@ def export_nifti(path: Path, labels: np.ndarray, study: Study, prov: Provenance,
     check_target(path, study, overwrite=overwrite, extra=(sidecar_path(path),), protect=protect)
     values = convert(labels, LabelConvention.BRATS, chosen)
     save_label_map(path, values, study.grid, description=prov.description(chosen),
-                   sidecar=prov.to_dict(chosen), protect=[*input_paths(study), *protect])
+                   sidecar=prov.to_dict(chosen), protect=[*input_paths(study), *protect], files=files)
     log.info("exported the mask of %s to %s (%s)", study.case_id, path, chosen.value)
     return path
 

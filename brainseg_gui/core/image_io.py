@@ -14,11 +14,10 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
+from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.errors import BrainSegError, LabelError, StudyLoadError
 from brainseg_gui.core.study import Grid
 
@@ -295,12 +295,14 @@ def write_image(
     description: str = "",
     sidecar: Mapping[str, Any] | None = None,
     protect: Iterable[Path] = (),
+    files: FileSet | None = None,
 ) -> None:
-    """Write a 3D array as NIfTI (.nii or .nii.gz), atomically, with `grid.affine` kept exactly.
+    """Write a 3D array as NIfTI (.nii or .nii.gz), all-or-nothing, with `grid.affine` kept exactly.
 
     qform and sform are both set from the affine with code 1 (scanner), as nibabel does; the
     description goes into the header (cut to 80 bytes); `sidecar`, if given, is written as JSON to
-    `<name>.json` beside the image. Paths in `protect` (the inputs) are never overwritten.
+    `<name>.json` beside the image, in the same set. Paths in `protect` (the inputs) are never
+    overwritten. With `files`, image and sidecar join that set (see core/atomic.py).
     """
     path = Path(path)
     suffix = image_suffix(path)
@@ -319,25 +321,13 @@ def write_image(
     image.header.set_data_dtype(array.dtype)
     image.header.set_xyzt_units("mm")
     image.header["descrip"] = _description_bytes(description)
-    temporaries: list[Path] = []
     try:
-        image_tmp = _temporary(path, suffix)
-        temporaries.append(image_tmp)
-        nib.save(image, image_tmp)
-        os.chmod(image_tmp, _mode_for(path))
-        if sidecar is not None:
-            json_tmp = _temporary(targets[1], ".json")
-            temporaries.append(json_tmp)
-            json_tmp.write_text(json.dumps(dict(sidecar), indent=2, sort_keys=True, default=str) + "\n",
-                                encoding="utf-8")
-            os.chmod(json_tmp, _mode_for(targets[1]))
-        for tmp, target in zip(temporaries, targets, strict=True):
-            os.replace(tmp, target)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        with FileSet() if files is None else nullcontext(files) as into:
+            into.add(path, lambda temporary: nib.save(image, temporary))
+            if sidecar is not None:
+                into.add(targets[1], json.dumps(dict(sidecar), indent=2, sort_keys=True, default=str) + "\n")
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise BrainSegError(f"cannot write {path}: {exc}") from exc
-    finally:
-        for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
     log.info("wrote %s (%s, %s)", path, grid.describe(), array.dtype)
 
 
@@ -349,6 +339,7 @@ def save_label_map(
     description: str = "",
     sidecar: Mapping[str, Any] | None = None,
     protect: Iterable[Path] = (),
+    files: FileSet | None = None,
 ) -> None:
     """Write a label map as uint8 NIfTI on `grid` (see `write_image`); values must fit 0..255."""
     labels = np.asarray(labels)
@@ -358,7 +349,7 @@ def save_label_map(
         raise LabelError(f"cannot write {path}: label values {int(labels.min())}..{int(labels.max())} "
                          "do not fit uint8 (0..255)")
     write_image(path, labels.astype(np.uint8, copy=False), grid, description=description,
-                sidecar=sidecar, protect=protect)
+                sidecar=sidecar, protect=protect, files=files)
 
 
 def _refuse_protected(targets: list[Path], protect: Iterable[Path]) -> None:
@@ -370,22 +361,6 @@ def _refuse_protected(targets: list[Path], protect: Iterable[Path]) -> None:
 
 def _identity(path: Path) -> Path:
     return path.expanduser().resolve()
-
-
-def _temporary(target: Path, suffix: str) -> Path:
-    """A new empty file beside `target` whose name ends with `suffix` (so nibabel picks gzip)."""
-    handle, name = tempfile.mkstemp(prefix=f".{strip_image_suffix(target)}.", suffix=f".tmp{suffix}",
-                                    dir=target.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def _mode_for(target: Path) -> int:
-    """Keep an overwritten file's permissions; new files get rw-r--r-- (mkstemp makes them 0600)."""
-    try:
-        return target.stat().st_mode & 0o777
-    except OSError:
-        return 0o644
 
 
 def _description_bytes(description: str) -> bytes:

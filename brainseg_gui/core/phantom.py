@@ -14,13 +14,12 @@ k to superior (nibabel axcodes L, P, S), as in the BraTS NIfTI files.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import LabelConvention, convert
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
@@ -153,14 +152,7 @@ def _save_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     image.header.set_sform(affine, code=1)
     image.header.set_qform(affine, code=1)
     image.header.set_xyzt_units("mm", "sec")
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".nii.gz")
-    os.close(handle)
-    try:
-        nib.save(image, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda temporary: nib.save(image, temporary))
 
 
 # ---------------------------------------------------------------- anatomy

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import struct
-import tempfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -83,26 +80,6 @@ dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }
 <h2>Source files</h2><ul>{sources}</ul>
 </body></html>
 """
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a text file (UTF-8) via a temporary file in the same folder and a rename."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write a file via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
 
 
 def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, *, opacity: float = 0.45) -> bytes:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +20,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.cases import CaseFiles
 from brainseg_gui.core.errors import BrainSegError, Cancelled
-from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, sidecar_path, strip_image_suffix
+from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, sidecar_path
 from brainseg_gui.core.io import find_case, find_cases, load_study, save_label_map
 from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
@@ -115,11 +114,14 @@ def predict_case(
     seconds = {"load": round(loaded - started, 3), **prediction.seconds}  # the write's own time is not known yet
     sidecar = prediction_sidecar(study, prediction, convention, probabilities=save_probabilities)
     sidecar["seconds"] = seconds
-    if save_probabilities is not None and prediction.probabilities is not None:
-        write_probabilities(Path(save_probabilities), prediction.probabilities, study.grid,
-                            description=f"BrainSeg {prediction.model_version} P(WT,TC,ET)", protect=protect)
-    save_label_map(output, prediction.labels(convention), study.grid,
-                    description=f"BrainSeg {prediction.model_version}", sidecar=sidecar, protect=protect)
+    with FileSet() as files:  # mask, sidecar and probabilities together, or none of them
+        if save_probabilities is not None and prediction.probabilities is not None:
+            write_probabilities(Path(save_probabilities), prediction.probabilities, study.grid,
+                                description=f"BrainSeg {prediction.model_version} P(WT,TC,ET)", protect=protect,
+                                files=files)
+        save_label_map(output, prediction.labels(convention), study.grid,
+                       description=f"BrainSeg {prediction.model_version}", sidecar=sidecar, protect=protect,
+                       files=files)
     total = time.perf_counter() - started
     progress(1.0, f"{study.case_id}: written {output}")
     summary = CaseSummary(
@@ -217,9 +219,10 @@ def prediction_sidecar(
 
 
 def write_probabilities(
-    path: Path, probabilities: np.ndarray, grid: Grid, *, description: str = "", protect: Iterable[Path] = ()
+    path: Path, probabilities: np.ndarray, grid: Grid, *, description: str = "", protect: Iterable[Path] = (),
+    files: FileSet | None = None,
 ) -> None:
-    """Write (3, *grid.shape) probabilities as one NIfTI of shape (*grid.shape, 3), atomically.
+    """Write (3, *grid.shape) probabilities as one NIfTI of shape (*grid.shape, 3), all-or-nothing (or into `files`).
 
     NIfTI has no float16, so values are stored as uint8 with scl_slope 1/255 (steps of 0.004):
     readers that apply the slope (nibabel's get_fdata, ITK, 3D Slicer) see probabilities in [0, 1].
@@ -240,17 +243,10 @@ def write_probabilities(
     image.header.set_slope_inter(1.0 / PROBABILITY_STEPS, 0.0)
     image.header.set_xyzt_units("mm")
     image.header["descrip"] = description.encode("utf-8")[:80]
-    handle, name = tempfile.mkstemp(prefix=f".{strip_image_suffix(path)}.", suffix=f".tmp{image_suffix(path)}",
-                                    dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
     try:
-        nib.save(image, temporary)
-        os.replace(temporary, path)
-    except (OSError, ValueError, TypeError, RuntimeError) as error:
+        write_into(files, path, lambda temporary: nib.save(image, temporary))
+    except (ValueError, TypeError, RuntimeError) as error:
         raise BrainSegError(f"cannot write {path}: {error}") from error
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _output_path(output: Path, case_id: str) -> Path:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.cases import CaseFiles
 from brainseg_gui.core.study import SEQUENCES, Study
 
@@ -97,13 +96,4 @@ class CorrectedCases:
         self._write([r for r in self.all(existing_only=False) if r.mask != mask])
 
     def _write(self, records: list[CorrectedCase]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"cases": [r.to_json() for r in records]}, indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps({"cases": [r.to_json() for r in records]}, indent=2) + "\n")

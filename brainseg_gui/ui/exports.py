@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.export import Provenance, check_target, export_nifti
 from brainseg_gui.core.image_io import sidecar_path
@@ -71,46 +72,44 @@ def export_all(study: Study, labels: np.ndarray, prov: Provenance, request: Expo
                                 "nothing for a DICOM-SEG to reference; export NIfTI instead")
     written: list[Path] = []
     steps = [name for name in STEPS if getattr(request, name) is not None]
-    for number, step in enumerate(steps):
-        cancel.raise_if_cancelled()
-        progress(number / max(len(steps), 1), f"Writing the {step.replace('_', '-')}")
-        if step == "nifti":
-            assert request.nifti is not None
-            written.append(export_nifti(request.nifti, labels, study, prov, convention=request.convention,
-                                        overwrite=request.overwrite, protect=request.protect))
-            written.append(sidecar_path(request.nifti))
-        elif step == "dicom_seg":
-            from brainseg_gui.core.dicom_seg import write_dicom_seg
-            from brainseg_gui.core.report import write_text_atomic
-
-            assert request.dicom_seg is not None
-            written.append(write_dicom_seg(request.dicom_seg, labels, study, prov, overwrite=request.overwrite))
-            from brainseg_gui.core.dicom_seg import SEGMENT_NUMBERS
-
-            sidecar = prov.to_dict()
-            sidecar["dicom_seg_segments"] = dict(SEGMENT_NUMBERS)
-            written.append(write_text_atomic(dicom_sidecar_path(request.dicom_seg),
-                                             json.dumps(sidecar, indent=2) + "\n"))
-        elif step == "meshes":
-            from brainseg_gui.ui.mesh_export import export_meshes
-
-            assert request.meshes is not None
-            written += export_meshes(request.meshes, labels, study.grid, prefix=study.case_id,
-                                     fmt=request.mesh_format, space=request.mesh_space,
-                                     overwrite=request.overwrite, cancel=cancel)
-        elif step == "png":
-            from brainseg_gui.core.report import overview_png, write_bytes_atomic
-
-            assert request.png is not None
-            written.append(write_bytes_atomic(request.png, overview_png(study, labels)))
-        else:
-            from brainseg_gui.core.report import overview_png, report_html, write_text_atomic
-
-            assert request.report is not None
-            picture = request.report_png if request.report_png is not None else overview_png(study, labels)
-            written.append(write_text_atomic(request.report, report_html(study, prov, request.convention, picture)))
+    with FileSet() as files:  # all of the export, or none of it
+        for number, step in enumerate(steps):
+            cancel.raise_if_cancelled()
+            progress(number / max(len(steps), 1), f"Writing the {step.replace('_', '-')}")
+            written += _write_step(step, study, labels, prov, request, files, cancel)
     progress(1.0, f"Exported {len(written)} file{'s' if len(written) != 1 else ''}")
     return written
+
+
+def _write_step(step: str, study: Study, labels: np.ndarray, prov: Provenance, request: ExportRequest,
+                files: FileSet, cancel: CancelToken) -> list[Path]:
+    """Stage one step's files into the export's set."""
+    if step == "nifti":
+        assert request.nifti is not None
+        return [export_nifti(request.nifti, labels, study, prov, convention=request.convention,
+                             overwrite=request.overwrite, protect=request.protect, files=files),
+                sidecar_path(request.nifti)]
+    if step == "dicom_seg":
+        from brainseg_gui.core.dicom_seg import SEGMENT_NUMBERS, write_dicom_seg
+
+        assert request.dicom_seg is not None
+        sidecar = {**prov.to_dict(), "dicom_seg_segments": dict(SEGMENT_NUMBERS)}
+        return [write_dicom_seg(request.dicom_seg, labels, study, prov, overwrite=request.overwrite, files=files),
+                files.add(dicom_sidecar_path(request.dicom_seg), json.dumps(sidecar, indent=2) + "\n")]
+    if step == "meshes":
+        from brainseg_gui.ui.mesh_export import export_meshes
+
+        assert request.meshes is not None
+        return export_meshes(request.meshes, labels, study.grid, prefix=study.case_id, fmt=request.mesh_format,
+                             space=request.mesh_space, overwrite=request.overwrite, cancel=cancel, files=files)
+    from brainseg_gui.core.report import overview_png, report_html
+
+    if step == "png":
+        assert request.png is not None
+        return [files.add(request.png, overview_png(study, labels))]
+    assert request.report is not None
+    picture = request.report_png if request.report_png is not None else overview_png(study, labels)
+    return [files.add(request.report, report_html(study, prov, request.convention, picture))]
 
 
 def targets(study: Study, request: ExportRequest) -> list[Path]:

@@ -11,8 +11,6 @@ through `dicom` (study chooser, series assignment dialog) and its results go bac
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui import __version__
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
 from brainseg_gui.ui import dicom_tasks, tasks
 from brainseg_gui.ui.dicom_export import DicomResultsExporter
@@ -375,18 +374,13 @@ class MainWindow(WindowEditing, QMainWindow):
     # ---- output --------------------------------------------------------------------------
     def save_screenshot(self, path: Path | str) -> Path:
         """The whole window as PNG, written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-        os.close(handle)
-        try:
-            if not self.grab_with_3d().save(temp, "PNG"):
+        picture = self.grab_with_3d()
+
+        def save(temporary: Path) -> None:
+            if not picture.save(str(temporary), "PNG"):
                 raise OSError(f"could not write a PNG to {path}")
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        return path
+
+        return write_atomic(Path(path), save)
 
     def grab_with_3d(self) -> QPixmap:
         """The window's picture with the 3D view painted in (a GL widget grabs as black)."""

@@ -7,8 +7,6 @@ DICOM tools assume for STL/OBJ). Each file is written to a temporary name and re
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
 from vtkmodules.vtkFiltersGeneral import vtkTransformFilter
 from vtkmodules.vtkIOGeometry import vtkOBJWriter, vtkSTLWriter
 
+from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.labels import REGIONS, LabelConvention, to_regions
 from brainseg_gui.core.orientation import Reorientation
@@ -64,33 +63,28 @@ def transformed(mesh: vtkPolyData, matrix: np.ndarray) -> vtkPolyData:
     return out
 
 
-def write_mesh(path: Path, mesh: vtkPolyData) -> Path:
-    """Write one mesh as STL (binary) or OBJ, chosen by the file's suffix, atomically."""
+def write_mesh(path: Path, mesh: vtkPolyData, *, files: FileSet | None = None) -> Path:
+    """Write one mesh as STL (binary) or OBJ, chosen by the file's suffix, all-or-nothing (or into `files`)."""
     path = Path(path)
     kind = path.suffix.lower().lstrip(".")
     if kind not in FORMATS:
         raise BrainSegError(f"cannot write {path}: meshes are written as .stl or .obj")
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp.{kind}", dir=path.parent)
-    os.close(handle)
-    try:
+
+    def save(temporary: Path) -> None:
         writer = vtkSTLWriter() if kind == "stl" else vtkOBJWriter()
-        writer.SetFileName(temp)
+        writer.SetFileName(str(temporary))
         if kind == "stl":
             writer.SetFileTypeToBinary()
         writer.SetInputData(mesh)
         if writer.Write() != 1:
-            raise BrainSegError(f"VTK could not write {path}")
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
+            raise OSError(f"VTK could not write {path}")
+
+    return write_into(files, path, save)
 
 
 def export_meshes(folder: Path, labels: np.ndarray, grid: Grid, *, prefix: str, fmt: str = "stl",
                   space: str = "ras", overwrite: bool = False, progress: ProgressFn = no_progress,
-                  cancel: CancelToken | None = None) -> list[Path]:
+                  cancel: CancelToken | None = None, files: FileSet | None = None) -> list[Path]:
     """One mesh file per non-empty region (WT, TC, ET) of `labels` (BraTS values, the grid's order).
 
     Files are named '<prefix>_<region>.<fmt>' in `folder`; existing ones raise unless `overwrite`.
@@ -118,6 +112,6 @@ def export_meshes(folder: Path, labels: np.ndarray, grid: Grid, *, prefix: str, 
         if not regions[index].any():
             continue
         mesh = transformed(mask_mesh(regions[index], reorient.spacing), matrix)
-        written.append(write_mesh(targets[region], mesh))
+        written.append(write_mesh(targets[region], mesh, files=files))
     progress(1.0, f"{len(written)} meshes written")
     return written

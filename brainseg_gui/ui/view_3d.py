@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.ui.display_volume import REGION_BITS, DisplayVolume
@@ -359,24 +359,18 @@ class View3D(QWidget):
         from vtkmodules.vtkIOImage import vtkPNGWriter
         from vtkmodules.vtkRenderingCore import vtkWindowToImageFilter
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.render()
         grab = vtkWindowToImageFilter()
         grab.SetInput(self.vtk_widget.GetRenderWindow())
         grab.ReadFrontBufferOff()
-        handle, temp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-        os.close(handle)
-        try:
+
+        def save(temporary: Path) -> None:
             writer = vtkPNGWriter()
-            writer.SetFileName(temp)
+            writer.SetFileName(str(temporary))
             writer.SetInputConnection(grab.GetOutputPort())
             writer.Write()
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        return path
+
+        return write_atomic(Path(path), save)
 
     def _ask_screenshot(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the 3D view", "brainseg-3d.png", "PNG (*.png)")

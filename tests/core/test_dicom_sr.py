@@ -227,8 +227,9 @@ def test_write_replaces_an_existing_file_only_on_success(case, tmp_path: Path) -
 
     with pytest.raises(BrainSegError, match="not a DICOM dataset"):
         write_volume_report(target, object())
-    with pytest.raises(BrainSegError, match="missing"):
-        write_volume_report(tmp_path / "missing" / "volumes.dcm", report)
+    with pytest.raises(BrainSegError, match="disk full"):  # a failed write leaves no folder it made
+        write_volume_report(tmp_path / "missing" / "volumes.dcm", broken)
+    assert not (tmp_path / "missing").exists()
     assert target.read_bytes() == b"old report"
 
     write_volume_report(target, report)

@@ -21,7 +21,8 @@ from brainseg_gui.core.export import (
 )
 from brainseg_gui.core.io import load_label_map, load_study
 from brainseg_gui.core.labels import LabelConvention, convert
-from brainseg_gui.core.report import encode_png, overview_png, report_html, write_text_atomic
+from brainseg_gui.core.atomic import write_atomic
+from brainseg_gui.core.report import encode_png, overview_png, report_html
 from tests.ui.conftest import write_toy_case
 
 
@@ -121,7 +122,7 @@ def test_report_has_volumes_dice_and_the_picture(toy, tmp_path: Path) -> None:
     assert f"{comparison.voxels_corrected['WT'] * prov.voxel_ml:.2f}" in text
     assert "data:image/png;base64," in text and prov.user in text
     assert "label 3" in text  # ET in BraTS 2023 values
-    out = write_text_atomic(tmp_path / "report.html", text)
+    out = write_atomic(tmp_path / "report.html", text)
     assert out.read_text(encoding="utf-8") == text
 
 

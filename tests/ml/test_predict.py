@@ -100,7 +100,7 @@ def test_a_failed_write_leaves_no_file(case_dir: Path, predictor: Predictor, tmp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(nib, "save", broken_save)
-    with pytest.raises(BrainSegError, match="No space left"):
+    with pytest.raises(BrainSegError, match="the disk is full"):
         predict_case(case_dir, tmp_path / "out.nii.gz", predictor=predictor)
     assert _folder_files(tmp_path) == set()
 

@@ -1,0 +1,189 @@
+"""All-or-nothing writing (core/atomic.py): every failure point leaves the old files and nothing new.
+
+Faults are injected at each system call a set makes (the writer, fsync, the backup link, the
+rename), one call at a time, until the write succeeds; a SIGKILL half-way through the renames is
+finished by the next reader; a real full disk (a small tmpfs, where the tests run as root).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from brainseg_gui.core import atomic
+from brainseg_gui.core.atomic import FileSet, WriteError, recover, write_atomic
+
+OLD = {"mask.nii.gz": b"old mask", "mask.json": b"{\"old\": true}"}
+
+
+def _listing(folder: Path) -> dict[str, bytes | None]:
+    """Every entry under `folder` (hidden ones too) with its bytes; folders as None."""
+    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
+
+
+def _old_files(folder: Path) -> dict[str, bytes | None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in OLD.items():
+        (folder / name).write_bytes(data)
+    return _listing(folder)
+
+
+def _write_new_set(folder: Path) -> None:
+    """Two replaced files, one new file in a folder the set has to create, one written by a callable."""
+    def save(temporary: Path) -> None:
+        temporary.write_bytes(b"new")
+        temporary.write_bytes(b"new probabilities")
+
+    with FileSet() as files:
+        files.add(folder / "mask.nii.gz", b"new mask")
+        files.add(folder / "mask.json", "{\"new\": true}")
+        files.add(folder / "meshes" / "P_WT.stl", save)
+        files.add(folder / "probabilities.nii.gz", save)
+
+
+class _FailOnCall:
+    """Wraps a function so that its `fail_at`-th call raises ENOSPC (after doing half the work for writes)."""
+
+    def __init__(self, function: Callable, fail_at: int) -> None:
+        self.function, self.fail_at, self.calls = function, fail_at, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.function(*args, **kwargs)
+
+
+@pytest.mark.parametrize("point", ["_write_content", "_fsync_file", "_keep_copy", "_replace"])
+def test_a_failure_at_any_call_leaves_the_old_files_and_nothing_new(point: str, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "out"
+    before = _old_files(folder)
+    original = getattr(atomic, point)
+    for fail_at in range(1, 20):
+        wrapped = _FailOnCall(original, fail_at)
+        monkeypatch.setattr(atomic, point, wrapped)
+        try:
+            _write_new_set(folder)
+        except WriteError as error:
+            assert "disk is full" in str(error)
+            assert _listing(folder) == before, f"{point} failing at call {fail_at} changed the folder"
+            continue
+        break
+    else:
+        pytest.fail(f"{point} never stopped failing")
+    assert fail_at > 1, f"{point} was never called"
+    assert (folder / "mask.nii.gz").read_bytes() == b"new mask"
+    assert (folder / "meshes" / "P_WT.stl").read_bytes() == b"new probabilities"
+    assert not [p for p in folder.rglob(".*")], "a temporary or backup was left behind"
+
+
+def test_an_exception_inside_the_block_discards_the_set(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    before = _old_files(folder)
+    with pytest.raises(KeyError), FileSet() as files:
+        files.add(folder / "mask.nii.gz", b"new")
+        files.add(folder / "new" / "deep" / "x.txt", b"new")
+        raise KeyError("the user cancelled")
+    assert _listing(folder) == before
+
+
+def test_a_folder_in_the_way_or_no_permission_names_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "taken.txt").mkdir()
+    with pytest.raises(WriteError, match="a folder is in the way"):
+        write_atomic(tmp_path / "taken.txt", b"x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="a file is in the way"):
+        write_atomic(tmp_path / "file" / "sub" / "x.txt", b"x")
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(WriteError, match="permission denied"):
+            write_atomic(locked / "x.txt", b"x")
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    target.write_text("old")
+    target.chmod(0o600)
+    write_atomic(target, "new")
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o600
+    write_atomic(tmp_path / "fresh.txt", "new")
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o777 == 0o644
+
+
+_KILLED_MID_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from brainseg_gui.core import atomic
+
+    folder = Path(sys.argv[1])
+    renames = []
+    original = atomic._replace
+
+    def replace_then_die(source, target):
+        original(source, target)
+        renames.append(target)
+        if len(renames) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    atomic._replace = replace_then_die
+    with atomic.FileSet() as files:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            files.add(folder / name, b"new " + name.encode())
+""")
+
+
+def test_a_commit_killed_half_way_is_finished_by_the_next_reader(tmp_path: Path) -> None:
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_bytes(b"old " + name.encode())
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_COMMIT, str(tmp_path)], check=False)
+    assert child.returncode == -signal.SIGKILL
+    assert (tmp_path / "c.txt").read_bytes() == b"old c.txt"  # the set is half-written on disk...
+    recover(tmp_path)  # ...until the next reader of the folder finishes it
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        name: b"new " + name.encode() for name in ("a.txt", "b.txt", "c.txt")}
+
+
+def test_temporaries_of_a_process_killed_before_its_commit_are_deleted(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"old")
+    script = ("import os, signal, sys\nfrom pathlib import Path\nfrom brainseg_gui.core.atomic import FileSet\n"
+              "files = FileSet()\nfiles.add(Path(sys.argv[1]) / 'a.txt', b'new')\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=False)
+    assert len(list(tmp_path.iterdir())) == 2  # the old file and the dead writer's temporary
+    recover(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"] and (tmp_path / "a.txt").read_bytes() == b"old"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 256 KiB tmpfs (needs root and a system that lets the tests mount)."""
+    mount_point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+                          capture_output=True, check=False) if os.geteuid() == 0 else None
+    if done is None or done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root, or mounting is not allowed)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_leaves_the_old_set(small_disk: Path) -> None:
+    before = _old_files(small_disk / "case")
+    with pytest.raises(WriteError, match="the disk is full"), FileSet() as files:
+        files.add(small_disk / "case" / "mask.nii.gz", os.urandom(100_000))
+        files.add(small_disk / "case" / "mask.json", os.urandom(200_000))
+    assert _listing(small_disk / "case") == before
+    write_atomic(small_disk / "case" / "mask.json", b"fits")  # and the space is free again
