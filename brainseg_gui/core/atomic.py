@@ -122,7 +122,7 @@ class FileSet:
 
     def __init__(self) -> None:
         self._token = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self._staged: list[tuple[Path, Path]] = []  # (temporary, target)
+        self._staged: list[tuple[Path | None, Path]] = []  # (temporary, target); None: remove the target
         self._created_folders: list[Path] = []
         self._done = False
 
@@ -170,6 +170,14 @@ class FileSet:
             raise
         return target
 
+    def remove(self, target: Path) -> None:
+        """Remove `target` when the set commits (a file an earlier write of the same set made, now stale)."""
+        target = Path(os.path.abspath(target))
+        if target in self.targets:
+            raise ValueError(f"{target} is added twice to one set")
+        if target.is_file():
+            self._staged.append((None, target))
+
     def _make_folder(self, folder: Path) -> None:
         missing: list[Path] = []
         probe = folder
@@ -201,7 +209,7 @@ class FileSet:
         current = self._staged[0][1]
         try:
             _write_content(record, json.dumps(
-                {"files": [[str(temp), str(target)] for temp, target in self._staged]}))
+                {"files": [[None if temp is None else str(temp), str(target)] for temp, target in self._staged]}))
             _fsync_file(record)
             _fsync_folder(record.parent)
             for temporary, target in self._staged:
@@ -211,7 +219,10 @@ class FileSet:
                     backup = target.with_name(f".{target.name}{_TAG}{self._token}.bak")
                     _keep_copy(target, backup)
                 backups.append((target, backup))
-                _replace(temporary, target)
+                if temporary is None:
+                    _unlink(target)
+                else:
+                    _replace(temporary, target)
             for folder in {target.parent for _, target in self._staged}:
                 _fsync_folder(folder)
         except BaseException as exc:
@@ -237,6 +248,8 @@ class FileSet:
                 if backup is None:
                     if target.exists():
                         os.unlink(target)
+                elif not target.exists():
+                    os.replace(backup, target)
                 elif os.path.samefile(backup, target):
                     os.unlink(backup)  # not replaced yet; and rename() between two links of one file does nothing
                 else:
@@ -247,7 +260,8 @@ class FileSet:
     def discard(self) -> None:
         """Delete every temporary, and the folders this set created; targets stay as they were."""
         for temporary, _ in self._staged:
-            _quietly_unlink(temporary)
+            if temporary is not None:
+                _quietly_unlink(temporary)
         for folder in reversed(self._created_folders):
             try:
                 folder.rmdir()
@@ -322,7 +336,9 @@ def _finish(record: Path) -> None:
     if _alive(token):
         return  # its writer is still committing
     for temporary, target in pairs:
-        if os.path.exists(temporary):
+        if temporary is None:
+            _quietly_unlink(Path(target))
+        elif os.path.exists(temporary):
             try:
                 _replace(temporary, target)
             except OSError as exc:

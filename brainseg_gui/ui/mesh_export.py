@@ -88,6 +88,8 @@ def export_meshes(folder: Path, labels: np.ndarray, grid: Grid, *, prefix: str, 
     """One mesh file per non-empty region (WT, TC, ET) of `labels` (BraTS values, the grid's order).
 
     Files are named '<prefix>_<region>.<fmt>' in `folder`; existing ones raise unless `overwrite`.
+    Within a set (`files`), an earlier mesh of a region that is now empty is removed with the commit,
+    so the folder never shows a surface the mask no longer has.
     """
     folder = Path(folder)
     fmt = fmt.lower()
@@ -110,6 +112,8 @@ def export_meshes(folder: Path, labels: np.ndarray, grid: Grid, *, prefix: str, 
         cancel.raise_if_cancelled()
         progress(index / len(REGIONS), f"Building the {region} surface")
         if not regions[index].any():
+            if files is not None:
+                files.remove(targets[region])  # an earlier export's mesh of a region now empty
             continue
         mesh = transformed(mask_mesh(regions[index], reorient.spacing), matrix)
         written.append(write_mesh(targets[region], mesh, files=files))

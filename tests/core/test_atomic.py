@@ -7,34 +7,27 @@ finished by the next reader; a real full disk (a small tmpfs, where the tests ru
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fault_injection import FAULT_POINTS, assert_all_or_nothing, listing
 
-from brainseg_gui.core import atomic
 from brainseg_gui.core.atomic import FileSet, WriteError, recover, write_atomic
 
 OLD = {"mask.nii.gz": b"old mask", "mask.json": b"{\"old\": true}"}
-
-
-def _listing(folder: Path) -> dict[str, bytes | None]:
-    """Every entry under `folder` (hidden ones too) with its bytes; folders as None."""
-    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes()) for p in sorted(folder.rglob("*"))}
 
 
 def _old_files(folder: Path) -> dict[str, bytes | None]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in OLD.items():
         (folder / name).write_bytes(data)
-    return _listing(folder)
+    return listing(folder)
 
 
 def _write_new_set(folder: Path) -> None:
@@ -50,41 +43,14 @@ def _write_new_set(folder: Path) -> None:
         files.add(folder / "probabilities.nii.gz", save)
 
 
-class _FailOnCall:
-    """Wraps a function so that its `fail_at`-th call raises ENOSPC (after doing half the work for writes)."""
-
-    def __init__(self, function: Callable, fail_at: int) -> None:
-        self.function, self.fail_at, self.calls = function, fail_at, 0
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return self.function(*args, **kwargs)
-
-
-@pytest.mark.parametrize("point", ["_write_content", "_fsync_file", "_keep_copy", "_replace"])
+@pytest.mark.parametrize("point", FAULT_POINTS)
 def test_a_failure_at_any_call_leaves_the_old_files_and_nothing_new(point: str, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "out"
-    before = _old_files(folder)
-    original = getattr(atomic, point)
-    for fail_at in range(1, 20):
-        wrapped = _FailOnCall(original, fail_at)
-        monkeypatch.setattr(atomic, point, wrapped)
-        try:
-            _write_new_set(folder)
-        except WriteError as error:
-            assert "disk is full" in str(error)
-            assert _listing(folder) == before, f"{point} failing at call {fail_at} changed the folder"
-            continue
-        break
-    else:
-        pytest.fail(f"{point} never stopped failing")
-    assert fail_at > 1, f"{point} was never called"
+    _old_files(folder)
+    assert assert_all_or_nothing(lambda: _write_new_set(folder), folder, point, monkeypatch) > 0
     assert (folder / "mask.nii.gz").read_bytes() == b"new mask"
     assert (folder / "meshes" / "P_WT.stl").read_bytes() == b"new probabilities"
-    assert not [p for p in folder.rglob(".*")], "a temporary or backup was left behind"
 
 
 def test_an_exception_inside_the_block_discards_the_set(tmp_path: Path) -> None:
@@ -94,7 +60,7 @@ def test_an_exception_inside_the_block_discards_the_set(tmp_path: Path) -> None:
         files.add(folder / "mask.nii.gz", b"new")
         files.add(folder / "new" / "deep" / "x.txt", b"new")
         raise KeyError("the user cancelled")
-    assert _listing(folder) == before
+    assert listing(folder) == before
 
 
 def test_a_folder_in_the_way_or_no_permission_names_the_problem(tmp_path: Path) -> None:
@@ -185,5 +151,19 @@ def test_a_full_disk_leaves_the_old_set(small_disk: Path) -> None:
     with pytest.raises(WriteError, match="the disk is full"), FileSet() as files:
         files.add(small_disk / "case" / "mask.nii.gz", os.urandom(100_000))
         files.add(small_disk / "case" / "mask.json", os.urandom(200_000))
-    assert _listing(small_disk / "case") == before
+    assert listing(small_disk / "case") == before
     write_atomic(small_disk / "case" / "mask.json", b"fits")  # and the space is free again
+
+
+def test_a_removal_is_part_of_the_set_and_rolled_back_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "WT.stl").write_bytes(b"old WT")
+    (tmp_path / "ET.stl").write_bytes(b"old ET")
+    before = listing(tmp_path)
+
+    def new_set() -> None:
+        with FileSet() as files:
+            files.remove(tmp_path / "ET.stl")
+            files.add(tmp_path / "WT.stl", b"new WT")
+
+    assert assert_all_or_nothing(new_set, tmp_path, "_replace", monkeypatch) == 1
+    assert listing(tmp_path) == {"WT.stl": b"new WT"} != before

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.edit_session import EditSession
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.export import (
@@ -21,7 +22,6 @@ from brainseg_gui.core.export import (
 )
 from brainseg_gui.core.io import load_label_map, load_study
 from brainseg_gui.core.labels import LabelConvention, convert
-from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.report import encode_png, overview_png, report_html
 from tests.ui.conftest import write_toy_case
 

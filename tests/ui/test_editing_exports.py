@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_injection import FAULT_POINTS, assert_all_or_nothing
 from vtkmodules.vtkIOGeometry import vtkOBJReader, vtkSTLReader
 
 from brainseg_gui.core.errors import BrainSegError
@@ -60,3 +61,20 @@ def test_every_target_is_checked_before_anything_is_written(toy_case, tmp_path) 
     assert not mask.exists() and not (tmp_path / "new.nii.gz").exists()
     written = export_all(study, study.labels, prov, ExportRequest(nifti=mask, png=tmp_path / "views.png"))
     assert [p.name for p in written] == ["mask.nii.gz", "mask.json", "views.png"]
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_an_export_set_is_written_whole_or_not_at_all(toy_case, tmp_path, point, monkeypatch) -> None:
+    """NIfTI + sidecar, meshes, PNG and report replace an earlier export together, whatever call fails."""
+    study = load_study(toy_case)
+    out = tmp_path / "export"
+    (out / "meshes").mkdir(parents=True)
+    prov = provenance(study, study.labels, None, model_version="v1")
+    request = ExportRequest(nifti=out / "mask.nii.gz", meshes=out / "meshes", png=out / "views.png",
+                            report=out / "report.html", overwrite=True)
+    export_all(study, study.labels, prov, request)  # the earlier export, to be replaced
+    edited = study.labels.copy()
+    edited[edited == 4] = 1
+    assert assert_all_or_nothing(lambda: export_all(study, edited, prov, request), out, point, monkeypatch) > 0
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["toy_TC.stl", "toy_WT.stl"]  # no ET any more
+    assert len(list(out.iterdir())) == 5  # mask, sidecar, PNG, report, meshes
