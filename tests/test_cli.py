@@ -276,6 +276,21 @@ def test_evaluate_takes_conventions_and_converts(capsys: pytest.CaptureFixture[s
     assert json.loads(out)["regions"]["TC"]["dice"] < 1.0
 
 
+def test_evaluate_says_how_a_binary_mask_was_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[3:9, 3:9, 3:9] = 2
+    labels[5:7, 5:7, 5:7] = 4
+    truth = save_nifti(tmp_path / "truth.nii.gz", labels)
+    binary = save_nifti(tmp_path / "binary.nii.gz", (labels > 0).astype(np.uint8))
+    status, out, err = run(capsys, "evaluate", binary, truth, "--json")
+    assert status == 0
+    assert "brainseg: note: PRED" in err and "holds only the values [0, 1]" in err and "necrotic core" in err
+    report = json.loads(out)
+    assert report["notes"] and report["regions"]["WT"]["dice"] == 1.0
+    status, _, err = run(capsys, "evaluate", binary, truth, "--pred-labels", "brats")
+    assert status == 0 and "note" not in err  # a convention given is not second-guessed
+
+
 # --------------------------------------------------------------------------------------------- predict
 
 

@@ -138,6 +138,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from brainseg_gui.core.metrics import evaluate_regions, format_table
     pred, pred_convention, pred_grid = load_label_map(args.pred, convention=args.pred_labels)
     truth, truth_convention, truth_grid = load_label_map(args.gt, convention=args.gt_labels)
+    notes = [note for note in (_binary_note("PRED", args.pred, pred, args.pred_labels, pred_convention),
+                               _binary_note("GT", args.gt, truth, args.gt_labels, truth_convention)) if note]
+    for note in notes:
+        print(f"brainseg: note: {note}", file=sys.stderr)
     if not pred_grid.same_as(truth_grid):
         raise GridMismatchError(
             f"{args.pred} and {args.gt} are not on the same grid: {_grid_text(pred_grid)} vs "
@@ -153,6 +157,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "prediction": {"file": str(args.pred), "convention": pred_convention.value},
             "truth": {"file": str(args.gt), "convention": truth_convention.value},
             "brain": None if args.brain is None else str(args.brain),
+            "notes": notes,
             "shape": list(pred_grid.shape),
             "spacing_mm": list(pred_grid.spacing),
             "regions": {region: {k: plain(v) for k, v in m.as_dict().items()} for region, m in results.items()},
@@ -173,6 +178,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(describe_parameters(parameters))
         print(format_lesion_table(lesions))
     return EXIT_OK
+
+
+def _binary_note(name: str, path: Path, labels: Any, given: str | None, convention: Any) -> str:
+    """A 0/1 mask whose convention was guessed: say how it was read, since WT/TC/ET depend on it."""
+    from brainseg_gui.core.labels import present_values
+
+    values = present_values(labels)
+    if given is not None or not values <= {0, 1}:
+        return ""
+    return (f"{name} {path} holds only the values {sorted(values)}: read as {convention.description}, "
+            "so 1 is the necrotic core (WT = TC = the mask, ET empty); a binary whole-tumour mask "
+            "is scored right in WT only")
 
 
 def _brain_mask(path: Path, grid: Any) -> Any:

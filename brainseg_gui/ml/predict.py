@@ -21,9 +21,9 @@ import nibabel as nib
 import numpy as np
 
 from brainseg_gui.core.atomic import FileSet, write_into
-from brainseg_gui.core.cases import CaseFiles
+from brainseg_gui.core.cases import CaseFiles, parse_brats_name
 from brainseg_gui.core.errors import BrainSegError, Cancelled
-from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, sidecar_path
+from brainseg_gui.core.image_io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suffix, sidecar_path
 from brainseg_gui.core.io import find_case, find_cases, load_study, save_label_map
 from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
@@ -106,6 +106,7 @@ def predict_case(
     if not isinstance(source, CaseFiles):
         protect.append(Path(source))
     _check_targets(output, save_probabilities, protect)
+    _refuse_changing_the_case([output, *([Path(save_probabilities)] if save_probabilities else [])], case)
 
     prediction = predictor(study, progress=sub_progress(progress, 0.1, 0.9), cancel=cancel,
                            keep_probabilities=save_probabilities is not None)
@@ -270,6 +271,23 @@ def _check_targets(output: Path, probabilities: Path | None, protect: list[Path]
             raise BrainSegError(f"probabilities {probabilities} would replace the label map or its sidecar")
         targets.append(probabilities)
     _refuse_inputs(targets, protect)
+
+
+def _refuse_changing_the_case(targets: Iterable[Path], case: CaseFiles) -> None:
+    """Refuse an output in the case's own folder that the case would be read with next time.
+
+    A `P_seg.nii.gz` written beside P_flair.nii.gz becomes the case's ground truth, a `P_t2.nii.gz`
+    its T2, and any image beside loose, unnamed images makes the folder a different case.
+    """
+    folders = {_identity(Path(p)).parent for p in (*case.files.values(), *([case.seg] if case.seg else []))}
+    for target in targets:
+        if _identity(target).parent not in folders or image_suffix(target) not in IMAGE_SUFFIXES:
+            continue
+        named = parse_brats_name(target)
+        if named is not None or case.layout in ("files", "msd"):
+            role = f" as its {named.role}" if named is not None else ""
+            raise BrainSegError(f"refusing to write {target}: it would become part of the case{role} the next "
+                                "time the folder is opened; write it elsewhere or under another name")
 
 
 def _refuse_inputs(targets: Iterable[Path], protect: Iterable[Path]) -> None:

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from fault_injection import FAULT_POINTS, assert_all_or_nothing
 from predict_oracle import TINY_CONFIG, blob_study, oracle_predictor, write_case
 
 from brainseg_gui.core.errors import BrainSegError, Cancelled, GridMismatchError, StudyLoadError
@@ -198,3 +199,34 @@ def test_allow_resample_puts_a_sequence_on_the_flair_grid(tmp_path: Path, predic
     written = nib.load(tmp_path / "o.nii.gz")
     assert written.shape == SHAPE
     assert np.array_equal(written.affine, nib.load(case / "R001_flair.nii.gz").affine)
+
+
+def test_an_output_that_would_join_the_case_is_refused(case_dir: Path, predictor: Predictor) -> None:
+    """A P005_seg.nii.gz beside the images would be read as the case's truth next time; nothing is written."""
+    before = _folder_files(case_dir)
+    (case_dir / "P005_seg.nii.gz").rename(case_dir / "truth.keep")
+    try:
+        for name in ("P005_seg.nii.gz", "P005_T1CE.nii.gz", "seg.nii.gz"):
+            with pytest.raises(BrainSegError, match="would become part of the case"):
+                predict_case(case_dir, case_dir / name, predictor=predictor)
+        assert _folder_files(case_dir) == (before - {"P005_seg.nii.gz"}) | {"truth.keep"}
+        summary = predict_case(case_dir, case_dir, predictor=predictor)  # <case>_pred.nii.gz joins nothing
+        assert summary.output.name == "P005_pred.nii.gz"
+    finally:
+        (case_dir / "truth.keep").rename(case_dir / "P005_seg.nii.gz")
+        for extra in ("P005_pred.nii.gz", "P005_pred.json"):
+            (case_dir / extra).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+def test_mask_sidecar_and_probabilities_are_one_set(case_dir: Path, predictor: Predictor, tmp_path: Path,
+                                                     point: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mask.nii.gz").write_bytes(b"an earlier prediction")
+
+    def predict() -> None:
+        predict_case(case_dir, out / "mask.nii.gz", predictor=predictor, save_probabilities=out / "p.nii.gz")
+
+    assert assert_all_or_nothing(predict, out, point, monkeypatch) >= (0 if point == "_keep_copy" else 1)
+    assert _folder_files(out) == {"mask.nii.gz", "mask.json", "p.nii.gz"}
