@@ -173,8 +173,8 @@ class FileSet:
     def remove(self, target: Path) -> None:
         """Remove `target` when the set commits (a file an earlier write of the same set made, now stale)."""
         target = Path(os.path.abspath(target))
-        if target in self.targets:
-            raise ValueError(f"{target} is added twice to one set")
+        if target in self.targets or _TAG in target.name:
+            raise ValueError(f"{target} is added twice to one set, or is a temporary of a set")
         if target.is_file():
             self._staged.append((None, target))
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from brainseg_gui.core.atomic import write_atomic
+from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.case_files import CaseFiles
 from brainseg_gui.core.dicom_classify import Assignment, classify_study, reassign
 from brainseg_gui.core.dicom_index import DicomIndex, index_dicom
@@ -86,23 +86,23 @@ def stage_case(index: DicomIndex, assignment: Assignment, folder: Path | None = 
         raise StudyLoadError(f"no T1, T1ce, T2 or FLAIR series found in study {assignment.study.label}: "
                              + _others(assignment))
     folder = Path(folder) if folder is not None else default_stage_folder(assignment, accept_gaps=accept_gaps)
-    folder.mkdir(parents=True, exist_ok=True)
     case_id = case_id_of(assignment)
     files: dict[str, Path] = {}
-    for name in SEQUENCES:
-        series = assignment.series_for(name)
-        if series is None:
-            continue
-        found = assignment.classes[series.uid]
-        files[name] = write_series_file(folder / f"{case_id}_{name}{SERIES_FILE_SUFFIX}", series,
-                                        accept_gaps=accept_gaps,
-                                        extra={"sequence": name, "confidence": found.confidence,
-                                               "evidence": list(found.evidence)})
-    for stale in folder.glob(f"*{SERIES_FILE_SUFFIX}"):
-        if stale not in files.values():
-            stale.unlink()
-    write_atomic(folder / RECORD_NAME,
-                      json.dumps(study_record(index, assignment, accept_gaps=accept_gaps), indent=1) + "\n")
+    with FileSet() as staged:  # the series files and the record replace an earlier staging together
+        for name in SEQUENCES:
+            series = assignment.series_for(name)
+            if series is None:
+                continue
+            found = assignment.classes[series.uid]
+            files[name] = write_series_file(folder / f"{case_id}_{name}{SERIES_FILE_SUFFIX}", series,
+                                            accept_gaps=accept_gaps, files=staged,
+                                            extra={"sequence": name, "confidence": found.confidence,
+                                                   "evidence": list(found.evidence)})
+        for stale in folder.glob(f"*{SERIES_FILE_SUFFIX}"):
+            if not stale.name.startswith(".") and stale.name not in {path.name for path in files.values()}:
+                staged.remove(stale)  # an earlier staging's series, now assigned elsewhere
+        staged.add(folder / RECORD_NAME,
+                   json.dumps(study_record(index, assignment, accept_gaps=accept_gaps), indent=1) + "\n")
     warnings = [f"DICOM study {assignment.study.label}: " + ", ".join(
         f"{name} = series {assignment.series_for(name).label}" for name in files)]  # type: ignore[union-attr]
     return CaseFiles(case_id=case_id, layout="dicom", files=files, warnings=tuple(warnings))

@@ -22,16 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from brainseg_gui.core.atomic import write_atomic
+from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.dicom_geometry import GAP_FACTOR, check_stack, stack_grid
 from brainseg_gui.core.errors import StudyLoadError
+from brainseg_gui.core.read_guard import check_declared_size, read_small_text, regular_file
 from brainseg_gui.core.study import Grid
 
 log = logging.getLogger(__name__)
 
 SERIES_FILE_SUFFIX = ".dcmseries"
-#: Voxels a series may hold (2^28: 1 GiB as float32); larger headers are refused before decoding.
-MAX_VOXELS = 1 << 28
 SERIES_FILE_FORMAT = "brainseg-dicom-series"
 
 
@@ -52,10 +51,8 @@ def read_frames(frames: Sequence[Any], *, accept_gaps: bool = False,
         raise GapsError(f"{label}: {'; '.join(irregular)}; BrainSeg does not resample it silently: accept "
                         "rebuilding the missing slices by interpolation (--accept-gaps, or the tick box in "
                         "the viewer) or choose another series")
-    voxels = int(ordered[0].rows) * int(ordered[0].columns) * len(ordered)
-    if voxels > MAX_VOXELS:
-        raise StudyLoadError(f"{label}: {ordered[0].columns}x{ordered[0].rows}x{len(ordered)} = {voxels} voxels "
-                             f"is more than BrainSeg reads ({MAX_VOXELS}); not a brain MR series")
+    # read_guard's one limit, as float32 (what the volume is built as), before any pixel is decoded
+    check_declared_size(label, (int(ordered[0].columns), int(ordered[0].rows), len(ordered)), 4)
     slices = _pixels(ordered, label)
     warnings = [f"{label}: {p}" for p in geometry.problems if p not in geometry.gaps]
     if not irregular:
@@ -142,8 +139,8 @@ def _regular(frames: Sequence[Any], slices: list[np.ndarray], spacing: float) ->
 
 
 def write_series_file(path: Path, series: Any, *, accept_gaps: bool = False,
-                      extra: Mapping[str, Any] | None = None) -> Path:
-    """Write a `.dcmseries` naming the main stack of `series` (a DicomSeries), atomically."""
+                      extra: Mapping[str, Any] | None = None, files: FileSet | None = None) -> Path:
+    """Write a `.dcmseries` naming the main stack of `series` (a DicomSeries), all-or-nothing (or into `files`)."""
     stack = series.main_stack
     if stack is None:
         raise StudyLoadError(f"series {series.label} holds no images")
@@ -155,18 +152,22 @@ def write_series_file(path: Path, series: Any, *, accept_gaps: bool = False,
                    for f in stack.frames],
         **dict(extra or {}),
     }
-    write_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_into(files, path, json.dumps(data, indent=1) + "\n")
     return path
 
 
 def read_series_file(path: Path) -> dict[str, Any]:
     """The parsed `.dcmseries`; StudyLoadError when it is not one or is damaged."""
+    text = read_small_text(Path(path), "series file")  # a regular file of bounded size, never a pipe
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise StudyLoadError(f"cannot read the series file {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != SERIES_FILE_FORMAT or not data.get("frames"):
         raise StudyLoadError(f"{path} is not a BrainSeg DICOM series file")
+    frames = data["frames"]
+    if not isinstance(frames, list) or not all(isinstance(f, dict) and isinstance(f.get("file"), str) for f in frames):
+        raise StudyLoadError(f"{path}: its frames are not a list of {{'file': ..., 'frame': ...}} entries")
     return data
 
 
@@ -179,6 +180,7 @@ def series_frames(data: Mapping[str, Any]) -> list[Any]:
     wanted = {(entry["file"], entry.get("frame")) for entry in data["frames"]}
     frames = []
     for file in dict.fromkeys(entry["file"] for entry in data["frames"]):
+        regular_file(Path(file), f"DICOM file of series {data.get('description')!r}")
         try:
             dataset = pydicom.dcmread(file, stop_before_pixels=True)
         except Exception as exc:  # pydicom raises many types on damaged files
