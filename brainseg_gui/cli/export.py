@@ -12,7 +12,6 @@ earlier export is replaced only with `--force`.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +116,12 @@ def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
 
     brats = LabelConvention.BRATS
     if args.from_journal:
-        from brainseg_gui.core.journal import journal_path, recover
+        from brainseg_gui.core.journal import journal_path, recover_or_set_aside
 
         path = journal_path(study)
         if not path.exists():
             raise BrainSegError(f"no unsaved edits were found for {study.case_id} (looked for {path})")
-        session, contents = recover(path, study.grid)
+        session, contents = recover_or_set_aside(path, study.grid)  # an unrestorable one is kept aside
         meta = contents.meta
         version = args.model_version or meta.get("model_version")
         return _Mask(session.labels, session.ai, version, meta.get("base") or f"edits journaled in {path}",
@@ -164,13 +163,9 @@ def _read_mask(path: Path, convention: str | None, study: Any) -> Any:
 
 def _sidecar(path: Path) -> dict[str, Any]:
     """The JSON sidecar of a label map (`brainseg predict` and exports write one), or {}."""
-    from brainseg_gui.core.image_io import sidecar_path
+    from brainseg_gui.core.image_io import read_sidecar
 
-    try:
-        data = json.loads(sidecar_path(Path(path)).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_sidecar(Path(path))
 
 
 def _note_saved(contents: Any, path: Path) -> None:

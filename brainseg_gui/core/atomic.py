@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Self
 
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.read_guard import read_small_text
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +330,8 @@ def recover(folder: Path) -> None:
 
 def _finish(record: Path) -> None:
     try:
-        pairs = json.loads(record.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        pairs = json.loads(read_small_text(record, "commit record"))["files"]
+    except (OSError, BrainSegError, ValueError, KeyError, TypeError):
         return  # written only after every temporary was complete: unreadable means not decided
     token = record.name[len(_TAG):-len(_RECORD_SUFFIX)]
     if _alive(token):

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from brainseg_gui.core.atomic import recover
 from brainseg_gui.core.case_files import CaseFiles, Layout
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.image_io import (
@@ -29,6 +30,12 @@ from brainseg_gui.core.image_io import (
     is_dicom_file,
     peek_shape,
     strip_image_suffix,
+)
+from brainseg_gui.core.read_guard import (
+    OutsideStudyError,
+    opened_inside_its_folder,
+    regular_file_inside,
+    within,
 )
 from brainseg_gui.core.study import SEQUENCES
 
@@ -81,8 +88,10 @@ def find_case(path: Path, *, as_sequence: str = "flair") -> CaseFiles:
         raise StudyLoadError(f"unknown sequence {as_sequence!r}; expected one of {SEQUENCES}")
     if not path.exists():
         raise StudyLoadError(f"{path} does not exist")
-    if path.is_dir():
+    recover(path if path.is_dir() else path.parent)  # a set a killed writer decided on is finished first
+    if path.is_dir():  # a linked folder the user opened is the study; links inside it are checked
         return _case_from_folder(path, as_sequence)
+    opened_inside_its_folder(path)
     if not path.is_file():
         raise StudyLoadError(f"{path} is not a regular file or folder (a pipe, socket or device?); "
                              "BrainSeg reads files and folders only")
@@ -117,6 +126,7 @@ def find_cases(folder: Path) -> list[CaseFiles]:
         return [find_case(folder)]
     cases: list[CaseFiles] = []
     for directory in _folders(folder, SEARCH_DEPTH):
+        recover(directory)
         cases.extend(_cases_in(directory))
     if not cases:
         raise StudyLoadError(
@@ -130,7 +140,8 @@ def find_cases(folder: Path) -> list[CaseFiles]:
 # -- folders -------------------------------------------------------------------------------------
 
 
-def _folders(root: Path, depth: int) -> Iterator[Path]:
+def _folders(root: Path, depth: int, top: Path | None = None) -> Iterator[Path]:
+    """`root` and its sub-folders `depth` levels down; a linked sub-folder leading out of `top` is refused."""
     yield root
     if depth == 0:
         return
@@ -139,14 +150,40 @@ def _folders(root: Path, depth: int) -> Iterator[Path]:
     except OSError as exc:
         raise StudyLoadError(f"cannot list {root}: {exc}") from exc
     for child in children:
-        yield from _folders(child, depth - 1)
+        if child.is_symlink():
+            within(child, top or root, what=f"symlink {child}")
+        yield from _folders(child, depth - 1, top or root)
 
 
 def _files(folder: Path) -> list[Path]:
+    """The regular files directly in `folder` (hidden ones left out) that a case may be made of.
+
+    An entry named like an image that is not a regular file inside `folder` (a pipe, a device, a
+    link to elsewhere) is refused, naming it: skipping it would silently drop a sequence or the
+    labels. Other such entries are left out and never opened.
+    """
     try:
-        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as exc:
         raise StudyLoadError(f"cannot list {folder}: {exc}") from exc
+    files = []
+    for entry in entries:
+        if image_suffix(entry) in IMAGE_SUFFIXES and not entry.is_dir():
+            files.append(regular_file_inside(entry, folder, "image"))
+        elif entry.is_file():
+            try:
+                files.append(regular_file_inside(entry, folder))
+            except OutsideStudyError:
+                log.debug("left out %s: a link to a file outside %s", entry, folder)
+    return files
+
+
+def _present(path: Path | None) -> bool:
+    """Whether a partner file (an MSD label map or image) is there, refusing one that cannot be opened."""
+    if path is None or not (path.exists() or path.is_symlink()):
+        return False
+    regular_file_inside(path, path.parent, "image")
+    return True
 
 
 def _brats_groups(folder: Path) -> dict[str, list[_Named]]:
@@ -291,15 +328,14 @@ def _msd_case(path: Path, *, quiet: bool = False) -> CaseFiles | None:
         return None
     partner = _msd_partner(path)
     if len(shape) == 4 and shape[3] == MSD_CHANNELS:
-        seg = partner if partner is not None and partner.is_file() else None
-        return _msd(path, seg)
+        return _msd(path, partner if _present(partner) else None)
     if len(shape) == 4 and not quiet:
         raise StudyLoadError(
             f"{path} is a 4D image with {shape[3]} volumes; the only 4D input read is MSD Task01's "
             f"{MSD_CHANNELS} channels (FLAIR, T1w, T1gd, T2w)"
         )
-    if len(shape) == 3 and partner is not None and partner.is_file() and path.parent.name.lower().startswith(
-        "labels"
+    if partner is not None and len(shape) == 3 and path.parent.name.lower().startswith("labels") and _present(
+        partner
     ):
         partner_shape = peek_shape(partner)
         if partner_shape is not None and len(partner_shape) == 4 and partner_shape[3] == MSD_CHANNELS:

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions, to_regions
+from brainseg_gui.core.read_guard import read_small_bytes
 
 #: What a click may name: a region, or a tissue label.
 CLICK_TARGETS = ("WT", "TC", "ET", "NCR", "ED")
@@ -90,11 +91,11 @@ def parse_click(entry: Any, where: str = "click") -> Click:
 def read_clicks(path: Path) -> list[Click]:
     """The clicks of a CLICKS.json file (a list), in order."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_small_bytes(Path(path), "clicks file").decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ClickError(f"{path} is not a JSON file of clicks (it holds binary data)") from exc
-    except OSError as exc:
-        raise ClickError(f"cannot read {path}: {exc}") from exc
+    except StudyLoadError as exc:
+        raise ClickError(str(exc)) from exc
     except ValueError as exc:
         raise ClickError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, list) or not data:

@@ -26,6 +26,7 @@ from brainseg_gui.core.dicom_sources import cache_root, study_uid_of
 from brainseg_gui.core.dicom_volume import SERIES_FILE_SUFFIX, write_series_file
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
+from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES
 
 RECORD_NAME = "dicom_study.json"
@@ -124,8 +125,8 @@ def read_study_record(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_small_text(path, "study record"))
+    except (StudyLoadError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == RECORD_FORMAT else None
 

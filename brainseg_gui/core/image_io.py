@@ -6,7 +6,9 @@ RAS+ mm affine. SimpleITK's (z, y, x) arrays and LPS geometry are converted here
 SimpleITK is imported inside the functions that need it, so that importing `brainseg_gui.core`
 (and starting the CLI) stays fast.
 
-Writes are NIfTI only and atomic: a temporary file in the target's folder, then `os.replace`.
+Reads go through `core/read_guard.py` first: regular files only, no symlink or detached data file
+leading out of the file's folder, and the size a header declares checked before any voxel is read.
+Writes are NIfTI only and all-or-nothing (`core/atomic.py`: an image and its sidecar appear together).
 """
 
 from __future__ import annotations
@@ -14,25 +16,49 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import struct
+import sys
+import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.errors import BrainSegError, LabelError, StudyLoadError
+from brainseg_gui.core.read_guard import (
+    check_data_files,
+    check_declared_size,
+    opened_inside_its_folder,
+    read_small_text,
+    regular_file,
+    regular_file_inside,
+)
 from brainseg_gui.core.study import Grid
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
 log = logging.getLogger(__name__)
+
+
+class _NibabelToDebugLog(logging.Handler):
+    """nibabel reports its header checks ('vox offset 0 too low ...') through a stderr handler of its
+    own; the CLI promises one line per error, and the error itself says what is wrong: keep them in the log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("nibabel: %s", record.getMessage())
+
+
+nib.imageglobals.logger.handlers = [_NibabelToDebugLog()]
+nib.imageglobals.logger.propagate = False
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -51,8 +77,10 @@ DESCRIPTION_BYTES = 80
 #: What nibabel, gzip and SimpleITK raise on damaged or foreign files.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
     ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError, RuntimeError, ValueError,
-    struct.error, IndexError, TypeError,
+    struct.error, IndexError, TypeError, OverflowError, HeaderDataError,
 )
+#: The one ITK reader each SimpleITK format is read with (never one ITK guesses from the content).
+_SITK_IMAGE_IO = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}
 
 
 def image_suffix(path: Path) -> str:
@@ -72,6 +100,8 @@ def strip_image_suffix(path: Path) -> str:
 
 def is_dicom_file(path: Path) -> bool:
     """A DICOM Part 10 file: 'DICM' at byte 128 (also true for .dcm files without the preamble check)."""
+    if not path.is_file():  # never open a pipe or a device to look
+        return False
     try:
         with path.open("rb") as handle:
             handle.seek(128)
@@ -85,13 +115,17 @@ def read_image(path: Path) -> tuple[np.ndarray, Grid]:
 
     The array keeps the file's own dtype (after NIfTI scl_slope/scl_inter, which may make it float).
     A folder (or a single .dcm file) is read as a DICOM series with SimpleITK's GDCM reader.
-    Raises StudyLoadError naming the file for anything unreadable or of the wrong dimensionality.
+    Raises StudyLoadError naming the file for anything unreadable or of the wrong dimensionality,
+    and before reading anything for what `core/read_guard.py` refuses: a pipe or device, a symlink
+    or detached header leading outside the file's folder, a header declaring a huge image.
     """
     path = Path(path)
     if not path.exists():
         raise StudyLoadError(f"{path} does not exist")
     if path.is_dir():
         return _read_dicom_series(path, None)
+    opened_inside_its_folder(path)
+    regular_file(path, "image")
     suffix = image_suffix(path)
     if path.stat().st_size == 0:
         raise StudyLoadError(f"{path} is empty (0 bytes)")
@@ -120,7 +154,11 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         image = nib.load(path, mmap=False)
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise StudyLoadError(f"{path} is a {type(image).__name__}, not a NIfTI image")
-        array = np.asanyarray(image.dataobj)
+        header = image.header  # the header alone first: nothing of a refused size is decompressed
+        check_declared_size(path, header.get_data_shape(), header.get_data_dtype().itemsize,
+                            offset=int(getattr(image.dataobj, "offset", 0)))  # nibabel zeroes the header's
+        with np.errstate(over="ignore", invalid="ignore"):  # a wild scl_slope: inf/NaN voxels, reported later
+            array = np.asanyarray(image.dataobj)
         affine = np.array(image.affine, dtype=np.float64)
     except _READ_ERRORS as exc:
         raise StudyLoadError(f"cannot read {path}: {_explain(path, exc)}") from exc
@@ -160,19 +198,64 @@ def _checked(path: Path, array: np.ndarray, affine: np.ndarray) -> tuple[np.ndar
         raise StudyLoadError(f"{path} holds {array.dtype} voxels; BrainSeg reads integer or real scalars")
     try:
         grid = Grid(array.shape[:3], affine)
-    except StudyLoadError as exc:
-        raise StudyLoadError(f"{path}: {exc}") from exc
+    except StudyLoadError as exc:  # one line: the message may hold the affine's repr
+        raise StudyLoadError(f"{path}: {' '.join(str(exc).split())}") from exc
     return array, grid
 
 
 def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """NRRD / MetaImage: data files checked from the header text, then the size from ITK's header read."""
+    import SimpleITK as sitk
+
+    check_data_files(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(_SITK_IMAGE_IO[image_suffix(path)])
+    said: list[str] = []
+    try:
+        with _itk_stderr(said):
+            reader.ReadImageInformation()
+            check_declared_size(path, tuple(reader.GetSize()), _pixel_bytes(reader))
+            image = reader.Execute()
+        return _from_sitk(image)
+    except _READ_ERRORS as exc:
+        reason = _first_line(exc)
+        if said and (reason.endswith("Success") or reason.startswith("Reason:")):
+            reason = said[0]  # MetaIO's own complaint says more than errno's 'Success'
+        raise StudyLoadError(f"cannot read {path}: {reason}") from exc
+
+
+@contextmanager
+def _itk_stderr(said: list[str]) -> Iterator[None]:
+    """Catch what ITK's MetaIO prints straight to the process's stderr: one log line, and `said` for errors.
+
+    The CLI's promise is one line per error; MetaIO would add its own lines below it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = " ".join(sink.read(4096).decode("utf-8", errors="replace").split())
+            if text:
+                said.append(text)
+                log.debug("ITK said: %s", text)
+
+
+def _pixel_bytes(reader: sitk.ImageFileReader) -> int:
+    """Bytes per pixel an ITK reader's header declares (all components), without reading pixels."""
     import SimpleITK as sitk
 
     try:
-        image = sitk.ReadImage(str(path))
-        return _from_sitk(image)
-    except _READ_ERRORS as exc:
-        raise StudyLoadError(f"cannot read {path}: {_first_line(exc)}") from exc
+        component = sitk.Image([1, 1], reader.GetPixelID()).GetSizeOfPixelComponent()
+    except RuntimeError:
+        component = 8  # a pixel type SimpleITK cannot make: assume the widest
+    return max(int(component), 1) * max(int(reader.GetNumberOfComponents()), 1)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -268,9 +351,16 @@ def _read_dicom_series(folder: Path, member: Path | None) -> tuple[np.ndarray, G
             "folder, or open one of its files"
         )
     files = files_by_series[series_ids[0]]
+    for file in files:
+        regular_file_inside(Path(file), folder, "DICOM file")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
+        first = sitk.ImageFileReader()
+        first.SetFileName(files[0])
+        first.ReadImageInformation()
+        size = tuple(first.GetSize())
+        check_declared_size(folder, (*size[:2], len(files) * int(np.prod(size[2:]))), _pixel_bytes(first))
         array, affine = _from_sitk(reader.Execute())
     except _READ_ERRORS as exc:
         raise StudyLoadError(f"cannot read the DICOM series in {folder}: {_first_line(exc)}") from exc
@@ -285,6 +375,24 @@ def _read_dicom_series(folder: Path, member: Path | None) -> tuple[np.ndarray, G
 def sidecar_path(path: Path) -> Path:
     """Where the JSON sidecar of an image goes: 'X.nii.gz' -> 'X.json'."""
     return path.with_name(strip_image_suffix(path) + ".json")
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON sidecar of the image `path` (see `sidecar_path`); {} when there is none or it is not JSON.
+
+    A pipe, a device, a file over 16 MiB or a link leading out of the folder named like the
+    sidecar raises StudyLoadError instead of being opened (`core/read_guard.py`).
+    """
+    sidecar = sidecar_path(Path(path))
+    if not (sidecar.exists() or sidecar.is_symlink()):
+        return {}
+    opened_inside_its_folder(sidecar)
+    try:
+        data = json.loads(read_small_text(sidecar, "sidecar"))
+    except ValueError as exc:
+        log.warning("ignored the sidecar %s: not JSON (%s)", sidecar, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_image(
@@ -312,7 +420,7 @@ def write_image(
         raise BrainSegError(f"cannot write {path}: array shape {array.shape} is not the grid's {grid.shape}")
     targets = [path] + ([sidecar_path(path)] if sidecar is not None else [])
     _refuse_protected(targets, protect)
-    if not path.parent.is_dir():
+    if files is None and not path.parent.is_dir():  # a set makes its folders (and removes them on failure)
         raise BrainSegError(f"cannot write {path}: the folder {path.parent} does not exist")
 
     image = nib.Nifti1Image(np.asarray(array), grid.affine)
@@ -372,6 +480,7 @@ def peek_shape(path: Path) -> tuple[int, ...] | None:
     """Shape from a NIfTI header without reading the voxels (None for other formats)."""
     if image_suffix(path) not in NIFTI_SUFFIXES:
         return None
+    regular_file(path, "image")
     if path.stat().st_size == 0:
         raise StudyLoadError(f"{path} is empty (0 bytes)")
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
+from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES, Grid
 
 RECORD_FORMAT = "brainseg-prepare"
@@ -83,8 +84,8 @@ class PrepareRecord:
     def load(cls, path: Path) -> PrepareRecord:
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(read_small_text(path, "prepare record"))
+        except json.JSONDecodeError as exc:
             raise StudyLoadError(f"cannot read the prepare record {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise StudyLoadError(f"{path}: a prepare record is a JSON object")

@@ -24,8 +24,9 @@ import numpy as np
 from nibabel.orientations import io_orientation
 
 from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, find_case
-from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, read_image
+from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,14 @@ MAX_BRAIN_ML = 2200.0
 MAX_BACKGROUND_NOISE = 0.2
 #: Voxel size (mm) of the copy the skull check runs on.
 CHECK_MM = 2.0
+#: Fewer voxels than this along any axis is not a volume (a single slice, a localizer, a thumbnail):
+#: the network's smallest feature map is 1/8 of its input, and no preparing adds the missing slices.
+MIN_AXIS_VOXELS = 8
 
 PREPARE_HINT = "prepare it first: brainseg prepare STUDY -o OUT_DIR (or Prepare in the viewer)"
+#: The words of a degenerate grid (a single slice, too few voxels), which preparing cannot fix.
+NOT_A_VOLUME = "not a 3D volume"
+VOLUME_HINT = "BrainSeg needs a 3D volume of the head: open the whole series, not a slice of it"
 #: The words of a different-grid problem (a study loaded with allow_resample has agreed to those).
 DIFFERENT_GRID = "is on a different grid from"
 #: The words of an axis-order difference: the predictor re-orients exactly (flips and permutations,
@@ -93,12 +100,18 @@ class Readiness:
         if self.ready:
             return "BraTS-ready: yes"
         lines = ["BraTS-ready: no"] + [f"  - {problem}" for problem in self.problems]
-        return "\n".join(lines + [f"  {PREPARE_HINT}"])
+        return "\n".join(lines + [f"  {self.hint}"])
+
+    @property
+    def hint(self) -> str | None:
+        """What to do about a study that is not ready (None when it is)."""
+        if self.ready:
+            return None
+        return VOLUME_HINT if any(NOT_A_VOLUME in problem for problem in self.problems) else PREPARE_HINT
 
     def as_dict(self) -> dict[str, Any]:
         return {"ready": self.ready, "problems": list(self.problems), "blocking": blocking(self.problems),
-                "missing": list(self.missing),
-                "hint": None if self.ready else PREPARE_HINT}
+                "missing": list(self.missing), "hint": self.hint}
 
 
 def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: bool = True) -> Readiness:
@@ -115,7 +128,7 @@ def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: boo
         files = [Path(source.sources[name]) for name in source.images if name in source.sources]
     else:
         case = source if isinstance(source, CaseFiles) else find_case(Path(source))
-        images = read_sequences(case)
+        images = read_sequences(case, allow_slices=True)
         grids = {name: grid for name, (_, grid) in images.items()}
         missing = case.missing
         files = list(case.files.values())
@@ -145,21 +158,28 @@ def prepared_by_brainseg(files: list[Path]) -> bool:
     for folder in {path.parent for path in files}:
         for record in folder.glob("*_prepare.json"):
             try:
-                data = json.loads(record.read_text(encoding="utf-8"))
+                data = json.loads(read_small_text(record, "prepare record"))  # never a pipe or a huge file
                 if data.get("format") == "brainseg-prepare":
                     listed |= {(folder / str(name)).resolve() for name in dict(data.get("files", {})).values()}
-            except (OSError, ValueError, TypeError, AttributeError):
+            except (StudyLoadError, ValueError, TypeError, AttributeError):
                 continue  # not a readable record: the usual checks apply
     return bool(files) and all(path.resolve() in listed for path in files)
 
 
-def read_sequences(case: CaseFiles) -> dict[str, tuple[np.ndarray, Grid]]:
-    """Each sequence of a case on its own grid: {name: ((i, j, k) array, grid)}, each file read once."""
+def read_sequences(case: CaseFiles, *, allow_slices: bool = False) -> dict[str, tuple[np.ndarray, Grid]]:
+    """Each sequence of a case on its own grid: {name: ((i, j, k) array, grid)}, each file read once.
+
+    A sequence that is not a volume (see `volume_problem`) raises NotReadyError, so that preparing
+    refuses it up front; `allow_slices` reads it anyway (to describe it, as `assess_readiness` does).
+    """
     out: dict[str, tuple[np.ndarray, Grid]] = {}
     cache: dict[Path, tuple[np.ndarray, Grid]] = {}
     for name, path in case.files.items():
         if path not in cache:
             cache[path] = read_image(path)
+            problem = volume_problem(cache[path][1])
+            if problem and not allow_slices:
+                raise NotReadyError(f"{path}: {problem}; {VOLUME_HINT}")
         array, grid = cache[path]
         if array.ndim == 4:
             array = array[..., MSD_ORDER.index(name)]
@@ -186,10 +206,24 @@ def grid_problems(grids: Mapping[str, Grid]) -> list[str]:
     return problems
 
 
+def volume_problem(grid: Grid) -> str | None:
+    """Why a grid is not a 3D volume the network can segment (one slice, too few voxels), or None."""
+    shape = "x".join(map(str, grid.shape))
+    if sorted(grid.shape)[1] == 1:
+        return f"the image is {shape} voxels, {NOT_A_VOLUME} (a line or a single voxel)"
+    if min(grid.shape) == 1:
+        return f"the image is {shape} voxels: a single slice, {NOT_A_VOLUME}"
+    if min(grid.shape) < MIN_AXIS_VOXELS:
+        return (f"the image is {shape} voxels: {min(grid.shape)} along one axis, {NOT_A_VOLUME} "
+                f"(at least {MIN_AXIS_VOXELS} along each)")
+    return None
+
+
 def _geometry_problems(grid: Grid) -> list[str]:
     spacing = grid.spacing
     sizes = " x ".join(f"{s:.3g}" for s in spacing)
-    problems = []
+    problem = volume_problem(grid)
+    problems = [problem] if problem else []
     if max(spacing) > MAX_SLICE_MM:
         problems.append(f"slice thickness {max(spacing):.3g} mm is over {MAX_SLICE_MM:g} mm")
     if max(spacing) / min(spacing) > MAX_ANISOTROPY:

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from brainseg_gui.core.errors import ModelError
+from brainseg_gui.core.errors import ModelError, StudyLoadError
+from brainseg_gui.core.read_guard import MAX_IMAGE_BYTES, read_small_bytes, read_small_text
 from brainseg_gui.ml.checkpoint import atomic_write_bytes, content_hash
 
 STATE_FOLDER = "training"
@@ -77,9 +78,9 @@ def load_state(out_dir: Path) -> dict[str, Any]:
     """The state written by `save_state`; a torn or foreign checkpoint raises ModelError."""
     folder = Path(out_dir) / STATE_FOLDER
     try:
-        document = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-        data = (folder / STATE_TENSORS).read_bytes()
-    except (OSError, json.JSONDecodeError) as error:
+        document = json.loads(read_small_text(folder / STATE_JSON, "training checkpoint"))
+        data = read_small_bytes(folder / STATE_TENSORS, "training checkpoint", limit=MAX_IMAGE_BYTES)
+    except (StudyLoadError, json.JSONDecodeError) as error:
         raise ModelError(f"cannot read the training checkpoint in {folder}: {error}") from error
     if document.get("tensors_hash") != content_hash(data):
         raise ModelError(f"{folder / STATE_TENSORS} does not match {folder / STATE_JSON} "

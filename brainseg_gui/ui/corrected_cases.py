@@ -16,6 +16,8 @@ from pathlib import Path
 
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.cases import CaseFiles
+from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES, Study
 
 log = logging.getLogger(__name__)
@@ -70,12 +72,12 @@ class CorrectedCases:
 
     def all(self, *, existing_only: bool = True) -> list[CorrectedCase]:
         """Newest first."""
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            records = [CorrectedCase.from_json(item) for item in raw.get("cases", [])]
-        except FileNotFoundError:
+        if not (self.path.exists() or self.path.is_symlink()):
             return []
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        try:
+            raw = json.loads(read_small_text(self.path, "list of corrected cases"))
+            records = [CorrectedCase.from_json(item) for item in raw.get("cases", [])]
+        except (OSError, BrainSegError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.warning("%s is unreadable (%s): no corrected cases listed", self.path, error)
             return []
         if existing_only:

@@ -120,6 +120,26 @@ def test_a_commit_killed_half_way_is_finished_by_the_next_reader(tmp_path: Path)
         name: b"new " + name.encode() for name in ("a.txt", "b.txt", "c.txt")}
 
 
+def test_opening_the_case_finishes_a_commit_killed_in_its_folder(tmp_path: Path) -> None:
+    """find_case / find_cases are the next reader of a case folder: they finish a decided set first."""
+    import numpy as np
+    from io_builders import write_nifti
+
+    from brainseg_gui.core.cases import find_case, find_cases
+
+    for name in ("t1", "t1ce", "t2", "flair"):
+        write_nifti(tmp_path / f"P_{name}.nii.gz", np.zeros((4, 4, 4), np.float32), np.eye(4))
+    for opener in (find_case, find_cases):
+        for name in ("a.txt", "b.txt", "c.txt"):
+            (tmp_path / name).write_bytes(b"old " + name.encode())
+        child = subprocess.run([sys.executable, "-c", _KILLED_MID_COMMIT, str(tmp_path)], check=False)
+        assert child.returncode == -signal.SIGKILL and (tmp_path / "c.txt").read_bytes() == b"old c.txt"
+        opener(tmp_path)
+        assert {n: (tmp_path / n).read_bytes() for n in ("a.txt", "b.txt", "c.txt")} == {
+            n: b"new " + n.encode() for n in ("a.txt", "b.txt", "c.txt")}
+        assert len(list(tmp_path.iterdir())) == 7, listing(tmp_path)  # no record, backup or temporary left
+
+
 def test_temporaries_of_a_process_killed_before_its_commit_are_deleted(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes(b"old")
     script = ("import os, signal, sys\nfrom pathlib import Path\nfrom brainseg_gui.core.atomic import FileSet\n"

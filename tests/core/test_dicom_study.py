@@ -279,7 +279,7 @@ def test_a_dicomdir_naming_only_missing_files(tmp_path: Path, built: BuiltStudy)
 def test_pipes_are_never_opened_and_huge_headers_are_refused(built: BuiltStudy, tmp_path: Path, monkeypatch) -> None:
     import os
 
-    from brainseg_gui.core import dicom_volume
+    from brainseg_gui.core import read_guard
     from brainseg_gui.core.cases import find_case
 
     study = tmp_path / "study"
@@ -288,9 +288,9 @@ def test_pipes_are_never_opened_and_huge_headers_are_refused(built: BuiltStudy, 
     assert len(index_dicom(study).study().series) == len(built.series)
     with pytest.raises(StudyLoadError, match="not a regular file"):
         find_case(study / "pipe")
-    monkeypatch.setattr(dicom_volume, "MAX_VOXELS", 1000)
+    monkeypatch.setattr(read_guard, "MAX_IMAGE_VOXELS", 1000)
     t2 = open_dicom_study(study)[1].series_for("t2")
-    with pytest.raises(StudyLoadError, match="voxels is more than BrainSeg reads"):
+    with pytest.raises(StudyLoadError, match="more than BrainSeg reads"):
         read_stack(t2.main_stack.frames, label=t2.label)
 
 
