@@ -47,6 +47,82 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_float(low: float, high: float, *, unit: str = "", open_low: bool = False,
+                  open_high: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] (an end is left out when open); the message
+    shows the value exactly as typed."""
+    left, right = "(" if open_low else "[", ")" if open_high else "]"
+    span = f"{left}{low:g}, {high:g}{right}{f' {unit}' if unit else ''}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in {span}, got {text!r}") from None
+        inside = (math.isfinite(value) and (low < value if open_low else low <= value)
+                  and (value < high if open_high else value <= high))
+        if not inside:
+            raise argparse.ArgumentTypeError(f"expected a number in {span}, got {text}")
+        return value
+
+    return parse
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high]; the message shows the value exactly as typed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number {low}..{high}, got {text}")
+        return value
+
+    return parse
+
+
+#: --resolution: finer than 0.3 mm allocates more than any computer has; coarser than 10 mm sees no tumour.
+MIN_RESOLUTION_MM, MAX_RESOLUTION_MM = 0.3, 10.0
+resolution_mm = bounded_float(MIN_RESOLUTION_MM, MAX_RESOLUTION_MM, unit="mm")
+#: --patch-size: a training patch's edge in voxels (one patch of 256^3 with 4 channels is 1 GiB).
+patch_size = bounded_int(8, 256)
+#: --batch-size: patches per step.
+batch_size = bounded_int(1, 512)
+#: --epochs and --steps-per-epoch: enough for any real schedule, and never a run that cannot end.
+epochs = bounded_int(1, 100_000)
+steps = bounded_int(1, 1_000_000)
+#: --seed: what numpy and torch accept.
+seed = bounded_int(0, 2**32 - 1)
+#: --width-scale: 4 makes every network ~16 times its default size (~25 M parameters).
+width_scale = bounded_float(0.0, 4.0, open_low=True)
+#: --fractional-threshold: where the brain surface stops, strictly between 0 and 1.
+fraction_open = bounded_float(0.0, 1.0, open_low=True, open_high=True)
+#: --brain-adjust: grow or shrink the brain by at most 50 mm (more would be a different organ).
+brain_adjust_mm = bounded_float(-50.0, 50.0, unit="mm")
+
+
+def case_id(text: str) -> str:
+    """argparse type: a case id that can name files on its own (no '/', '..', control characters)."""
+    from brainseg_gui.core.read_guard import plain_name
+
+    try:
+        return plain_name(text, "case id")
+    except BrainSegError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def model_name(text: str) -> str:
+    """argparse type: a model name from `brainseg models list` (a plain name)."""
+    from brainseg_gui.core.read_guard import plain_name
+
+    try:
+        return plain_name(text, "model name")
+    except BrainSegError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def require_exists(path: Path) -> None:
     """A missing input path becomes the one-line 'No such file or folder' error."""
     if not path.exists():

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import sys
+
+#: What torch and numpy say when an allocation fails (torch raises RuntimeError, not MemoryError).
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory",
+                  "storage size calculation overflowed", "storage size overflowed")
+_UNITS = {"B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40, "PiB": 50, "EiB": 60}
 
 
 def describe_error(error: BaseException) -> str:
@@ -13,6 +20,47 @@ def describe_error(error: BaseException) -> str:
     else:
         text = str(error) or type(error).__name__
     return " ".join(text.split())
+
+
+def named_failure(error: BaseException, command: str) -> str | None:
+    """The one line for a failure that is the machine's, not a bug: memory, permissions, a full disk.
+
+    None when `error` is none of these (an OSError not named here is described by `describe_error`).
+    """
+    if is_out_of_memory(error):
+        needed = _needed_bytes(error)
+        size = f": the input needs {needed / 2**30:,.1f} GiB" if needed else ""
+        return (f"not enough memory to {command}{size}; check the input's size and voxel spacing "
+                "(or free memory and try again)")
+    if isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno in (errno.EACCES,
+                                                                                             errno.EPERM)):
+        where = error.filename or describe_error(error)
+        return f"permission denied: {where}"
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is exceeded"
+        return f"{what}{f' (writing {error.filename})' if error.filename else ''}: free some space and try again"
+    return None
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _OUT_OF_MEMORY)
+
+
+def _needed_bytes(error: BaseException) -> int | None:
+    """The size of the allocation that failed, when numpy or torch said it."""
+    total = getattr(error, "_total_size", None)  # numpy's _ArrayMemoryError
+    if isinstance(total, int):
+        return total
+    text = str(error)
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        return int(found.group(1))
+    found = re.search(r"allocate ([\d.]+) ?(B|KiB|MiB|GiB|TiB|PiB|EiB)", text)
+    if found:
+        return int(float(found.group(1)) * 2 ** _UNITS[found.group(2)])
+    return None
 
 
 def silence_stdout() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from brainseg_gui.cli import common
 from brainseg_gui.cli.common import EXIT_OK
 
 
@@ -16,7 +17,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "predictions and fine-tunes use it when no model is named.")
     p.add_argument("action", nargs="?", default="list", choices=("list", "activate", "rollback", "remove"),
                    help="list (default); activate NAME; rollback (to the shipped model); remove NAME")
-    p.add_argument("name", nargs="?", help="a model name from the list (e.g. v2-1a2b3c4d5e6f)")
+    p.add_argument("name", nargs="?", type=common.model_name, help="a model name from the list (e.g. v2-1a2b3c4d5e6f)")
     p.set_defaults(run=_run_models)
 
 
@@ -38,6 +39,7 @@ def _run_models(args: argparse.Namespace) -> int:
         print(f"removed {args.name}")
     else:
         print(f"models folder: {registry.root}")
-        for entry in registry.entries():
+        usable, broken = registry.listing()
+        for entry in [*usable, *broken]:  # a broken kept version is listed as broken, with why
             print(entry.describe())
     return EXIT_OK

@@ -10,6 +10,11 @@ a hash of the source files and grid (`journal_path`).
 
 Record layout: MAGIC (2 bytes), type (1), payload length (uint32 LE), CRC-32 of the payload
 (uint32 LE), payload.
+
+A journal is read as a regular file of bounded size (core.read_guard), and every compressed mask or
+stroke is inflated with a bound the header's grid sets, so a damaged file can never block, exhaust
+memory or raise anything but JournalError. One that cannot be restored is moved aside
+(`set_aside`: renamed NAME.unrestorable-TIME), never deleted.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import os
 import re
 import struct
 import sys
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +35,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from brainseg_gui.core.edit_session import Delta, EditError, EditSession
+from brainseg_gui.core.atomic import write_atomic
+from brainseg_gui.core.edit_session import Delta, EditSession
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.core.read_guard import (
+    MAX_IMAGE_BYTES,
+    check_declared_size,
+    read_small_bytes,
+    regular_file,
+)
 from brainseg_gui.core.study import Grid, Study
 
 log = logging.getLogger(__name__)
@@ -44,6 +56,11 @@ HEADER, PART, END, UNDO, REDO, SAVED = 1, 2, 3, 4, 5, 6
 _NAMES = {HEADER: "header", PART: "part", END: "end", UNDO: "undo", REDO: "redo", SAVED: "saved"}
 JOURNAL_SUFFIX = ".bsjournal"
 FORMAT_VERSION = 1
+#: The largest journal read: the largest image BrainSeg reads, twice over for the strokes.
+MAX_JOURNAL_BYTES = 2 * MAX_IMAGE_BYTES
+#: A journal that cannot be restored is renamed to NAME + this + a time stamp.
+SET_ASIDE_TAG = ".unrestorable-"
+_LABELS = np.array(sorted(LabelConvention.BRATS.allowed_values), dtype=np.uint8)
 
 
 class JournalError(BrainSegError):
@@ -105,18 +122,7 @@ class Journal:
                       affine=session.grid.affine.tolist(),
                       created=header.get("created") or datetime.now(UTC).isoformat(timespec="seconds"))
         payload = _header_payload(header, session.initial, session.ai)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(FILE_MAGIC)
-                out.write(_record(HEADER, payload))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        _fsync_folder(path.parent)
+        write_atomic(path, FILE_MAGIC + _record(HEADER, payload))
         return cls(path, open(path, "ab"))
 
     @classmethod
@@ -182,21 +188,6 @@ def _record(kind: int, payload: bytes) -> bytes:
     return _RECORD_HEADER.pack(RECORD_MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
 
 
-def _fsync_folder(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _header_payload(meta: Mapping[str, Any], base: np.ndarray, ai: np.ndarray) -> bytes:
     text = json.dumps(dict(meta), default=str).encode("utf-8")
     same = np.array_equal(base, ai)
@@ -260,12 +251,23 @@ class JournalContents:
 
 
 def read_journal(path: Path) -> JournalContents:
-    """Read a journal, stopping quietly at a torn or damaged record (the crash's last write)."""
+    """Read a journal, stopping quietly at a torn or damaged record (the crash's last write).
+
+    A record whose checksum holds but whose content does not (bad compression, sizes or indices
+    that do not fit the header's grid) means a corrupt journal: JournalError, as for every other
+    problem, never another exception.
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JournalError(f"cannot read the edit journal {path}: {exc}") from exc
+        size = regular_file(path, "edit journal").stat().st_size
+        if size > MAX_JOURNAL_BYTES:
+            raise JournalError(f"the edit journal {path} holds {size} bytes, more than any edit session writes "
+                               f"({MAX_JOURNAL_BYTES})")
+        data = read_small_bytes(path, "edit journal", size)  # its own size: no larger buffer is reserved
+    except JournalError:
+        raise
+    except (BrainSegError, OSError) as exc:
+        raise JournalError(f"cannot read the edit journal: {exc}") from None
     if not data.startswith(FILE_MAGIC):
         raise JournalError(f"{path} is not a BrainSeg edit journal (no {FILE_MAGIC!r} at the start)")
     offset = len(FILE_MAGIC)
@@ -287,9 +289,13 @@ def read_journal(path: Path) -> JournalContents:
         elif header is None:
             raise JournalError(f"{path} has records before its header")
         elif kind in (PART, END):
-            records.append((kind, _parse_delta(payload) if payload else None))
+            voxels = header[1].size
+            records.append((kind, _parse_delta(path, offset, payload, voxels) if payload else None))
         elif kind == SAVED:
-            records.append((kind, json.loads(payload.decode("utf-8"))))
+            records.append((kind, _parse_saved(path, offset, payload)))
+        elif payload:
+            raise JournalError(f"{path}: the {_NAMES[kind]} record at byte {offset} carries {len(payload)} "
+                               "bytes, it carries none")
         else:
             records.append((kind, None))
         offset = offset_next
@@ -313,37 +319,98 @@ def _next_record(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
 
 
 def _parse_header(path: Path, payload: bytes) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """(meta, starting mask, AI mask) of the header record; JournalError naming what does not fit."""
     try:
         (text_length,) = struct.unpack_from("<I", payload, 0)
+        if 4 + text_length > len(payload):
+            raise ValueError(f"its text claims {text_length} bytes, the record has {len(payload) - 4}")
         meta = json.loads(payload[4:4 + text_length].decode("utf-8"))
         offset = 4 + text_length
         blobs = []
         for _ in range(2):
             (length,) = struct.unpack_from("<Q", payload, offset)
+            if offset + 8 + length > len(payload):
+                raise ValueError(f"a mask claims {length} bytes, the record has {len(payload) - offset - 8}")
             blobs.append(payload[offset + 8:offset + 8 + length])
             offset += 8 + length
-        shape = tuple(int(n) for n in meta["shape"])
-        base = np.frombuffer(zlib.decompress(blobs[0]), dtype=np.uint8).reshape(shape)
-        ai = np.frombuffer(zlib.decompress(blobs[1]), dtype=np.uint8).reshape(shape) if blobs[1] else base
-    except (struct.error, ValueError, KeyError, zlib.error, json.JSONDecodeError) as exc:
-        raise JournalError(f"{path}: unreadable journal header ({exc})") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise JournalError(f"{path}: journal format {meta.get('format_version')!r}, "
-                           f"this BrainSeg reads {FORMAT_VERSION}")
+        if offset != len(payload):
+            raise ValueError(f"{len(payload) - offset} bytes follow the masks")
+        if not isinstance(meta, dict):
+            raise TypeError(f"its metadata is {type(meta).__name__}, not an object")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise JournalError(f"{path}: journal format {meta.get('format_version')!r}, "
+                               f"this BrainSeg reads {FORMAT_VERSION}")
+        shape = tuple(_whole(n) for n in meta["shape"])
+        grid = Grid(shape, np.array(meta["affine"], dtype=np.float64))  # type: ignore[arg-type]  # checks 3
+        check_declared_size(path, grid.shape, 1)
+        voxels = int(np.prod(grid.shape))
+        base = np.frombuffer(_inflate(blobs[0], voxels, "the starting mask"), np.uint8).reshape(grid.shape)
+        ai = (np.frombuffer(_inflate(blobs[1], voxels, "the AI mask"), np.uint8).reshape(grid.shape)
+              if blobs[1] else base)
+        for name, mask in (("starting", base), ("AI", ai)):
+            if not np.isin(mask, _LABELS).all():
+                raise ValueError(f"the {name} mask holds values outside {_LABELS.tolist()}")
+    except JournalError:
+        raise
+    except (BrainSegError, struct.error, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise JournalError(f"{path}: unreadable journal header ({exc})") from None
     return meta, base, ai
 
 
-def _parse_delta(payload: bytes) -> Delta:
-    name_length, wide, size = struct.unpack_from("<HBQ", payload, 0)
-    offset = struct.calcsize("<HBQ")
-    name = payload[offset:offset + name_length].decode("utf-8")
-    body = zlib.decompress(payload[offset + name_length:])
-    dtype = np.int64 if wide else np.int32
-    width = np.dtype(dtype).itemsize * size
-    indices = np.frombuffer(body, dtype=dtype, count=size)
-    old = np.frombuffer(body, dtype=np.uint8, count=size, offset=width)
-    new = np.frombuffer(body, dtype=np.uint8, count=size, offset=width + size)
-    return Delta(indices.copy(), old.copy(), new.copy(), name)
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a grid size {value!r} is not a whole number")
+    return value
+
+
+def _inflate(blob: bytes, size: int, what: str) -> bytes:
+    """`blob` decompressed, which must give exactly `size` bytes: never inflated beyond that."""
+    try:
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(blob, size)
+        complete = inflater.eof
+    except zlib.error as exc:
+        raise ValueError(f"{what} is not valid zlib data ({exc})") from None
+    if len(data) != size or not complete or inflater.unused_data:
+        beyond = " or more" if inflater.unconsumed_tail or not complete else ""
+        raise ValueError(f"{what} inflates to {len(data)}{beyond} bytes, the grid needs {size}")
+    return data
+
+
+def _parse_delta(path: Path, at: int, payload: bytes, voxels: int) -> Delta:
+    """One stroke (part) of a grid of `voxels` voxels; JournalError when it cannot be one."""
+    try:
+        name_length, wide, size = struct.unpack_from("<HBQ", payload, 0)
+        offset = struct.calcsize("<HBQ")
+        if wide not in (0, 1) or size > voxels:
+            raise ValueError(f"{size} voxels in a grid of {voxels} (index width flag {wide})")
+        name = payload[offset:offset + name_length].decode("utf-8")
+        if len(name.encode("utf-8")) != name_length:
+            raise ValueError("the stroke name is cut off")
+        dtype = np.dtype(np.int64 if wide else np.int32)
+        width = dtype.itemsize * size
+        body = _inflate(payload[offset + name_length:], width + 2 * size, "the stroke")
+        indices = np.frombuffer(body, dtype=dtype, count=size)
+        old = np.frombuffer(body, dtype=np.uint8, count=size, offset=width)
+        new = np.frombuffer(body, dtype=np.uint8, count=size, offset=width + size)
+        if size and (int(indices.min()) < 0 or int(indices.max()) >= voxels):
+            raise ValueError(f"voxel indices {int(indices.min())}..{int(indices.max())} outside the grid "
+                             f"of {voxels}")
+        if not (np.isin(old, _LABELS).all() and np.isin(new, _LABELS).all()):
+            raise ValueError(f"labels outside {_LABELS.tolist()}")
+        return Delta(indices.copy(), old.copy(), new.copy(), name)
+    except (struct.error, ValueError) as exc:
+        raise JournalError(f"{path}: the stroke record at byte {at} is corrupt ({exc})") from None
+
+
+def _parse_saved(path: Path, at: int, payload: bytes) -> dict[str, Any]:
+    try:
+        info = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise JournalError(f"{path}: the export note at byte {at} is corrupt ({exc})") from None
+    if not isinstance(info, dict):
+        raise JournalError(f"{path}: the export note at byte {at} is {type(info).__name__}, not an object")
+    return info
 
 
 # ---- recovery ----------------------------------------------------------------------------------
@@ -354,8 +421,8 @@ def replay(contents: JournalContents) -> EditSession:
 
     An unfinished last stroke (the app died with the mouse held) is closed as a stroke of its own.
     """
-    session = EditSession(contents.base, contents.grid, ai=contents.ai)
     try:
+        session = EditSession(contents.base, contents.grid, ai=contents.ai)
         for kind, item in contents.records:
             if kind == PART and isinstance(item, Delta):
                 session.apply_recorded(item)
@@ -368,8 +435,8 @@ def replay(contents: JournalContents) -> EditSession:
             elif kind == REDO:
                 session.redo()
         session.end_stroke()
-    except EditError as exc:
-        raise JournalError(f"{contents.path}: {exc}") from exc
+    except BrainSegError as exc:  # EditError: a stroke does not start from the mask; LabelError, ...
+        raise JournalError(f"{contents.path} cannot be replayed: {exc}") from None
     return session
 
 
@@ -380,6 +447,53 @@ def recover(path: Path, grid: Grid | None = None) -> tuple[EditSession, JournalC
         raise JournalError(f"{path} was written for a {contents.grid.describe()} grid, "
                            f"the study is {grid.describe()}")
     return replay(contents), contents
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a journal that cannot be restored to NAME.unrestorable-TIME (never deleted); the new path."""
+    path = Path(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}{SET_ASIDE_TAG}{stamp}")
+    number = 1
+    while os.path.lexists(target):
+        number += 1
+        target = path.with_name(f"{path.name}{SET_ASIDE_TAG}{stamp}-{number}")
+    os.rename(path, target)
+    log.warning("moved the unrestorable edit journal %s aside to %s", path, target)
+    return target
+
+
+def _set_aside_error(path: Path, error: JournalError) -> JournalError:
+    """`error` with where the journal went (moved aside), or why it could not be moved."""
+    try:
+        target = set_aside(path)
+    except OSError as exc:
+        return JournalError(f"{error}; the journal could not be moved aside either ({exc.strerror or exc})")
+    return JournalError(f"{error}. The unsaved edits cannot be restored; the journal was kept as {target}")
+
+
+def read_or_set_aside(path: Path) -> JournalContents:
+    """`read_journal`, moving a journal that cannot be read aside (JournalError says where)."""
+    try:
+        return read_journal(path)
+    except JournalError as error:
+        if not os.path.lexists(path):
+            raise
+        raise _set_aside_error(Path(path), error) from None
+
+
+def recover_or_set_aside(path: Path, grid: Grid | None = None) -> tuple[EditSession, JournalContents]:
+    """`recover`, moving a journal that cannot be restored aside (JournalError says where).
+
+    The journal's name is derived from the study's grid (`journal_path`), so one that does not fit
+    the grid is as unrestorable as a corrupt one.
+    """
+    try:
+        return recover(path, grid)
+    except JournalError as error:
+        if not os.path.lexists(path):
+            raise
+        raise _set_aside_error(Path(path), error) from None
 
 
 def describe(contents: JournalContents) -> str:

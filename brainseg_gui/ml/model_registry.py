@@ -6,9 +6,15 @@
       versions/<name>/            a kept model: card.json + weights.safetensors + entry.json (when, note)
       staging/<stamp>/            fine-tune runs in progress or waiting for keep/discard
 
-A kept version is copied into a hidden temporary folder, checked (it must load), then renamed into
-place, so a crash never leaves half a version. The shipped model is read where it is installed and
-never written: it cannot be kept over, removed, or chosen as a fine-tune's output.
+A kept version is written into a hidden temporary folder (its files as one core.atomic.FileSet),
+checked (it must load), then renamed into place, so a failure never leaves half a version. The
+shipped model is read where it is installed and never written: it cannot be kept over, removed, or
+chosen as a fine-tune's output.
+
+Corrupt state degrades, it never blocks: the pointer and the entries are read as small regular files
+only (core.read_guard); a kept version whose card or weights are broken is listed as broken; an
+active pointer naming a missing or broken model (or one that is not a regular file) falls back to
+the shipped model with one warning that says why.
 """
 
 from __future__ import annotations
@@ -22,13 +28,19 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from brainseg_gui.core.errors import ModelError
+from brainseg_gui.core.atomic import FileSet, write_atomic
+from brainseg_gui.core.errors import BrainSegError, ModelError, StudyLoadError
+from brainseg_gui.core.read_guard import plain_name, read_small_bytes, read_small_text
 from brainseg_gui.ml.checkpoint import (
     CARD_FILE,
+    MAX_CARD_BYTES,
+    MAX_WEIGHTS_BYTES,
     WEIGHTS_FILE,
+    LoadedModel,
     ModelCard,
-    atomic_write_bytes,
+    check_model,
     load_model,
     read_card,
 )
@@ -43,6 +55,8 @@ ENTRY_FILE = "entry.json"
 VERSIONS = "versions"
 STAGING = "staging"
 _NAME = re.compile(r"^v(?P<number>\d+)-[0-9a-f]{12}$")
+#: The largest active.json or entry.json read.
+MAX_POINTER_BYTES = 64 << 10
 
 
 def models_root() -> Path:
@@ -88,6 +102,18 @@ class ModelEntry:
         return text + (" [active]" if self.active else "")
 
 
+@dataclass(frozen=True)
+class BrokenEntry:
+    """A kept version that cannot be used (unreadable card, weights that do not fit it, ...)."""
+
+    name: str
+    directory: Path
+    problem: str
+
+    def describe(self) -> str:
+        return f"{self.name} [broken: {self.problem}]"
+
+
 class ModelRegistry:
     """Kept models in `root` (default `models_root()`), plus the shipped model."""
 
@@ -96,16 +122,22 @@ class ModelRegistry:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _active_name(self) -> str:
+    def _active_name(self) -> tuple[str, str]:
+        """(the name the pointer gives, or SHIPPED; why the pointer cannot be used, or "")."""
         path = self.root / ACTIVE_FILE
-        if not path.is_file():
-            return SHIPPED
+        if not os.path.lexists(path):
+            return SHIPPED, ""
         try:
-            name = json.loads(path.read_text(encoding="utf-8"))["active"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("%s is unreadable (%s): using the shipped model", path, error)
-            return SHIPPED
-        return str(name)
+            data = json.loads(read_small_text(path, "active-model pointer", MAX_POINTER_BYTES))
+            name = data["active"]
+            if not isinstance(name, str):
+                raise TypeError(f"'active' is {name!r}, not a name")
+            plain_name(name, "model name")
+        except StudyLoadError as error:
+            return SHIPPED, str(error)
+        except (BrainSegError, ValueError, KeyError, TypeError, RecursionError) as error:
+            return SHIPPED, f"{path} is not a BrainSeg active-model pointer ({type(error).__name__}: {error})"
+        return name, ""
 
     def _kept(self) -> list[tuple[int, str]]:
         folder = self.root / VERSIONS
@@ -118,7 +150,9 @@ class ModelRegistry:
                 found.append((int(match.group("number")), child.name))
         return sorted(found)
 
-    def _entry(self, name: str, active: str) -> ModelEntry:
+    def _entry(self, name: str, active: str, *, check_weights: bool = False) -> ModelEntry:
+        """The entry called `name`; with `check_weights`, a kept version's weights must fit its card."""
+        plain_name(name, "model name")
         if name == SHIPPED:
             directory = shipped_model_dir()
             return ModelEntry(SHIPPED, directory, read_card(directory), True, active == SHIPPED)
@@ -126,23 +160,28 @@ class ModelRegistry:
         if not _NAME.match(name) or not directory.is_dir():
             known = [SHIPPED] + [n for _, n in self._kept()]
             raise ModelError(f"no model {name!r} in {self.root / VERSIONS}; known: {known}")
-        info: dict[str, str] = {}
-        try:
-            info = json.loads((directory / ENTRY_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
-        return ModelEntry(name, directory, read_card(directory), False, active == name,
+        card = check_model(directory) if check_weights else read_card(directory)
+        info = _entry_info(directory / ENTRY_FILE)
+        return ModelEntry(name, directory, card, False, active == name,
                           str(info.get("kept_at", "")), str(info.get("note", "")))
 
-    def entries(self) -> list[ModelEntry]:
-        """The shipped model first, then the kept versions oldest to newest (unreadable ones skipped)."""
+    def listing(self) -> tuple[list[ModelEntry], list[BrokenEntry]]:
+        """(usable models: the shipped one first, then kept versions oldest to newest; broken kept ones)."""
         active = self.active().name
         out = [self._entry(SHIPPED, active)]
+        broken = []
         for _, name in self._kept():
             try:
-                out.append(self._entry(name, active))
+                out.append(self._entry(name, active, check_weights=True))
             except ModelError as error:
-                log.warning("skipping kept model %s: %s", name, error)
+                broken.append(BrokenEntry(name, self.root / VERSIONS / name, str(error)))
+        return out, broken
+
+    def entries(self) -> list[ModelEntry]:
+        """The usable models (see `listing`); each broken kept version is named in a warning."""
+        out, broken = self.listing()
+        for entry in broken:
+            log.warning("skipping kept model %s: %s", entry.name, entry.problem)
         return out
 
     def get(self, name: str) -> ModelEntry:
@@ -150,13 +189,35 @@ class ModelRegistry:
 
     def active(self) -> ModelEntry:
         """The active model; the shipped one when none was chosen or the chosen one is broken."""
-        name = self._active_name()
+        return self.resolve_active()[0]
+
+    def resolve_active(self) -> tuple[ModelEntry, str]:
+        """(the active model, "") or, when the chosen one cannot be used, (the shipped model, why).
+
+        The reason is also logged once as a warning; the caller may show it (the GUI does).
+        """
+        name, problem = self._active_name()
         if name != SHIPPED:
             try:
-                return self._entry(name, name)
+                return self._entry(name, name, check_weights=True), ""
+            except BrainSegError as error:
+                problem = f"the active model {name} cannot be used ({error})"
+        if problem:
+            problem = f"{problem}: using the shipped model"
+            log.warning("%s", problem)
+        return self._entry(SHIPPED, SHIPPED), problem
+
+    def load_active(self, device: str | Any = "cpu") -> tuple[LoadedModel, str]:
+        """The active model loaded (see `resolve_active`), falling back to the shipped one when it
+        does not load; returns (model, why the shipped one is used, or "")."""
+        entry, problem = self.resolve_active()
+        if not entry.shipped:
+            try:
+                return load_model(entry.directory, device), ""
             except ModelError as error:
-                log.warning("active model %s cannot be used (%s): using the shipped model", name, error)
-        return self._entry(SHIPPED, SHIPPED)
+                problem = f"the active model {entry.name} cannot be used ({error}): using the shipped model"
+                log.warning("%s", problem)
+        return load_model(shipped_model_dir(), device), problem
 
     def is_protected(self, path: Path) -> bool:
         """True for the shipped model's folder and anything inside the kept versions."""
@@ -178,11 +239,12 @@ class ModelRegistry:
         name = f"v{number}-{card.version}"
         temporary = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=versions))
         try:
-            for file_name in (WEIGHTS_FILE, CARD_FILE):
-                atomic_write_bytes(temporary / file_name, (model_dir / file_name).read_bytes())
             kept_at = datetime.now(UTC).isoformat(timespec="seconds")
             info = {"kept_at": kept_at, "note": note, "source": str(model_dir.resolve())}
-            atomic_write_bytes(temporary / ENTRY_FILE, (json.dumps(info, indent=2) + "\n").encode())
+            with FileSet() as files:
+                for file_name, limit in ((WEIGHTS_FILE, MAX_WEIGHTS_BYTES), (CARD_FILE, MAX_CARD_BYTES)):
+                    files.add(temporary / file_name, _read(model_dir / file_name, limit))
+                files.add(temporary / ENTRY_FILE, json.dumps(info, indent=2) + "\n")
             load_model(temporary)  # the copy is whole
             os.rename(temporary, versions / name)
         except BaseException:
@@ -195,10 +257,9 @@ class ModelRegistry:
 
     def activate(self, name: str) -> ModelEntry:
         """Make `name` ("shipped" or a kept version) the active model."""
-        entry = self._entry(name, name)
-        if not entry.shipped:
-            load_model(entry.directory)  # never activate weights that do not match their card
-        atomic_write_bytes(self.root / ACTIVE_FILE, (json.dumps({"active": name}) + "\n").encode())
+        # never activate weights that do not match their card (checked without building the network)
+        entry = self._entry(name, name, check_weights=True)
+        write_atomic(self.root / ACTIVE_FILE, json.dumps({"active": name}) + "\n")
         log.info("active model: %s (%s)", name, entry.version)
         return entry
 
@@ -214,6 +275,7 @@ class ModelRegistry:
         if entry.active:
             raise ModelError(f"{name} is the active model: activate another one before removing it")
         trash = entry.directory.with_name(f".removing-{name}")
+        shutil.rmtree(trash, ignore_errors=True)  # left by a removal that was killed
         os.rename(entry.directory, trash)  # atomic: the version is gone from the list at once
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -230,6 +292,30 @@ class ModelRegistry:
         if (self.root / STAGING).resolve() not in staging_dir.parents:
             raise ModelError(f"{staging_dir} is not a staged run inside {self.root / STAGING}: not deleted")
         shutil.rmtree(staging_dir, ignore_errors=True)
+
+
+def _entry_info(path: Path) -> dict[str, Any]:
+    """A kept version's entry.json (when, note); {} when it is missing or unreadable (it is optional)."""
+    if not os.path.lexists(path):
+        return {}
+    try:
+        data = json.loads(read_small_text(path, "model entry", MAX_POINTER_BYTES))
+    except (BrainSegError, ValueError, RecursionError) as error:
+        log.warning("ignoring the unreadable %s: %s", path, error)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read(path: Path, limit: int) -> bytes:
+    try:
+        return read_small_bytes(path, "model file", limit)
+    except StudyLoadError as error:
+        raise ModelError(str(error)) from None
+
+
+def load_active_model(device: str | Any = "cpu") -> tuple[LoadedModel, str]:
+    """The user's active model loaded, or the shipped one with the reason (see ModelRegistry.load_active)."""
+    return ModelRegistry().load_active(device)
 
 
 def active_model_dir() -> Path:

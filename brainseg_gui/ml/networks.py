@@ -41,6 +41,22 @@ IN_CHANNELS = 4
 #: Output logits, one per nested region (core.labels.REGIONS): WT, TC, ET.
 OUT_CHANNELS = 3
 
+#: The widest layer a model card may ask for (the shipped one's widest is 128).
+MAX_WIDTH = 1024
+#: The most levels (or list entries) a config may give, and the most convolutions a block may repeat.
+MAX_LEVELS, MAX_REPEAT, MAX_DILATION = 8, 8, 64
+#: The most parameters a card may describe: 100 M, 400 MB in float32 (the shipped model has 1.4 M).
+MAX_PARAMETERS = 100_000_000
+#: Config key -> (lowest, highest, (fewest, most entries) when it is a list); others: 0..MAX_WIDTH.
+_RANGES: dict[str, tuple[int, int, tuple[int, int]]] = {
+    "widths": (1, MAX_WIDTH, (2, MAX_LEVELS)),
+    "fc_width": (1, MAX_WIDTH, (1, 1)),
+    "convs_per_level": (1, MAX_REPEAT, (1, 1)),
+    "convs": (1, MAX_REPEAT, (1, MAX_LEVELS)),
+    "fov_dilation": (1, MAX_DILATION, (1, 1)),
+    "rates": (1, MAX_DILATION, (1, MAX_LEVELS)),
+}
+
 #: The default generator: filled in from the CPU measurements (see module docstring).
 DEFAULT_CONFIG: dict[str, Any] = {
     "in_channels": IN_CHANNELS,
@@ -165,13 +181,64 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {"generator3d": Generator3D}
 
 
 def build_generator(architecture: str, config: Mapping[str, Any]) -> nn.Module:
-    """The generator a card describes; unknown names or config keys raise ModelError naming them."""
+    """The generator a card describes; unknown names, config keys or out-of-range sizes raise
+    ModelError naming them, before any weight is allocated (`expected_state` checks on 'meta')."""
+    expected_state(architecture, config)
+    return _construct(architecture, config)
+
+
+def expected_state(architecture: str, config: Mapping[str, Any]) -> dict[str, torch.Size]:
+    """Name -> shape of every tensor the generator a card describes holds, computed without memory.
+
+    The config is range-checked first (`check_config`), then the network is built on torch's 'meta'
+    device (shapes only) and its size checked against MAX_PARAMETERS.
+    """
+    check_config(architecture, config)
+    with torch.device("meta"):
+        network = _construct(architecture, config)
+    count = parameter_count(network)
+    if count > MAX_PARAMETERS:
+        raise ModelError(f"config {dict(config)} of {architecture!r} makes {count:,} parameters, more than "
+                         f"the {MAX_PARAMETERS:,} BrainSeg builds; not a BrainSeg model")
+    return {name: tensor.shape for name, tensor in network.state_dict().items()}
+
+
+def _construct(architecture: str, config: Mapping[str, Any]) -> nn.Module:
     if architecture not in GENERATORS:
         raise ModelError(f"unknown architecture {architecture!r}; known: {sorted(GENERATORS)}")
     try:
         return GENERATORS[architecture](**dict(config))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ModelError(f"config {dict(config)} does not fit architecture {architecture!r}: {error}") from error
+
+
+def check_config(architecture: str, config: Mapping[str, Any]) -> None:
+    """Refuse a card's config whose sizes are missing their type or out of range (see the MAX_ limits)."""
+    if architecture not in GENERATORS:
+        raise ModelError(f"unknown architecture {architecture!r}; known: {sorted(GENERATORS)}")
+    if not isinstance(config, Mapping):
+        raise ModelError(f"the config of {architecture!r} must be an object, got {config!r}")
+    for key, fixed in (("in_channels", IN_CHANNELS), ("out_channels", OUT_CHANNELS)):
+        if key in config and (not _is_int(config[key]) or config[key] != fixed):
+            raise ModelError(f"config {key} is {config[key]!r}; BrainSeg's networks take {fixed}")
+    for key, value in config.items():
+        low, high, lengths = _RANGES.get(key, (0, MAX_WIDTH, (0, MAX_LEVELS)))
+        if isinstance(value, (str, bool)) or value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else None
+        if values is None:
+            if not _is_int(value) or not low <= value <= high:
+                raise ModelError(f"config {key} is {value!r}; expected a whole number {low}..{high}")
+            continue
+        if not lengths[0] <= len(values) <= lengths[1]:
+            raise ModelError(f"config {key} lists {len(values)} values; expected {lengths[0]}..{lengths[1]}")
+        bad = [v for v in values if not _is_int(v) or not low <= v <= high]
+        if bad:
+            raise ModelError(f"config {key} holds {bad[:4]!r}; expected whole numbers {low}..{high}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def build_discriminator(config: Mapping[str, Any] | None = None) -> PatchDiscriminator3D:

@@ -125,6 +125,8 @@ class Predictor:
         self.windows = windows or _windows_from_card(card)
         self.region_order = _region_order(card)
         self.model_version = str(getattr(card, "version", "unknown"))
+        #: Why the shipped model is used instead of the active one ("" when it is not; see from_model_dir).
+        self.model_note = ""
 
     @classmethod
     def from_model_dir(
@@ -135,16 +137,24 @@ class Predictor:
         tta: bool = False,
         allow_missing: bool = False,
     ) -> Predictor:
-        """Load the card and weights from `model_dir` (None: the shipped model) onto `device`."""
+        """Load the card and weights from `model_dir` onto `device`.
+
+        None: the user's active model (`brainseg models`), or the shipped model when that one cannot
+        be used; `model_note` then says why (it is "" otherwise).
+        """
         from brainseg_gui.ml.checkpoint import load_model
 
-        if model_dir is None:
-            from brainseg_gui.ml.shipped import default_model_dir
-
-            model_dir = default_model_dir()
         torch_device = select_device(device)
-        loaded = load_model(Path(model_dir), torch_device)
-        return cls(loaded.generator, card=loaded.card, device=torch_device, tta=tta, allow_missing=allow_missing)
+        note = ""
+        if model_dir is None:
+            from brainseg_gui.ml.model_registry import load_active_model
+
+            loaded, note = load_active_model(torch_device)
+        else:
+            loaded = load_model(Path(model_dir), torch_device)
+        predictor = cls(loaded.generator, card=loaded.card, device=torch_device, tta=tta, allow_missing=allow_missing)
+        predictor.model_note = note
+        return predictor
 
     @property
     def device_description(self) -> str:

@@ -21,7 +21,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from brainseg_gui.core.edit_session import Box, EditError, EditSession, Limits
 from brainseg_gui.core.errors import BrainSegError
-from brainseg_gui.core.journal import Journal, JournalContents, journal_path, read_journal, recover
+from brainseg_gui.core.journal import (
+    Journal,
+    JournalContents,
+    journal_path,
+    read_or_set_aside,
+    recover_or_set_aside,
+)
 from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.ui.display_volume import DisplayVolume
@@ -127,9 +133,10 @@ class EditController(QObject):
         if path is None or not path.exists() or (self.journal is not None and self.journal.path == path):
             return None
         try:
-            contents = read_journal(path)
+            contents = read_or_set_aside(path)  # an unrestorable journal is kept aside, never deleted
         except BrainSegError as exc:
-            log.warning("ignoring an unreadable journal: %s", exc)
+            log.warning("%s", exc)
+            self.message.emit(str(exc))
             return None
         if contents.strokes == 0:
             path.unlink(missing_ok=True)  # a session that never changed anything
@@ -140,7 +147,7 @@ class EditController(QObject):
         """Replay a crashed session's journal and keep journaling into it."""
         assert self.volume is not None
         self.close_session(discard=True)
-        session, contents = recover(contents.path, self.volume.study.grid)
+        session, contents = recover_or_set_aside(contents.path, self.volume.study.grid)
         self.journal = Journal.resume(contents)
         session.recorder = self.journal
         meta = contents.meta

@@ -41,10 +41,10 @@ def active_predictor_factory() -> Any:
     """Builds a predictor for the registry's active model (read when it is built, in a worker)."""
 
     def build() -> Any:
-        from brainseg_gui.ml.model_registry import active_model_dir
         from brainseg_gui.ml.predictor import Predictor
 
-        return Predictor.from_model_dir(active_model_dir(), device="auto")
+        # None: the active model, or the shipped one (with `model_note` saying why) when it is broken
+        return Predictor.from_model_dir(None, device="auto")
 
     return build
 
@@ -76,13 +76,17 @@ class ModelActions(QObject):
     def _read_active_soon(self, *_: Any) -> None:
         self.window.study_opened.disconnect(self._read_active_soon)
         QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, lambda: self.window.runner.start(
-            "active model", lambda *, progress, cancel: self.registry.active(), on_result=self._name_active))
+            "active model", lambda *, progress, cancel: self.registry.resolve_active(), on_result=self._name_active))
 
-    def _name_active(self, entry: Any) -> None:
+    def _name_active(self, resolved: Any) -> None:
+        entry, problem = resolved  # problem: why the shipped model stands in for a broken active one
         try:
             label = self.window.segment_panel.model_label
             if label.text().startswith("Model: not loaded"):  # a segmentation has not named it already
-                label.setText(f"Model: {entry.name} ({entry.version}); loads at the first segmentation")
+                label.setText(f"Model: {entry.name} ({entry.version}); loads at the first segmentation"
+                              + (f". {problem}" if problem else ""))
+            if problem:
+                self.window.statusBar().showMessage(problem, 15000)
         except RuntimeError:  # the window closed before the registry was read
             pass
 
