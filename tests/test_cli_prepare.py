@@ -39,7 +39,7 @@ def test_prepare_writes_the_case_and_says_what_it_did(capsys: pytest.CaptureFixt
     case_id = raw_case.name
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted([f"{case_id}_{s}.nii.gz" for s in ("t1", "t1ce", "t2", "flair", "brainmask")]
-                           + [f"{case_id}_prepare.json"])
+                           + [f"{case_id}_prepare.json", ".brainseg-output.json"])  # the marker: prepare's folder
     assert f"case:        {case_id}" in out
     assert "grid:        40 x 48 x 36 voxels, 1 x 1 x 1 mm, LPS" in out
     assert "t2: orientation RAS differs from the training data's LPS" in out
@@ -80,7 +80,7 @@ def test_prepare_a_single_nrrd_named_as_a_sequence(capsys: pytest.CaptureFixture
     (["prepare", "{tmp}/nothing", "-o", "{tmp}/out"], "No such file or folder"),
     (["prepare", "{case}", "-o", "{tmp}/file.txt"], "is a file; give a folder"),
     (["prepare", "--t1", "{tmp}/none.nii.gz", "-o", "{tmp}/out"], "No such file or folder"),
-    (["prepare", "{case}", "-o", "{tmp}/out", "--fractional-threshold", "2"], "must lie between 0 and 1"),
+    (["prepare", "{case}", "-o", "{tmp}/out", "--fractional-threshold", "2"], "expected a number in (0, 1), got 2"),
     (["prepare", "{case}"], "the following arguments are required: -o/--output"),
 ])
 def test_prepare_mistakes_are_one_line(capsys: pytest.CaptureFixture[str], raw_case: Path, tmp_path: Path,

@@ -28,7 +28,14 @@ from brainseg_gui.cli.common import (
     EXIT_USAGE,
     UsageError,
 )
-from brainseg_gui.cli.logs import describe_error, fail, silence_stdout, start_logging, stop_logging
+from brainseg_gui.cli.logs import (
+    describe_error,
+    fail,
+    named_failure,
+    silence_stdout,
+    start_logging,
+    stop_logging,
+)
 from brainseg_gui.core.errors import BrainSegError
 
 log = logging.getLogger(__name__)
@@ -45,8 +52,10 @@ __all__ = ["UsageError", "build_parser", "main", "version_text"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `brainseg` with `argv` (default: sys.argv[1:]); returns the exit status."""
     parser = build_parser()
+    argv = _with_default_command(parser, list(sys.argv[1:] if argv is None else argv))
+    doing = _doing(parser, argv)
     try:
-        args = parser.parse_args(_with_default_command(parser, list(sys.argv[1:] if argv is None else argv)))
+        args = parser.parse_args(argv)
     except UsageError as error:
         return fail(str(error), EXIT_USAGE)
     except SystemExit as done:  # --help, --version
@@ -63,16 +72,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         silence_stdout()
         completed = True
         return EXIT_BROKEN_PIPE
-    except (BrainSegError, OSError) as error:
+    except (BrainSegError, OSError, MemoryError) as error:
         log.debug("details of the error below", exc_info=True)
-        return fail(describe_error(error), EXIT_USAGE)
+        return fail(named_failure(error, doing) or describe_error(error), EXIT_USAGE)
     except Exception as error:  # a bug: say so in one line; -v shows where
+        named = named_failure(error, doing)  # torch's out-of-memory is a RuntimeError
+        if named is not None:
+            log.debug("details of the error below", exc_info=True)
+            return fail(named, EXIT_USAGE)
         log.debug("unexpected error", exc_info=True)
         hint = "" if args.verbose else " (run with -v for details)"
         return fail(f"unexpected {type(error).__name__}: {describe_error(error)}{hint}", EXIT_UNEXPECTED)
     finally:
         # info prints the study's warnings itself; other commands show the held ones on success.
         stop_logging(handler, succeeded=completed and not getattr(args, "warnings_in_output", False))
+
+
+def _doing(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """What the user asked for, for a message: "run 'brainseg predict'"."""
+    names = _command_names(parser)
+    name = next((token for token in argv if token in names), None)
+    return f"run 'brainseg {name}'" if name else "run brainseg"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from brainseg_gui.cli.common import EXIT_OK, ProgressBar, positive_int, require_exists
-from brainseg_gui.cli.train import add_recipe_options, recipe_from_args
+from brainseg_gui.cli.train import add_recipe_options, claim_output, recipe_from_args
 
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -17,7 +17,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "predict each fold's held-out cases with it at full resolution and write "
                     "OUT/per_case.csv, OUT/summary.json and OUT/summary.md. Folds already trained are reused.")
     crossval.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    crossval.add_argument("--out", type=Path, required=True, metavar="DIR", help="where folds and reports go")
+    crossval.add_argument("--out", type=Path, required=True, metavar="DIR", help="where folds and reports go: a new or empty folder, or an earlier "
+                               "crossval's")
     crossval.add_argument("--folds", type=positive_int, default=4, metavar="K", help="number of folds (default 4)")
     crossval.add_argument("--evaluate-only", action="store_true",
                           help="train nothing: score the folds already in --out (missing ones are skipped "
@@ -36,9 +37,10 @@ def _run_crossval(args: argparse.Namespace) -> int:
 
     template = TrainConfig(**recipe_from_args(args, out_dir=args.out))
     device = str(select_device(args.device))
+    output = claim_output(args, "crossval")
     with ProgressBar("cross-validation") as bar:
         evaluations = run_crossval(template, args.folds, args.out, train_missing=not args.evaluate_only,
-                                   device=device, tta=args.tta, progress=bar)
+                                   device=device, tta=args.tta, progress=bar, output=output)
     print(summary_markdown(evaluations))
     print(f"written: {args.out / 'per_case.csv'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
     return EXIT_OK

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from brainseg_gui.cli import common
 from brainseg_gui.cli.common import (
     DEVICES,
     EXIT_OK,
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "ones resume from their last epoch. Defaults are a CPU-sized schedule "
                     "(docs/paper-comparison.md).")
     p.add_argument("data", nargs="*", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    p.add_argument("--out", type=Path, metavar="RESULTS_DIR", help="where runs and reports go")
+    p.add_argument("--out", type=Path, metavar="RESULTS_DIR", help="where runs and reports go: a new or empty folder, or an earlier experiment's")
     p.add_argument("--models", type=_models, default=list(MODEL_NAMES), metavar="LIST",
                    help=f"comma-separated, from {','.join(MODEL_NAMES)} (default: all)")
     p.add_argument("--adversarial", choices=("both", "on", "off"), default="both",
@@ -43,17 +44,20 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                    help="K-fold cross-validation (default: one split holding out --test-fraction of the patients)")
     p.add_argument("--test-fraction", type=_fraction, default=0.25, metavar="F",
                    help="share of patients held out when --folds is not given (default 0.25)")
-    p.add_argument("--epochs", type=positive_int, metavar="N", help=f"epochs a run (default {DEFAULT_EPOCHS})")
-    p.add_argument("--steps-per-epoch", type=positive_int, metavar="N",
+    p.add_argument("--epochs", type=common.epochs, metavar="N", help=f"epochs a run (default {DEFAULT_EPOCHS})")
+    p.add_argument("--steps-per-epoch", type=common.steps, metavar="N",
                    help=f"Adam steps an epoch (default {DEFAULT_STEPS_PER_EPOCH})")
-    p.add_argument("--batch-size", type=positive_int, metavar="N", help="patches per step (default 16, the paper's)")
+    p.add_argument("--batch-size", type=common.batch_size, metavar="N", help="patches per step (default 16, the paper's)")
     p.add_argument("--lr", type=positive_float, metavar="LR", help="Adam learning rate (default 1e-4, the paper's)")
-    p.add_argument("--patch-size", type=positive_int, metavar="N", help="cubic patch side, a multiple of 32")
-    p.add_argument("--resolution", type=positive_float, metavar="MM", help="isotropic training resolution in mm")
-    p.add_argument("--width-scale", type=positive_float, metavar="S",
+    p.add_argument("--patch-size", type=common.patch_size, metavar="N", help="cubic patch side, a multiple of 32")
+    p.add_argument("--resolution", type=common.resolution_mm, metavar="MM", help="isotropic training resolution in mm")
+    p.add_argument("--width-scale", type=common.width_scale, metavar="S",
                    help="multiply every network's widths by S (default 0.5; 1 = the full-size networks)")
-    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--seed", type=common.seed, metavar="N")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--force", action="store_true",
+                   help="write into a --out folder that holds other files, beside them (none of them is "
+                        "deleted or overwritten)")
     p.add_argument("--list-models", action="store_true",
                    help="print each network's parameter count and padding divisor, then exit")
     p.set_defaults(run=_run_experiment, live_logs=True)
@@ -109,11 +113,13 @@ def _run_experiment(args: argparse.Namespace) -> int:
     if args.folds == 1:
         raise UsageError("--folds must be at least 2 (or leave it out for one split)")
 
-    from brainseg_gui.ml.experiment import MODELS, run_experiment, scaled_config
+    from brainseg_gui.core.output_folder import claim
+    from brainseg_gui.ml.experiment import MODELS, REPORT_FILES, run_experiment, scaled_config
     from brainseg_gui.ml.networks import build_generator, parameter_count
 
     config = _config_from_args(args)
     config.check()
+    output = claim(args.out, "experiment", force=args.force)
     for name in config.models:
         architecture, label = MODELS[name]
         count = parameter_count(build_generator(architecture, scaled_config(architecture, config.width_scale)))
@@ -128,13 +134,11 @@ def _run_experiment(args: argparse.Namespace) -> int:
         return bar
 
     try:
-        run_experiment(config, on_run=on_run)
+        run_experiment(config, on_run=on_run, output=output)
     finally:
         while bars:
             bars.pop().__exit__(None, None, None)
     out = Path(config.out_dir)
     sys.stdout.write((out / "table2.md").read_text())
-    print("written: " + ", ".join(str(out / name) for name in (
-        "table1.csv", "table1.md", "table2.csv", "table2.md", "figure3.png", "ablation.csv", "ablation.md",
-        "per_case.csv", "curves.csv", "config.json")))
+    print("written: " + ", ".join(str(out / name) for name in REPORT_FILES if (out / name).is_file()))
     return EXIT_OK

@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from brainseg_gui.cli import common
 from brainseg_gui.cli.common import (
     DEVICES,
     EXIT_OK,
     ProgressBar,
     positive_float,
-    positive_int,
     require_exists,
 )
 
@@ -32,23 +32,27 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                    help="training cases: case folders, files of a case, or folders of cases")
     p.add_argument("--val", nargs="+", type=Path, required=True, metavar="CASE",
                    help="validation cases, held apart from training (no case or patient on both sides)")
-    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the new model is written")
+    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR",
+                   help="where the new model is written: a new or empty folder, or an earlier fine-tune's")
+    p.add_argument("--force", action="store_true",
+                   help="write into an --out folder that holds other files, beside them (none of them is "
+                        "deleted or overwritten)")
     p.add_argument("--base", type=Path, metavar="MODEL_DIR", help="model to start from (default: the active model)")
-    p.add_argument("--epochs", type=positive_int, metavar="N", help="most epochs (default 20; early stopping)")
+    p.add_argument("--epochs", type=common.epochs, metavar="N", help="most epochs (default 20; early stopping)")
     p.add_argument("--lr", type=positive_float, metavar="LR", help="learning rate (default 1e-4)")
-    p.add_argument("--batch-size", type=positive_int, metavar="N", help="patches per step (default 16)")
+    p.add_argument("--batch-size", type=common.batch_size, metavar="N", help="patches per step (default 16)")
     p.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
                    help="weight of the reconstruction loss against the adversarial one (default 20)")
     p.add_argument("--patience", type=int, metavar="N",
                    help="stop after N epochs without a better validation Dice (default 4; 0 never)")
-    p.add_argument("--steps-per-epoch", type=positive_int, metavar="N",
+    p.add_argument("--steps-per-epoch", type=common.steps, metavar="N",
                    help="training steps per epoch (default: 16 patches per training case)")
-    p.add_argument("--patch-size", type=positive_int, metavar="N", help="training patch edge in voxels (default 64)")
+    p.add_argument("--patch-size", type=common.patch_size, metavar="N", help="training patch edge in voxels (default 64)")
     p.add_argument("--no-adversarial", action="store_true", help="train without the discriminator")
     p.add_argument("--no-augment", action="store_true", help="no data augmentation")
     p.add_argument("--no-evaluate", action="store_true", help="skip the before/after evaluation")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--seed", type=common.seed, metavar="N")
     p.add_argument("--keep", action="store_true",
                    help="add the new model to your models folder and make it the active model")
     p.add_argument("--note", default="", metavar="TEXT", help="a note stored with the kept model")
@@ -96,7 +100,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
                     bar.write(f"{'warning' if event.kind in ('collapse', 'few_cases') else 'note'}: {event.text}")
 
             result = finetune(args.cases, args.val, args.out, base_model=args.base, settings=_settings(args),
-                              progress=bar if main else _quiet, on_event=show)
+                              progress=bar if main else _quiet, on_event=show, force=args.force)
         if not main:
             return EXIT_OK
         print(result.table())

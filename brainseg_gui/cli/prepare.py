@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, positive_float, require_exists
+from brainseg_gui.cli import common
+from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, require_exists
 from brainseg_gui.cli.dicom import add_dicom_options, find_study_case, is_dicom_study, refuse_gaps
 
 SEQUENCE_NAMES = ("t1", "t1ce", "t2", "flair")
@@ -30,7 +31,11 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     prepare.add_argument("study", nargs="?", type=Path, metavar="STUDY",
                          help="a case folder, any file of a case, an image file or a DICOM folder")
     prepare.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR",
-                         help="folder for the prepared case (created if missing)")
+                         help="folder for the prepared case (created if missing): a new or empty folder, or "
+                              "one that earlier prepares wrote into")
+    prepare.add_argument("--force", action="store_true",
+                         help="write into an OUT_DIR that holds other files, beside them (none of them is "
+                              "deleted or overwritten)")
     for name in SEQUENCE_NAMES:
         prepare.add_argument(f"--{name}", type=Path, metavar="PATH",
                              help=f"the {name} image file or DICOM folder (adds to or replaces STUDY's)")
@@ -38,7 +43,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                          help="which sequence STUDY is when it is a single image file (default flair); the series of a "
                               "DICOM study are classed from their headers (override with --series)")
     add_prepare_options(prepare)
-    prepare.add_argument("--case-id", metavar="ID", help="case id of the output files (default: the study's)")
+    prepare.add_argument("--case-id", type=common.case_id, metavar="ID", help="case id of the output files (default: the study's)")
     prepare.add_argument("--json", action="store_true", help="print the prepare record (JSON) instead of text")
     add_dicom_options(prepare)
     prepare.set_defaults(run=_run_prepare)
@@ -48,14 +53,14 @@ def add_prepare_options(parser: argparse.ArgumentParser) -> None:
     """Options `prepare` and `predict --prepare` share."""
     parser.add_argument("--reference", choices=SEQUENCE_NAMES, default="t1ce",
                         help="the sequence the others are registered to (default t1ce; another if missing)")
-    parser.add_argument("--resolution", type=positive_float, default=1.0, metavar="MM",
+    parser.add_argument("--resolution", type=common.resolution_mm, default=1.0, metavar="MM",
                         help="voxel size of the prepared study in mm (default 1, as the training data)")
     parser.add_argument("--no-skull-strip", dest="skull_strip", action="store_false",
                         help="keep the head: the brain mask is then the non-zero region")
-    parser.add_argument("--fractional-threshold", type=positive_float, metavar="F",
+    parser.add_argument("--fractional-threshold", type=common.fraction_open, metavar="F",
                         help="brain extraction: where the brain surface stops, 0..1 (default 0.5; "
                              "smaller gives a larger brain)")
-    parser.add_argument("--brain-adjust", type=float, metavar="MM",
+    parser.add_argument("--brain-adjust", type=common.brain_adjust_mm, metavar="MM",
                         help="grow (> 0) or shrink (< 0) the extracted brain by MM")
 
 
@@ -70,7 +75,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"the output {args.output} is a file; give a folder for the prepared case")
     from brainseg_gui.core.cases import find_case
+    from brainseg_gui.core.output_folder import claim
     from brainseg_gui.core.prepare import prepare_study
+
+    output = claim(args.output, "prepare", force=args.force)  # created only when the case is written
 
     source = None
     if args.study is not None and is_dicom_study(args.study):
@@ -81,7 +89,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         source = find_case(args.study, as_sequence=args.as_sequence)
     with ProgressBar("preparing") as bar:
         prepared = prepare_study(source, args.output, files=files or None, case_id=args.case_id, progress=bar,
-                                 **prepare_settings(args))
+                                 output=output, **prepare_settings(args))
     if args.json:
         print(json.dumps(dict(prepared.record.data), indent=2, default=str))
     else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from brainseg_gui.cli import common
 from brainseg_gui.cli.common import (
     DEVICES,
     EXIT_OK,
@@ -15,13 +17,16 @@ from brainseg_gui.cli.common import (
     require_exists,
 )
 
+if TYPE_CHECKING:
+    from brainseg_gui.core.output_folder import OutputFolder
+
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Add the train command."""
     train = commands.add_parser("train", parents=parents, help="train a generator (adversarially)",
                                 description="Train the GAN segmenter on labelled cases.")
     train.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the model is written")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the model is written: a new or empty folder, or an earlier train's")
     train.add_argument("--val", nargs="+", metavar="CASE", help="validation case ids or folders")
     train.add_argument("--val-fraction", type=_fraction, metavar="F",
                        help="share of cases held out for validation when --val/--folds are not given "
@@ -34,18 +39,21 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
 
 def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `crossval` share."""
-    parser.add_argument("--epochs", type=positive_int, metavar="N")
-    parser.add_argument("--steps-per-epoch", type=positive_int, metavar="N")
-    parser.add_argument("--batch-size", type=positive_int, metavar="N")
+    parser.add_argument("--epochs", type=common.epochs, metavar="N")
+    parser.add_argument("--steps-per-epoch", type=common.steps, metavar="N")
+    parser.add_argument("--batch-size", type=common.batch_size, metavar="N")
     parser.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
                         help="weight of the reconstruction loss against the adversarial one")
     parser.add_argument("--no-adversarial", action="store_true", help="ablation: train G alone (no D)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint(s) in --out")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an --out folder that holds other files, beside them (none of them "
+                             "is deleted or overwritten)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--amp", choices=("auto", "bf16", "off"),
                         help="mixed precision: auto (default) is bf16 on CUDA and off on the CPU; bf16 on the CPU "
                              "halves a step on CPUs with AVX-512 bf16 (its effect on quality is not measured yet)")
-    parser.add_argument("--seed", type=int, metavar="N")
+    parser.add_argument("--seed", type=common.seed, metavar="N")
     parser.add_argument("--cache", type=Path, metavar="DIR",
                         help="folder for the preprocessed training cache (default: inside --out); "
                              "reuse one across runs to skip preprocessing")
@@ -60,6 +68,14 @@ def recipe_from_args(args: argparse.Namespace, **extra: object) -> dict[str, obj
         "amp": getattr(args, "amp", None), **extra,
     }
     return {key: value for key, value in wanted.items() if value is not None}
+
+
+def claim_output(args: argparse.Namespace, command: str) -> OutputFolder:
+    """--out claimed for `command` (refused when it holds files the command did not write, unless
+    --force); nothing is created until the command writes its first file."""
+    from brainseg_gui.core.output_folder import claim
+
+    return claim(args.out, command, force=args.force, resume=args.resume)
 
 
 def _fraction(text: str) -> float:
@@ -89,8 +105,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if not env_context().is_main:  # under torchrun rank 0 alone reports (and writes); the others train quietly
         train(config)
         return EXIT_OK
+    output = claim_output(args, "train")
     with ProgressBar("training") as bar:
-        result = train(config, progress=bar, on_epoch=lambda entry: bar.write(entry.message()))
+        result = train(config, progress=bar, on_epoch=lambda entry: bar.write(entry.message()), output=output)
     card = result.card
     print(f"model {card.version} written to {result.model_dir} (best epoch {result.best_epoch} "
           f"of {len(result.history)})")

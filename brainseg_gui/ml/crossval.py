@@ -23,6 +23,7 @@ from brainseg_gui.core.io import load_study
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.lesion_metrics import LesionWiseMetrics, lesion_wise_against_study
 from brainseg_gui.core.metrics import RegionMetrics, evaluate_against_study
+from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
 from brainseg_gui.ml.training import TrainConfig, train
@@ -35,6 +36,11 @@ SUMMARY_METRICS = ("dice", "hd95", "iou", "accuracy", "accuracy_in_brain", "reca
 #: Lesion-wise metrics (BraTS 2023, `core.lesion_metrics`) summarised the same way, under these
 #: names: report name -> LesionWiseMetrics field.
 LESION_SUMMARY_METRICS = {"lesion_dice": "dice", "lesion_hd95": "hd95"}
+
+#: The report files crossval writes into OUT.
+REPORT_FILES = ("per_case.csv", "summary.json", "summary.md")
+#: The training cache the folds share, in OUT (unless the template names another).
+CACHE_FOLDER = "cache"
 
 #: Columns of per_case.csv holding lesion-wise values: column -> LesionWiseMetrics field.
 LESION_CSV_COLUMNS = {"lesion_dice": "dice", "lesion_hd95": "hd95", "gt_lesions": "gt_lesions",
@@ -92,16 +98,29 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
 
 def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_missing: bool = True,
                  device: str = "cpu", tta: bool = False, progress: ProgressFn = no_progress,
-                 cancel: CancelToken | None = None) -> list[CaseEvaluation]:
+                 cancel: CancelToken | None = None, output: OutputFolder | None = None) -> list[CaseEvaluation]:
     """Train fold i into OUT/fold{i} unless a model is already there, then evaluate every fold.
 
     With `train_missing=False` only the folds already trained are evaluated (a warning names the
     others), so a partial run still gives honest held-out numbers. Writes OUT/per_case.csv,
-    OUT/summary.json and OUT/summary.md.
+    OUT/summary.json and OUT/summary.md. `output` (OUT claimed by `brainseg crossval`) records the
+    folds, the cache and the reports once the cases and folds have been checked, before any write
+    (evaluating only: the reports, just before they are written).
     """
+    from brainseg_gui.ml.splits import split_cases
+
     if folds < 2:
         raise StudyLoadError(f"cross-validation needs at least 2 folds, got {folds}")
     cases = labelled_cases(template.data_dirs)
+    cache_dir = Path(template.cache_dir or Path(out_dir) / CACHE_FOLDER)
+    if train_missing:
+        for fold in range(folds):  # a split that cannot be made refuses before anything is written
+            split_cases(sorted(cases), folds=folds, fold=fold, seed=template.seed)
+    if output is not None and train_missing:
+        own: list[Path | str] = [*REPORT_FILES, *(f"fold{fold}" for fold in range(folds))]
+        if Path(output.folder).absolute() in cache_dir.absolute().parents:
+            own.append(cache_dir)
+        output.own(*own)
     evaluations: list[CaseEvaluation] = []
     missing: list[int] = []
     for fold in range(folds):
@@ -112,8 +131,7 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
             missing.append(fold)
             continue
         if not trained or (template.resume and train_missing):
-            config = dataclasses.replace(template, folds=folds, fold=fold, out_dir=fold_dir,
-                                         cache_dir=template.cache_dir or Path(out_dir) / "cache")
+            config = dataclasses.replace(template, folds=folds, fold=fold, out_dir=fold_dir, cache_dir=cache_dir)
             train(config, progress=sub_progress(part, 0.0, 0.8), cancel=cancel)
         held_out = read_card(fold_dir).training.get("validation_cases", [])
         unknown = sorted(set(held_out) - set(cases))
@@ -126,6 +144,8 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
             raise ModelError(f"no trained fold model in {out_dir} (looked for fold0..fold{folds - 1}/{CARD_FILE})")
         log.warning("folds %s have no trained model in %s: evaluated the others only",
                     ", ".join(map(str, missing)), out_dir)
+    if output is not None:
+        output.own(*REPORT_FILES)  # evaluating only: recorded once there is something to write
     write_reports(evaluations, Path(out_dir))
     return evaluations
 
@@ -190,8 +210,9 @@ def write_reports(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> None:
             writer.writerow([e.fold, e.case_id, e.model_version, region,
                              *(e.metrics[region].as_dict().values()),
                              *(getattr(lesions, a) if lesions else "" for a in LESION_CSV_COLUMNS.values())])
-    atomic_write_bytes(out_dir / "per_case.csv", buffer.getvalue().encode())
+    per_case, summary_json, summary_md = (out_dir / name for name in REPORT_FILES)
+    atomic_write_bytes(per_case, buffer.getvalue().encode())
     summary = {"cases": len(evaluations), "folds": sorted({e.fold for e in evaluations}),
                "regions": summarise(evaluations)}
-    atomic_write_bytes(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
-    atomic_write_bytes(out_dir / "summary.md", (summary_markdown(evaluations) + "\n").encode())
+    atomic_write_bytes(summary_json, json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(summary_md, (summary_markdown(evaluations) + "\n").encode())

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brainseg_gui.core.errors import BrainSegError, ModelError
+from brainseg_gui.core.errors import BrainSegError, ModelError, StudyLoadError
 from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
+from brainseg_gui.core.read_guard import read_small_text
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ MODELS: dict[str, tuple[str, str]] = {
 ADVERSARIAL_CHOICES = ("both", "on", "off")
 EVALUATION_FILE = "evaluation.json"
 RECIPE_FILE = "recipe.json"
+#: What the experiment writes into OUT: the runs, the shared cache, the reports (experiment_report.py).
+RUNS_FOLDER, CACHE_FOLDER = "runs", "cache"
+REPORT_FILES = ("table1.csv", "table1.md", "table2.csv", "table2.md", "figure3.png", "ablation.csv", "ablation.md",
+                "per_case.csv", "curves.csv", "curves.png", "config.json")
 #: Each run's predicted label maps (BraTS labels 0/1/2/4, on the case's own grid), to check the tables.
 PREDICTIONS_FOLDER = "predictions"
 
@@ -122,7 +128,7 @@ class RunSpec:
         return f"{MODELS[self.model][1]} {'+adv' if self.adversarial else 'no adv'} fold {self.fold}"
 
     def folder(self, out_dir: Path) -> Path:
-        return Path(out_dir) / "runs" / self.variant / f"fold{self.fold}"
+        return Path(out_dir) / RUNS_FOLDER / self.variant / f"fold{self.fold}"
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def train_config(config: ExperimentConfig, spec: RunSpec):  # -> TrainConfig
         adversarial=spec.adversarial, dice_loss=config.dice_loss, augment=True, modality_dropout=0.0,
         patch_size=config.patch_size, resolution_mm=config.resolution_mm, architecture=architecture,
         network=scaled_config(architecture, config.width_scale), seed=config.seed, device=config.device,
-        resume=train_state.has_state(model_dir), cache_dir=Path(config.out_dir) / "cache", et_min_voxels=config.et_min_voxels,
+        resume=train_state.has_state(model_dir), cache_dir=Path(config.out_dir) / CACHE_FOLDER, et_min_voxels=config.et_min_voxels,
         description=f"{MODELS[spec.model][1]} ({'adversarial' if spec.adversarial else 'L_rec only'}), "
                     f"trained by `brainseg experiment`, fold {spec.fold}. Research use only.",
     )
@@ -204,8 +210,8 @@ def load_finished(config: ExperimentConfig, spec: RunSpec) -> RunResult | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_small_text(path, "evaluation"))
+    except (StudyLoadError, ValueError):
         log.warning("%s is unreadable: redoing that run's evaluation", path)
         return None
     if data.get("recipe") != _run_recipe(config, spec):
@@ -226,7 +232,11 @@ def run_one(config: ExperimentConfig, spec: RunSpec, cases: dict, *, progress: P
     recipe = _run_recipe(config, spec)
     recipe_path = folder / RECIPE_FILE
     if recipe_path.is_file():
-        earlier = json.loads(recipe_path.read_text())
+        try:
+            earlier = json.loads(read_small_text(recipe_path, "recipe"))
+        except (StudyLoadError, ValueError) as exc:
+            raise ExperimentError(f"{recipe_path} is not a recipe this command wrote ({exc}); use another "
+                                  "--out or delete that folder to redo it") from None
         if {k: v for k, v in earlier.items() if k != "epochs"} != {k: v for k, v in recipe.items() if k != "epochs"}:
             raise ExperimentError(f"{folder} holds a run of another recipe ({recipe_path}); use another --out "
                                   "or delete that folder to redo it")
@@ -301,10 +311,13 @@ def _evaluation_device(device: str) -> str:
 
 def run_experiment(config: ExperimentConfig, *, progress: ProgressFn = no_progress,
                    cancel: CancelToken | None = None,
-                   on_run: Callable[[RunSpec, int, int], ProgressFn] | None = None) -> list[RunResult]:
+                   on_run: Callable[[RunSpec, int, int], ProgressFn] | None = None,
+                   output: OutputFolder | None = None) -> list[RunResult]:
     """Train and score every run (finished ones are read back), then write every report to OUT.
 
     `on_run(spec, index, total)` may return a progress callback for that run (a bar per model).
+    `output` (OUT claimed by `brainseg experiment`) records the runs, cache and reports once the
+    settings, cases and splits have been checked, before the first write.
     """
     from brainseg_gui.ml.crossval import labelled_cases
     from brainseg_gui.ml.experiment_report import write_reports
@@ -314,6 +327,8 @@ def run_experiment(config: ExperimentConfig, *, progress: ProgressFn = no_progre
     cases = labelled_cases(config.data_dirs)
     runs = plan_runs(config, sorted(cases))
     out_dir = Path(config.out_dir)
+    if output is not None:
+        output.own(RUNS_FOLDER, CACHE_FOLDER, *REPORT_FILES)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
     for index, spec in enumerate(runs):

@@ -11,8 +11,9 @@ chosen training cases, validated on held-apart cases after every epoch. Around i
     the adversarial signal is then noise;
   - Dice and HD95 per region before and after, with the real predictor at full resolution
     (ml/finetune_metrics.py).
-The new model is written only into `out_dir`, a staging folder: the active and shipped models are
-never touched here (ml/model_registry.py keeps a staged model on request), so a cancel, an error or
+The new model is written only into `out_dir`, a staging folder claimed for `finetune`
+(core/output_folder.py: an empty or new folder, or an earlier fine-tune's; `force` writes beside
+other files without touching them): the active and shipped models are never touched here (ml/model_registry.py keeps a staged model on request), so a cancel, an error or
 a killed process leaves them as they were. Under torchrun the training runs on every process; rank 0
 alone prepares the cases, evaluates and writes.
 """
@@ -23,13 +24,13 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brainseg_gui.core.output_folder import OutputFolder, claim
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.finetune_cases import (
     MIN_TRAIN_CASES,
@@ -161,14 +162,12 @@ def _check_out_dir(out_dir: Path, base_dir: Path) -> None:
     if resolved == base_dir.resolve() or ModelRegistry().is_protected(out_dir):
         raise FinetuneError(f"{out_dir} is the base, the shipped or a kept model: a fine-tune writes its new "
                             "model into a new folder (keep it afterwards to make it active)")
-    if (out_dir / "card.json").exists() and not (out_dir / "training").is_dir():
-        raise FinetuneError(f"{out_dir} already holds a model that is not a fine-tune run: choose a new folder")
 
 
 def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], out_dir: Path, *,
              base_model: Path | None = None, settings: FinetuneSettings | None = None,
              progress: ProgressFn = no_progress, cancel: CancelToken | None = None,
-             on_event: Callable[[FinetuneEvent], None] | None = None) -> FinetuneResult:
+             on_event: Callable[[FinetuneEvent], None] | None = None, force: bool = False) -> FinetuneResult:
     """Fine-tune `base_model` (default: the active model) into `out_dir`; see the module docstring."""
     from brainseg_gui.ml import distributed
     from brainseg_gui.ml.checkpoint import load_model
@@ -188,6 +187,7 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     multiple = 2 ** (len(base.card.config.get("widths", [0, 0, 0, 0])) - 1)
     if settings.patch_size % multiple:
         raise FinetuneError(f"patch_size {settings.patch_size} must be a multiple of {multiple} for this model")
+    output = claim(out_dir, "finetune", force=force) if distributed.env_context().is_main else None
     context, device = distributed.setup(settings.device)
     warnings = list(check.warnings)
     for text in check.warnings:
@@ -196,8 +196,17 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     train_ids = [case.case_id for case in check.train]
     val_ids = [case.case_id for case in check.val]
     cache_dir = out_dir / "training" / "cache"
-    base_dice = _prepare(check, cache_dir, base, device, context, sub_progress(progress, 0.0, 0.05), cancel)
     steps = settings.steps_for(len(train_ids))
+    config = _train_config(settings, out_dir, cache_dir, base_dir, val_ids, steps)
+    if output is not None:
+        from brainseg_gui.ml.training import own_outputs
+
+        own_outputs(output, config)
+    distributed.barrier()  # rank 0's claim is recorded before another node's first process reads it
+    if output is None and context.is_local_main:
+        output = claim(out_dir, "finetune", force=force)
+    base_dice = _prepare(check, cache_dir, base, device, context, sub_progress(progress, 0.0, 0.05), cancel,
+                         output)
     from brainseg_gui.ml.device import describe_device
 
     device_text = f"{describe_device(device)}, {context.describe()}"
@@ -215,7 +224,6 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
         emit(Evaluated("before", before))
 
     monitor = EpochMonitor(settings, sum(base_dice.values()) / len(base_dice), emit, warnings)
-    config = _train_config(settings, out_dir, cache_dir, base_dir, val_ids, steps)
     _train(config, monitor, _with_eta(progress, 0.12, 0.9, before_seconds), cancel)
 
     from brainseg_gui.ml.checkpoint import read_card
@@ -254,15 +262,21 @@ def _advice(monitor: EpochMonitor, before: ValidationMetrics | None, after: Vali
 
 
 def _prepare(check: CaseCheck, cache_dir: Path, base: Any, device: Any, context: Any, progress: ProgressFn,
-             cancel: CancelToken | None) -> dict[str, float]:
-    """Cache the cases (rank 0 of each node) and measure the base model's validation Dice."""
+             cancel: CancelToken | None, output: OutputFolder | None) -> dict[str, float]:
+    """Cache the cases (rank 0 of each node) and measure the base model's validation Dice.
+
+    The cache folder is emptied first (never a stale entry from an earlier run) through the claimed
+    output folder (`output`, given on the first process of each node): only a cache a fine-tune
+    wrote is deleted.
+    """
     from brainseg_gui.ml import distributed
     from brainseg_gui.ml.dataset import load_cache
     from brainseg_gui.ml.finetune_cases import cache_cases
     from brainseg_gui.ml.validation import evaluate
 
     if context.is_local_main:
-        shutil.rmtree(cache_dir, ignore_errors=True)  # never a stale entry from an earlier run here
+        assert output is not None  # finetune() claims the folder on each node's first process
+        output.remove(cache_dir)
         cache_cases([*check.train, *check.val], cache_dir, base.card.resolution_mm, progress=progress, cancel=cancel)
     distributed.barrier()
     dice = None

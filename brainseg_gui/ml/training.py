@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from brainseg_gui.core.errors import ModelError, StudyLoadError
+from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.ml import distributed, losses, train_state
-from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
+from brainseg_gui.ml.checkpoint import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, save_model
 from brainseg_gui.ml.dataset import build_cache, cached_files, load_cache
 from brainseg_gui.ml.networks import (
     DEFAULT_CONFIG,
@@ -143,42 +144,70 @@ def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"amp must be auto, bf16, fp16 or off; got {setting!r}")
 
 
-def _case_paths(data_dirs: list[Path]) -> list[Path]:
-    """Labelled cases under the data folders (a file of each case, or its folder)."""
+def _labelled_cases(data_dirs: list[Path]) -> list[tuple[str, Path]]:
+    """(case id, a file of the case) of every labelled case under the data folders."""
     from brainseg_gui.core.cases import find_cases
 
-    paths = []
+    found = []
     for folder in data_dirs:
         for case in find_cases(Path(folder)):
             if case.seg is None:
                 log.warning("skipping %s: no label map", case.case_id)
                 continue
-            paths.append(next(iter(case.files.values())))  # any file of a case loads exactly that case
-    if not paths:
+            found.append((case.case_id, next(iter(case.files.values()))))  # any file loads exactly that case
+    if not found:
         raise StudyLoadError(f"no labelled case found in {[str(d) for d in data_dirs]}")
-    return paths
+    return found
 
 
-def _prepare_cases(config: TrainConfig, resolution: float, device: torch.device,
-                   progress: ProgressFn, cancel: CancelToken | None):
-    cache_dir = Path(config.cache_dir or Path(config.out_dir) / train_state.STATE_FOLDER / "cache")
+def cache_folder(config: TrainConfig) -> Path:
+    """Where the run's training cache lives (OUT_DIR/training/cache unless `cache_dir` says)."""
+    return Path(config.cache_dir or Path(config.out_dir) / train_state.STATE_FOLDER / "cache")
+
+
+def own_outputs(output: OutputFolder, config: TrainConfig) -> None:
+    """Record what a run writes into `output` (model files, checkpoint folder, a cache inside it)
+    before the first write; refuses when one of them is a file the run did not write."""
+    paths: list[Path | str] = [CARD_FILE, WEIGHTS_FILE, train_state.STATE_FOLDER]
+    cache = cache_folder(config).absolute()
+    if Path(output.folder).absolute() in cache.parents:
+        paths.append(cache)
+    output.own(*paths)
+
+
+def _prepare_cases(config: TrainConfig, resolution: float, device: torch.device, progress: ProgressFn,
+                   cancel: CancelToken | None, output: OutputFolder | None):
+    cache_dir = cache_folder(config)
     if config.data_dirs:
+        found = _labelled_cases(config.data_dirs)
+        # the split is checked on the cases' ids before anything is written (again on the cache below)
+        split_cases([case_id for case_id, _ in found], val_cases=config.val_cases, folds=config.folds,
+                    fold=config.fold, val_fraction=config.val_fraction, seed=config.seed)
+        if output is not None:
+            own_outputs(output, config)
         context = distributed.env_context()
         if not context.is_local_main:  # one process a node builds the cache; the others then read it
             distributed.barrier()
-        paths = build_cache(_case_paths(config.data_dirs), cache_dir, resolution, progress, cancel)
+        paths = build_cache([path for _, path in found], cache_dir, resolution, progress, cancel)
         if context.is_local_main:
             distributed.barrier()
     else:
         paths = cached_files(cache_dir)
         if not paths:
             raise StudyLoadError(f"no data folders given and no training cache in {cache_dir}")
+        if output is not None:
+            own_outputs(output, config)
     return load_cache(paths, device)
 
 
 def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: CancelToken | None = None,
-          on_epoch: Callable[[EpochLog], None] | None = None) -> TrainResult:
-    """Run (or resume) a training run; returns the best model directory's card and the history."""
+          on_epoch: Callable[[EpochLog], None] | None = None, output: OutputFolder | None = None) -> TrainResult:
+    """Run (or resume) a training run; returns the best model directory's card and the history.
+
+    `output` (the claimed OUT_DIR of `brainseg train`) records the run's files before the first
+    is written, once the data and the split have been checked; callers that own a folder above
+    OUT_DIR pass none.
+    """
     from brainseg_gui.ml.device import describe_device
 
     started = time.perf_counter()
@@ -199,7 +228,7 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         architecture, network, resolution = base_card.architecture, dict(base_card.config), base_card.resolution_mm
     log.info("training on %s, %s", describe_device(device), context.describe())
 
-    cases = _prepare_cases(config, resolution, device, progress, cancel)
+    cases = _prepare_cases(config, resolution, device, progress, cancel, output)
     train_ids, val_ids = split_cases(cases.case_ids, val_cases=config.val_cases, folds=config.folds,
                                      fold=config.fold, val_fraction=config.val_fraction, seed=config.seed)
     train_cases, val_cases = cases.subset(train_ids), cases.subset(val_ids)

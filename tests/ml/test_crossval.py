@@ -114,8 +114,9 @@ def test_cli_evaluate_only_prints_the_table(crossval_run, tmp_path: Path, capsys
     copy = tmp_path / "copy"
     shutil.copytree(out / "fold0", copy / "fold0")
     shutil.copytree(out / "fold1", copy / "fold1")
+    # folds copied by hand carry no marker: --force lets crossval read them and write its reports beside
     assert cli.main(["crossval", str(data), "--out", str(copy), "--folds", "2", "--evaluate-only",
-                     "--device", "cpu"]) == 0
+                     "--device", "cpu", "--force"]) == 0
     printed = capsys.readouterr().out
     assert "| ET |" in printed and "4 held-out cases over 2 folds" in printed
     assert cli.main(["crossval", str(data), "--out", str(tmp_path / "none"), "--folds", "2",
