@@ -355,7 +355,7 @@ def test_train_maps_options_onto_train_config(capsys: pytest.CaptureFixture[str]
     training = pytest.importorskip("brainseg_gui.ml.training")
     seen = {}
 
-    def fake_train(config, *, progress, cancel=None, on_epoch=None):  # type: ignore[no-untyped-def]
+    def fake_train(config, *, progress, cancel=None, on_epoch=None, output=None):  # type: ignore[no-untyped-def]
         seen["config"] = config
         progress(0.5, "epoch 1/2 step 1/3")
         card = type("Card", (), {"version": "abc123", "validation": {"dice": {"WT": 0.5, "TC": 0.4, "ET": 0.3}}})()
@@ -396,7 +396,7 @@ def test_under_torchrun_only_rank_0_reports(capsys: pytest.CaptureFixture[str], 
     training = pytest.importorskip("brainseg_gui.ml.training")
     calls = []
 
-    def fake_train(config, *, progress=None, cancel=None, on_epoch=None):  # type: ignore[no-untyped-def]
+    def fake_train(config, *, progress=None, cancel=None, on_epoch=None, output=None):  # type: ignore[no-untyped-def]
         calls.append(config.out_dir)
         if progress is not None:
             progress(0.5, "epoch 1/1")

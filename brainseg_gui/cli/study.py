@@ -138,16 +138,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from brainseg_gui.core.metrics import evaluate_regions, format_table
     pred, pred_convention, pred_grid = load_label_map(args.pred, convention=args.pred_labels)
     truth, truth_convention, truth_grid = load_label_map(args.gt, convention=args.gt_labels)
-    notes = [note for note in (_binary_note("PRED", args.pred, pred, args.pred_labels, pred_convention),
-                               _binary_note("GT", args.gt, truth, args.gt_labels, truth_convention)) if note]
-    for note in notes:
-        print(f"brainseg: note: {note}", file=sys.stderr)
     if not pred_grid.same_as(truth_grid):
         raise GridMismatchError(
             f"{args.pred} and {args.gt} are not on the same grid: {_grid_text(pred_grid)} vs "
             f"{_grid_text(truth_grid)}"
         )
     brain = None if args.brain is None else _brain_mask(args.brain, pred_grid)
+    notes = [note for note in (_binary_note("PRED", args.pred, pred, args.pred_labels, pred_convention),
+                               _binary_note("GT", args.gt, truth, args.gt_labels, truth_convention)) if note]
+    for note in notes:
+        print(f"brainseg: note: {note}", file=sys.stderr)
     pred_regions, truth_regions = to_regions(pred, pred_convention), to_regions(truth, truth_convention)
     results = evaluate_regions(pred_regions, truth_regions, pred_grid.spacing, brain=brain)
     lesions = lesion_wise(pred_regions, truth_regions, pred_grid.spacing, challenge=DEFAULT_CHALLENGE)
