@@ -16,10 +16,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui import __version__
+from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.brain_extraction import METHOD, BrainExtractionParams, extract_brain
 from brainseg_gui.core.cases import CaseFiles, find_case
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import write_image
+from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.prepared_space import (
     PREPARED_AXCODES,
     RECORD_FORMAT,
@@ -102,6 +102,7 @@ def prepare_study(
     keep_images: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
+    output: OutputFolder | None = None,
 ) -> PreparedStudy:
     """Register, resample, skull-strip and write a raw study as a BraTS-ready case in `out_dir`.
 
@@ -111,12 +112,13 @@ def prepare_study(
     `skull_strip=False`, or when the study is already skull-stripped, the brain mask is the
     non-zero region. Raises StudyLoadError for unreadable input, RegistrationError for a failed
     registration, BrainSegError for bad settings; Cancelled if cancelled (nothing half-written
-    is left: the record is written last).
+    is left: the record is written last). `out_dir` is created only when the files are written;
+    `output` (`out_dir` claimed by `brainseg prepare`) records them first and refuses to replace a
+    file it did not write.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     settings = registration or RegistrationSettings()
     if reference not in SEQUENCES:
         raise BrainSegError(f"unknown reference sequence {reference!r}; expected one of {SEQUENCES}")
@@ -130,6 +132,8 @@ def prepare_study(
     timings["read"] = time.perf_counter() - started
     present = [name for name in SEQUENCES if name in volumes]
     missing = [name for name in SEQUENCES if name not in volumes]
+    if output is not None:  # a file of the user's with a name written below refuses before the work
+        output.refuse_foreign(*_output_names(out, case_id, present))
     warnings: list[str] = []
     if missing:
         warnings.append(f"missing sequences: {', '.join(missing)} (prepared what is there: {', '.join(present)})")
@@ -201,7 +205,7 @@ def prepare_study(
         "warnings": warnings,
     }
     prepared = _write(out, case_id, images, brain, record, extraction, protect=sources.values(), timings=timings,
-                      started=started)
+                      started=started, output=output)
     for warning in warnings:
         log.warning("%s: %s", case_id, warning)
     progress(1.0, f"prepared {case_id}")
@@ -348,47 +352,45 @@ def _file_name(case_id: str, name: str) -> str:
     return f"{case_id}_{name}.nii.gz"
 
 
+def _output_names(out: Path, case_id: str, sequences: Iterable[str]) -> list[Path]:
+    """The files a prepare writes: one per sequence, the brain mask, and last the record."""
+    return [*(out / _file_name(case_id, name) for name in (*sequences, MASK_NAME)), out / f"{case_id}_prepare.json"]
+
+
 def _write(out: Path, case_id: str, images: Mapping[str, np.ndarray], brain: np.ndarray,
            record: Mapping[str, Any], extraction: Mapping[str, Any], *, protect: Any,
-           timings: dict[str, float], started: float) -> PreparedStudy:
-    """The masked images, the mask, then (last, so its presence means complete) the record."""
+           timings: dict[str, float], started: float, output: OutputFolder | None = None) -> PreparedStudy:
+    """The masked images, the mask and the record, as one set: all of them replace an earlier
+    preparation of the case, or none does.
+
+    With `output`, every file is recorded as the command's before the first is written (a file of
+    the user's with one of these names refuses the whole case).
+    """
     tick = time.perf_counter()
     grid = grid_from_dict(record["prepared_grid"])
     protect = [Path(p) for p in protect]
+    record_path = _output_names(out, case_id, images)[-1]
+    if output is not None:
+        output.own(*_output_names(out, case_id, images))
     files: dict[str, Path] = {}
-    for name in SEQUENCES:
-        if name not in images:
-            continue
-        path = out / _file_name(case_id, name)
-        masked = np.where(brain, images[name], np.float32(0)).astype(np.float32)
-        write_image(path, masked, grid, description=f"BrainSeg prepared {name}", protect=protect)
-        files[name] = path
     mask_path = out / _file_name(case_id, MASK_NAME)
-    write_image(mask_path, brain.astype(np.uint8), grid, description="BrainSeg brain mask", protect=protect)
-    timings["write"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-    full = dict(record)
-    full["brain_extraction"] = {**extraction, "volume_ml": float(brain.sum()) * grid.voxel_volume_ml}
-    full["files"] = {**{name: path.name for name, path in files.items()}, MASK_NAME: mask_path.name}
-    full["timings_s"] = {name: round(value, 3) for name, value in timings.items()}
-    record_path = out / f"{case_id}_prepare.json"
-    _write_json(record_path, full)
+    with FileSet() as written:
+        for name in SEQUENCES:
+            if name not in images:
+                continue
+            path = out / _file_name(case_id, name)
+            masked = np.where(brain, images[name], np.float32(0)).astype(np.float32)
+            write_image(path, masked, grid, description=f"BrainSeg prepared {name}", protect=protect, files=written)
+            files[name] = path
+        write_image(mask_path, brain.astype(np.uint8), grid, description="BrainSeg brain mask", protect=protect,
+                    files=written)
+        timings["write"] = time.perf_counter() - tick
+        timings["total"] = time.perf_counter() - started
+        full = dict(record)
+        full["brain_extraction"] = {**extraction, "volume_ml": float(brain.sum()) * grid.voxel_volume_ml}
+        full["files"] = {**{name: path.name for name, path in files.items()}, MASK_NAME: mask_path.name}
+        full["timings_s"] = {name: round(value, 3) for name, value in timings.items()}
+        written.add(record_path, json.dumps(full, indent=2, default=str) + "\n")
     log.info("prepared %s in %.1f s: %s", case_id, timings["total"], ", ".join(p.name for p in files.values()))
     parsed = PrepareRecord.from_dict(full, path=record_path)
     return PreparedStudy(case_id, out, files, mask_path, record_path, parsed)
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic JSON write: a temporary file in the same folder, then os.replace."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.json", dir=path.parent)
-    temporary = Path(name)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, default=str)
-            stream.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise BrainSegError(f"cannot write {path}: {exc}") from exc
-    finally:
-        temporary.unlink(missing_ok=True)

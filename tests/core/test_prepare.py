@@ -9,8 +9,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+from fault_injection import FailOnCall, listing
 from raw_builders import RawCase, dice, shared_prepared, unpack_dicom
 
+from brainseg_gui.core import atomic
 from brainseg_gui.core.brain_extraction import erode_mask
 from brainseg_gui.core.errors import BrainSegError, Cancelled, StudyLoadError
 from brainseg_gui.core.image_io import read_image
@@ -235,6 +237,22 @@ def test_cancel_stops_before_anything_is_written(phantom_case: Path, tmp_path: P
     with pytest.raises(Cancelled):
         prepare_study(phantom_case, tmp_path / "out", progress=progress, cancel=token)
     assert list((tmp_path / "out").glob("*_prepare.json")) == []
+
+
+def test_a_failed_write_leaves_the_earlier_preparation_whole(phantom_case: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images, brain mask and record are one set: a rename failing half-way restores every old file."""
+    out = tmp_path / "out"
+    prepare_study(phantom_case, out)
+    before = listing(out)
+    monkeypatch.setattr(atomic, "_replace", FailOnCall(atomic._replace, 4))  # after 3 of the 6 files
+    with pytest.raises(BrainSegError, match="the disk is full"):
+        prepare_study(phantom_case, out, resolution_mm=1.5)
+    assert listing(out) == before
+    monkeypatch.setattr(atomic, "_replace", FailOnCall(atomic._replace.function, 4))
+    with pytest.raises(BrainSegError, match="the disk is full"):
+        prepare_study(phantom_case, tmp_path / "new" / "out")
+    assert not (tmp_path / "new").exists()  # a failed first preparation leaves no folder either
 
 
 def test_bad_inputs_are_named(phantom_case: Path, tmp_path: Path) -> None:
