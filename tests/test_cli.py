@@ -471,6 +471,8 @@ def _make_corpus(root: Path) -> dict[str, list[str]]:
         "predict a text file": ["predict", f"{r}/text.nii.gz", "-o", f"{r}/out/pred.nii.gz"],
         "unknown --labels": ["evaluate", f"{r}/good.nii.gz", f"{r}/good.nii.gz", "--pred-labels", "brats2099"],
         "unknown option": ["info", f"{r}/good.nii.gz", "--colour"],
+        "empty path": ["info", ""],
+        "empty output path": ["predict", f"{r}/good.nii.gz", "-o", ""],
     }
 
 
@@ -486,7 +488,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, li
 
 CORPUS = ["missing path", "zero-byte file", "text named .nii.gz", "truncated .gz", "2D image", "5D image",
           "unknown label values", "NaN label map", "mismatched shapes", "mismatched affines", "truncated truth",
-          "empty folder", "folder of junk", "label map given as a folder", "predict an empty folder", "predict a text file", "unknown --labels", "unknown option"]
+          "empty folder", "folder of junk", "label map given as a folder", "predict an empty folder", "predict a text file", "unknown --labels", "unknown option",
+          "empty path", "empty output path"]
 #: The part of the corpus also run through the real entry point, `python -m brainseg_gui`.
 THROUGH_SUBPROCESS = ["missing path", "truncated .gz", "5D image", "unknown label values", "mismatched affines",
                       "predict an empty folder", "unknown --labels"]
@@ -516,6 +519,7 @@ def test_bad_input_messages_name_the_problem(capsys: pytest.CaptureFixture[str],
     assert "--colour" in message["unknown option"]
     assert "no case" in message["predict an empty folder"].lower()
     assert "five_d.nii.gz" in message["5D image"]
+    assert "empty path" in message["empty path"] and "empty path" in message["empty output path"]
 
 
 def test_bad_input_through_the_real_entry_point(corpus: tuple[Path, dict[str, list[str]]]) -> None:

@@ -123,6 +123,13 @@ def model_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def path_arg(text: str) -> Path:
+    """A path argument; an empty one is refused, since Path('') would quietly mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def require_exists(path: Path) -> None:
     """A missing input path becomes the one-line 'No such file or folder' error."""
     if not path.exists():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from brainseg_gui.cli.common import EXIT_OK, ProgressBar, positive_int, require_exists
+from brainseg_gui.cli.common import EXIT_OK, ProgressBar, path_arg, positive_int, require_exists
 from brainseg_gui.cli.train import add_recipe_options, claim_output, recipe_from_args
 
 
@@ -16,8 +15,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
         description="Train one model per fold into OUT/fold<i> (cases of one patient stay in one fold), "
                     "predict each fold's held-out cases with it at full resolution and write "
                     "OUT/per_case.csv, OUT/summary.json and OUT/summary.md. Folds already trained are reused.")
-    crossval.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    crossval.add_argument("--out", type=Path, required=True, metavar="DIR", help="where folds and reports go: a new or empty folder, or an earlier "
+    crossval.add_argument("data", nargs="+", type=path_arg, metavar="DATA_DIR", help="folders of labelled cases")
+    crossval.add_argument("--out", type=path_arg, required=True, metavar="DIR", help="where folds and reports go: a new or empty folder, or an earlier "
                                "crossval's")
     crossval.add_argument("--folds", type=positive_int, default=4, metavar="K", help="number of folds (default 4)")
     crossval.add_argument("--evaluate-only", action="store_true",

@@ -13,6 +13,7 @@ from brainseg_gui.cli.common import (
     EXIT_OK,
     ProgressBar,
     UsageError,
+    path_arg,
     positive_float,
     positive_int,
     require_exists,
@@ -34,8 +35,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "to --out. Interrupted? Run the same command again: finished runs are kept, unfinished "
                     "ones resume from their last epoch. Defaults are a CPU-sized schedule "
                     "(docs/paper-comparison.md).")
-    p.add_argument("data", nargs="*", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    p.add_argument("--out", type=Path, metavar="RESULTS_DIR", help="where runs and reports go: a new or empty folder, or an earlier experiment's")
+    p.add_argument("data", nargs="*", type=path_arg, metavar="DATA_DIR", help="folders of labelled cases")
+    p.add_argument("--out", type=path_arg, metavar="RESULTS_DIR", help="where runs and reports go: a new or empty folder, or an earlier experiment's")
     p.add_argument("--models", type=_models, default=list(MODEL_NAMES), metavar="LIST",
                    help=f"comma-separated, from {','.join(MODEL_NAMES)} (default: all)")
     p.add_argument("--adversarial", choices=("both", "on", "off"), default="both",

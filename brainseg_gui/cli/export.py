@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from brainseg_gui.cli.common import CONVENTIONS, EXIT_OK, ProgressBar, UsageError, require_exists
+from brainseg_gui.cli.common import CONVENTIONS, EXIT_OK, ProgressBar, UsageError, path_arg, require_exists
 from brainseg_gui.core.errors import BrainSegError
 
 
@@ -29,30 +29,30 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
         epilog="Example: brainseg predict CASE -o ai.nii.gz; (correct it); "
                "brainseg export CASE --mask corrected.nii.gz --ai-mask ai.nii.gz -o out.nii.gz --labels msd "
                "--report out.html")
-    p.add_argument("study", type=Path, metavar="STUDY", help="the case the mask belongs to (folder or any file)")
+    p.add_argument("study", type=path_arg, metavar="STUDY", help="the case the mask belongs to (folder or any file)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--mask", type=Path, metavar="MASK", help="label map to export (default: STUDY's own seg)")
+    source.add_argument("--mask", type=path_arg, metavar="MASK", help="label map to export (default: STUDY's own seg)")
     source.add_argument("--from-journal", action="store_true",
                         help="export the unsaved edits an interrupted GUI session left for STUDY")
     p.add_argument("--mask-labels", choices=CONVENTIONS,
                    help="convention of MASK and AI (default: their sidecar's, else guessed from the values)")
-    p.add_argument("--ai-mask", type=Path, metavar="AI",
+    p.add_argument("--ai-mask", type=path_arg, metavar="AI",
                    help="the model's unedited mask, to record what was changed by hand (default: MASK itself)")
     p.add_argument("--model-version", metavar="V",
                    help="model version for the provenance (default: from the sidecar of AI or MASK)")
-    p.add_argument("-o", "--output", type=Path, metavar="OUT",
+    p.add_argument("-o", "--output", type=path_arg, metavar="OUT",
                    help="write the mask as NIfTI: a .nii.gz/.nii file, or a folder (<case>_seg_corrected_<labels>.nii.gz)")
     p.add_argument("--labels", choices=CONVENTIONS, default="brats",
                    help="convention of the written NIfTI and of the report (default brats)")
-    p.add_argument("--dicom-seg", type=Path, metavar="SEG.dcm",
+    p.add_argument("--dicom-seg", type=path_arg, metavar="SEG.dcm",
                    help="write a DICOM-SEG referencing the series (only for a study read from DICOM)")
-    p.add_argument("--meshes", type=Path, metavar="DIR", help="write one surface per region (WT, TC, ET) into DIR")
+    p.add_argument("--meshes", type=path_arg, metavar="DIR", help="write one surface per region (WT, TC, ET) into DIR")
     p.add_argument("--mesh-format", choices=("stl", "obj"), default="stl")
     p.add_argument("--mesh-space", choices=("ras", "lps"), default="ras",
                    help="world coordinates of the meshes (default ras; 3D Slicer reads STL/OBJ as lps)")
-    p.add_argument("--png", type=Path, metavar="OUT.png",
+    p.add_argument("--png", type=path_arg, metavar="OUT.png",
                    help="write axial, coronal and sagittal slices through the tumour with the regions")
-    p.add_argument("--report", type=Path, metavar="OUT.html",
+    p.add_argument("--report", type=path_arg, metavar="OUT.html",
                    help="write a one-page HTML report (volumes, Dice AI vs corrected, provenance)")
     p.add_argument("--force", action="store_true", help="replace earlier exports (never an input)")
     p.set_defaults(run=_run_export)

@@ -9,13 +9,13 @@ rank 0 alone prints, evaluates and writes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from brainseg_gui.cli import common
 from brainseg_gui.cli.common import (
     DEVICES,
     EXIT_OK,
     ProgressBar,
+    path_arg,
     positive_float,
     require_exists,
 )
@@ -28,16 +28,16 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
         description="Fine-tune a model (default: the active one) on labelled cases, validate on held-apart "
                     "cases, and print Dice and HD95 per region before and after. The model in use is not "
                     "changed unless --keep is given.")
-    p.add_argument("cases", nargs="+", type=Path, metavar="CASE",
+    p.add_argument("cases", nargs="+", type=path_arg, metavar="CASE",
                    help="training cases: case folders, files of a case, or folders of cases")
-    p.add_argument("--val", nargs="+", type=Path, required=True, metavar="CASE",
+    p.add_argument("--val", nargs="+", type=path_arg, required=True, metavar="CASE",
                    help="validation cases, held apart from training (no case or patient on both sides)")
-    p.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR",
+    p.add_argument("--out", type=path_arg, required=True, metavar="MODEL_DIR",
                    help="where the new model is written: a new or empty folder, or an earlier fine-tune's")
     p.add_argument("--force", action="store_true",
                    help="write into an --out folder that holds other files, beside them (none of them is "
                         "deleted or overwritten)")
-    p.add_argument("--base", type=Path, metavar="MODEL_DIR", help="model to start from (default: the active model)")
+    p.add_argument("--base", type=path_arg, metavar="MODEL_DIR", help="model to start from (default: the active model)")
     p.add_argument("--epochs", type=common.epochs, metavar="N", help="most epochs (default 20; early stopping)")
     p.add_argument("--lr", type=positive_float, metavar="LR", help="learning rate (default 1e-4)")
     p.add_argument("--batch-size", type=common.batch_size, metavar="N", help="patches per step (default 16)")

@@ -14,6 +14,7 @@ from brainseg_gui.cli.common import (
     ProgressBar,
     UsageError,
     optional,
+    path_arg,
     require_exists,
 )
 from brainseg_gui.cli.dicom import add_dicom_options, find_study_case, is_dicom_study, refuse_gaps
@@ -30,16 +31,16 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     """Add the predict command."""
     predict = commands.add_parser("predict", parents=parents, help="segment a case or a folder of cases",
                                   description="Segment CASE into OUT.nii.gz, or every case of a folder into OUT_DIR.")
-    predict.add_argument("source", type=Path, metavar="CASE_OR_DIR",
+    predict.add_argument("source", type=path_arg, metavar="CASE_OR_DIR",
                          help="a case (folder or any of its files), a DICOM study (folder tree, .zip, DICOMDIR) "
                               "or a folder of cases")
-    predict.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+    predict.add_argument("-o", "--output", type=path_arg, required=True, metavar="OUT",
                          help="output label map (.nii.gz) or, for a folder of cases, output folder")
     predict.add_argument("--labels", choices=CONVENTIONS, default="brats", help="output convention (default brats)")
     predict.add_argument("--device", choices=DEVICES, default="auto", help="default auto: CUDA when present")
-    predict.add_argument("--model", type=Path, metavar="DIR", help="model folder (default: the shipped model)")
+    predict.add_argument("--model", type=path_arg, metavar="DIR", help="model folder (default: the shipped model)")
     predict.add_argument("--tta", action="store_true", help="test-time augmentation (mirroring; slower)")
-    predict.add_argument("--save-probabilities", type=Path, nargs="?", const=True, metavar="FILE",
+    predict.add_argument("--save-probabilities", type=path_arg, nargs="?", const=True, metavar="FILE",
                          help="also write the region probabilities (WT, TC, ET, float16 4D NIfTI) to FILE "
                               "(default: beside the output, *_prob.nii.gz)")
     predict.add_argument("--allow-missing", action="store_true",
@@ -48,7 +49,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                          help="resample sequences on other grids onto the FLAIR grid when they overlap")
     add_predict_options(predict)
     add_dicom_options(predict)
-    predict.add_argument("--dicom-out", type=Path, metavar="DIR",
+    predict.add_argument("--dicom-out", type=path_arg, metavar="DIR",
                          help="for a DICOM study: also write a DICOM-SEG on the reference series and an SR with the "
                               "region volumes into DIR (a new series of the same study; never into the study folder)")
     predict.set_defaults(run=_run_predict)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from brainseg_gui.cli import common
-from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, require_exists
+from brainseg_gui.cli.common import EXIT_OK, ProgressBar, UsageError, path_arg, require_exists
 from brainseg_gui.cli.dicom import add_dicom_options, find_study_case, is_dicom_study, refuse_gaps
 
 SEQUENCE_NAMES = ("t1", "t1ce", "t2", "flair")
@@ -28,16 +28,16 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "the reference (Mattes mutual information, multi-resolution), resampling to isotropic "
                     "voxels in the training data's orientation (LPS), brain extraction, and the case written "
                     "to OUT_DIR in BraTS naming with <id>_prepare.json, the record of every transform.")
-    prepare.add_argument("study", nargs="?", type=Path, metavar="STUDY",
+    prepare.add_argument("study", nargs="?", type=path_arg, metavar="STUDY",
                          help="a case folder, any file of a case, an image file or a DICOM folder")
-    prepare.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR",
+    prepare.add_argument("-o", "--output", type=path_arg, required=True, metavar="OUT_DIR",
                          help="folder for the prepared case (created if missing): a new or empty folder, or "
                               "one that earlier prepares wrote into")
     prepare.add_argument("--force", action="store_true",
                          help="write into an OUT_DIR that holds other files, beside them (none of them is "
                               "deleted or overwritten)")
     for name in SEQUENCE_NAMES:
-        prepare.add_argument(f"--{name}", type=Path, metavar="PATH",
+        prepare.add_argument(f"--{name}", type=path_arg, metavar="PATH",
                              help=f"the {name} image file or DICOM folder (adds to or replaces STUDY's)")
     prepare.add_argument("--as", dest="as_sequence", choices=SEQUENCE_NAMES, default="flair",
                          help="which sequence STUDY is when it is a single image file (default flair); the series of a "

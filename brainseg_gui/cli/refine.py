@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from brainseg_gui.cli.common import CONVENTIONS, DEVICES, EXIT_OK, UsageError, require_exists
+from brainseg_gui.cli.common import CONVENTIONS, DEVICES, EXIT_OK, UsageError, path_arg, require_exists
 
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -24,15 +24,15 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                     "the study's grid. Each click re-segments a 40 mm box around it in 3D: a random walker "
                     "on the sequences with the model's probabilities as the prior.",
         epilog="Example: brainseg refine CASE --mask pred.nii.gz --clicks clicks.json -o corrected.nii.gz")
-    p.add_argument("study", type=Path, metavar="STUDY", help="the case the mask belongs to (folder or any file)")
-    p.add_argument("--mask", type=Path, required=True, metavar="MASK", help="the label map to correct")
-    p.add_argument("--clicks", type=Path, required=True, metavar="CLICKS.json", help="the clicks, in order")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.nii.gz", help="the corrected mask")
+    p.add_argument("study", type=path_arg, metavar="STUDY", help="the case the mask belongs to (folder or any file)")
+    p.add_argument("--mask", type=path_arg, required=True, metavar="MASK", help="the label map to correct")
+    p.add_argument("--clicks", type=path_arg, required=True, metavar="CLICKS.json", help="the clicks, in order")
+    p.add_argument("-o", "--output", type=path_arg, required=True, metavar="OUT.nii.gz", help="the corrected mask")
     p.add_argument("--labels", choices=CONVENTIONS, default="brats", help="convention of OUT (default brats)")
     p.add_argument("--mask-labels", choices=CONVENTIONS, help="convention of MASK (default: guessed)")
     p.add_argument("--no-prior", action="store_true",
                    help="do not run the model for a prior: the clicks follow the images alone")
-    p.add_argument("--model", type=Path, metavar="DIR", help="model folder for the prior (default: the active one)")
+    p.add_argument("--model", type=path_arg, metavar="DIR", help="model folder for the prior (default: the active one)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where the prior is computed (default cpu)")
     p.set_defaults(run=_run_refine)
 

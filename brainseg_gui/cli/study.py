@@ -14,6 +14,7 @@ from brainseg_gui.cli.common import (
     EXIT_OK,
     GuiUnavailableError,
     UsageError,
+    path_arg,
     plain,
     require_exists,
 )
@@ -24,7 +25,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     """Add the gui, info and evaluate commands."""
     gui = commands.add_parser("gui", parents=parents, help="open the viewer (the default command)",
                               description="Open the viewer on STUDY, or on the built-in demo study.")
-    gui.add_argument("study", nargs="?", type=Path, metavar="STUDY",
+    gui.add_argument("study", nargs="?", type=path_arg, metavar="STUDY",
                      help="a case folder, any file of a case, a 4D NIfTI, or a DICOM study (folder tree, .zip, "
                           "DICOMDIR)")
     gui.add_argument("--no-welcome", action="store_true", help="do not show the first-start welcome")
@@ -32,7 +33,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
 
     info = commands.add_parser("info", parents=parents, help="describe a study: files, grid, intensities, labels",
                                description="Describe what BrainSeg finds in PATH (or the demo study).")
-    info.add_argument("path", nargs="?", type=Path, metavar="PATH",
+    info.add_argument("path", nargs="?", type=path_arg, metavar="PATH",
                       help="a case folder, any file of a case, or a DICOM study (folder tree, .zip, DICOMDIR)")
     info.add_argument("--demo", action="store_true", help="describe the built-in synthetic demo study")
     info.add_argument("--labels", choices=CONVENTIONS, help="label convention of the case's seg (default: guess)")
@@ -45,11 +46,11 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     evaluate = commands.add_parser("evaluate", parents=parents, help="score a predicted label map against truth",
                                    description="Metrics per region (WT, TC, ET) of PRED against GT, voxel-wise "
                                                "and lesion-wise (BraTS 2023 rules, glioma parameters).")
-    evaluate.add_argument("pred", type=Path, metavar="PRED", help="predicted label map")
-    evaluate.add_argument("gt", type=Path, metavar="GT", help="ground-truth label map on the same grid")
+    evaluate.add_argument("pred", type=path_arg, metavar="PRED", help="predicted label map")
+    evaluate.add_argument("gt", type=path_arg, metavar="GT", help="ground-truth label map on the same grid")
     evaluate.add_argument("--pred-labels", choices=CONVENTIONS, help="convention of PRED (default: guess)")
     evaluate.add_argument("--gt-labels", choices=CONVENTIONS, help="convention of GT (default: guess)")
-    evaluate.add_argument("--brain", type=Path, metavar="CASE_OR_IMAGE",
+    evaluate.add_argument("--brain", type=path_arg, metavar="CASE_OR_IMAGE",
                           help="the case's images, to also report accuracy inside the brain (non-zero voxels)")
     evaluate.add_argument("--json", action="store_true", help="print JSON (full-precision numbers)")
     evaluate.set_defaults(run=_run_evaluate)

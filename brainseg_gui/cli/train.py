@@ -12,6 +12,7 @@ from brainseg_gui.cli.common import (
     EXIT_OK,
     ProgressBar,
     UsageError,
+    path_arg,
     positive_float,
     positive_int,
     require_exists,
@@ -25,8 +26,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     """Add the train command."""
     train = commands.add_parser("train", parents=parents, help="train a generator (adversarially)",
                                 description="Train the GAN segmenter on labelled cases.")
-    train.add_argument("data", nargs="+", type=Path, metavar="DATA_DIR", help="folders of labelled cases")
-    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="where the model is written: a new or empty folder, or an earlier train's")
+    train.add_argument("data", nargs="+", type=path_arg, metavar="DATA_DIR", help="folders of labelled cases")
+    train.add_argument("--out", type=path_arg, required=True, metavar="MODEL_DIR", help="where the model is written: a new or empty folder, or an earlier train's")
     train.add_argument("--val", nargs="+", metavar="CASE", help="validation case ids or folders")
     train.add_argument("--val-fraction", type=_fraction, metavar="F",
                        help="share of cases held out for validation when --val/--folds are not given "
@@ -54,7 +55,7 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision: auto (default) is bf16 on CUDA and off on the CPU; bf16 on the CPU "
                              "halves a step on CPUs with AVX-512 bf16 (its effect on quality is not measured yet)")
     parser.add_argument("--seed", type=common.seed, metavar="N")
-    parser.add_argument("--cache", type=Path, metavar="DIR",
+    parser.add_argument("--cache", type=path_arg, metavar="DIR",
                         help="folder for the preprocessed training cache (default: inside --out); "
                              "reuse one across runs to skip preprocessing")
 

@@ -34,6 +34,7 @@ from brainseg_gui.core.image_io import (
 from brainseg_gui.core.read_guard import (
     OutsideStudyError,
     opened_inside_its_folder,
+    regular_file,
     regular_file_inside,
     within,
 )
@@ -92,9 +93,7 @@ def find_case(path: Path, *, as_sequence: str = "flair") -> CaseFiles:
     if path.is_dir():  # a linked folder the user opened is the study; links inside it are checked
         return _case_from_folder(path, as_sequence)
     opened_inside_its_folder(path)
-    if not path.is_file():
-        raise StudyLoadError(f"{path} is not a regular file or folder (a pipe, socket or device?); "
-                             "BrainSeg reads files and folders only")
+    regular_file(path, "file")  # a pipe, socket or device: named, never opened
     named = parse_brats_name(path)
     if named is not None:
         return _brats_case(path.parent, named.prefix, named.layout)
@@ -156,11 +155,13 @@ def _folders(root: Path, depth: int, top: Path | None = None) -> Iterator[Path]:
 
 
 def _files(folder: Path) -> list[Path]:
-    """The regular files directly in `folder` (hidden ones left out) that a case may be made of.
+    """The entries directly in `folder` (hidden ones left out) that a case may be made of.
 
-    An entry named like an image that is not a regular file inside `folder` (a pipe, a device, a
-    link to elsewhere) is refused, naming it: skipping it would silently drop a sequence or the
-    labels. Other such entries are left out and never opened.
+    Entries named like images are listed as they are, whatever they are: the case they belong to
+    refuses one that is not a regular file inside `folder` (a pipe, a device, a link to elsewhere),
+    naming it, since skipping it would silently drop a sequence or the labels, while a pipe beside
+    another case does not stop this one from opening. Other entries are listed only when they are
+    regular files inside `folder`, and are never opened otherwise.
     """
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -169,7 +170,7 @@ def _files(folder: Path) -> list[Path]:
     files = []
     for entry in entries:
         if image_suffix(entry) in IMAGE_SUFFIXES and not entry.is_dir():
-            files.append(regular_file_inside(entry, folder, "image"))
+            files.append(entry)
         elif entry.is_file():
             try:
                 files.append(regular_file_inside(entry, folder))
@@ -299,6 +300,7 @@ def _brats_case(folder: Path, prefix: str, layout: Layout) -> CaseFiles:
     images: dict[str, Path] = {}
     segs: list[Path] = []
     for named in group:
+        regular_file_inside(named.path, folder, "image")
         if named.role == "seg":
             segs.append(named.path)
         elif named.role in images:

@@ -356,6 +356,14 @@ def test_a_pipe_as_the_labels_of_a_case_folder_is_refused(tmp_path: Path, pipe: 
         load_label_map(case / "P1_seg.nii.gz")
 
 
+def test_a_pipe_beside_another_case_does_not_stop_this_one(tmp_path: Path, pipe: Callable[[Path], Path]) -> None:
+    case = _case(tmp_path / "flat")
+    pipe(case / "P2_flair.nii.gz")  # another case's file, never opened
+    assert find_case(case / "P1_flair.nii.gz").case_id == "P1"
+    with pytest.raises(StudyLoadError, match=r"P2_flair.nii.gz is a pipe"):
+        find_case(case / "P2_flair.nii.gz")
+
+
 def test_a_pipe_as_an_msd_label_map_is_refused(tmp_path: Path, pipe: Callable[[Path], Path]) -> None:
     _nifti(_in(tmp_path / "imagesTr", "BRATS_001.nii.gz"), (*SHAPE, 4))
     pipe(tmp_path / "labelsTr" / "BRATS_001.nii.gz")
