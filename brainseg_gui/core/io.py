@@ -250,14 +250,14 @@ def _label_values(path: Path, array: np.ndarray) -> np.ndarray:
         fractional = array != np.round(array)
         if fractional.any():
             values = np.unique(array[fractional])
-            shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
+            shown = ", ".join(str(v) for v in values[:8])  # the exact value: 4.0000001, not 4 + (", ..." if values.size > 8 else "")
             raise LabelError(f"{path}: label values must be integers, found {shown} "
                              f"({int(fractional.sum())} voxels)")
     elif array.dtype.kind not in "biu":
         raise LabelError(f"{path}: label map of type {array.dtype} (need integers)")
     if array.size and (array.min() < 0 or array.max() > 255):
         values = np.unique(array[(array < 0) | (array > 255)])
-        shown = ", ".join(f"{v:g}" for v in values[:8]) + (", ..." if values.size > 8 else "")
+        shown = ", ".join(str(v) for v in values[:8])  # the exact value: 4.0000001, not 4 + (", ..." if values.size > 8 else "")
         raise LabelError(f"{path}: label values {shown} are outside 0..255 (no convention uses them)")
     return np.ascontiguousarray(array, dtype=np.uint8) if array.dtype != np.uint8 else np.ascontiguousarray(array)
 

@@ -237,6 +237,10 @@ def test_float_labels(tmp_path: Path) -> None:
     fractional[3, 3, 3] = 1.5
     with pytest.raises(LabelError, match=r"P_seg.nii.gz: label values must be integers, found 1.5"):
         load_study(_case(tmp_path / "B", seg=fractional))
+    nearly = _labels().astype(np.float64)
+    nearly[3, 3, 3] = 4.0000001  # shown as it is, not rounded to "4"
+    with pytest.raises(LabelError, match=r"found 4\.0000001 \(1 voxels\)"):
+        load_study(_case(tmp_path / "D", seg=nearly))
     negative = _labels().astype(np.int16)
     negative[0, 0, 0] = -1
     with pytest.raises(LabelError, match="-1"):
