@@ -154,17 +154,28 @@ def test_predict_prepare_maps_the_labels_back_onto_the_original_grid(
     assert sidecar["prepared"]["record"]["format"] == "brainseg-prepare"
 
 
-def test_predict_prepare_is_for_one_case(capsys: pytest.CaptureFixture[str], raw_case: Path, tmp_path: Path) -> None:
+def test_a_cohort_of_raw_cases_is_refused_or_prepared_case_by_case(
+        capsys: pytest.CaptureFixture[str], raw_case: Path, tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(raw_case, tmp_path / "cases" / "a")
     shutil.copytree(raw_case, tmp_path / "cases" / "b")
     for path in (tmp_path / "cases" / "b").iterdir():
         path.rename(path.with_name(path.name.replace(raw_case.name, "other")))
-    status, _, err = run(capsys, "predict", tmp_path / "cases", "-o", tmp_path / "out", "--prepare")
-    assert status == 2 and "--prepare works on one case" in one_error_line(err)
     status, _, err = run(capsys, "predict", tmp_path / "cases", "-o", tmp_path / "out")
-    assert status == 2 and "is not BraTS-ready" in one_error_line(err)
+    assert status == 2 and "is not BraTS-ready" in one_error_line(err) and "--prepare" in err
+    assert not (tmp_path / "out").exists()
+    status, out, err = run(capsys, "predict", tmp_path / "cases", "-o", tmp_path / "out", "--prepare", "--map-to", "t2",
+                           "--model", tiny_model, "--device", "cpu", "--workers", "0")
+    assert status == 0, err
+    assert "2 segmented" in out
+    for case_id in (raw_case.name, "other"):
+        written = nib.load(tmp_path / "out" / f"{case_id}_pred.nii.gz")
+        source = nib.load(tmp_path / "cases" / ("a" if case_id == raw_case.name else "b") / f"{case_id}_t2.nii.gz")
+        np.testing.assert_array_equal(written.affine, source.affine)  # on the original t2 grid
+        sidecar = json.loads((tmp_path / "out" / f"{case_id}_pred.json").read_text())
+        assert sidecar["prepared"]["mapped_to"] == "t2" and sidecar["provenance"]["prepare"] is not None
+    assert "prepared, labels on the t2 grid" in (tmp_path / "out" / "cohort.csv").read_text()
 
 
 def test_a_reoriented_regridded_brats_case_is_segmented_without_preparing(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +188,31 @@ def check_case_readiness(args: argparse.Namespace, case: Any) -> None:
     refuse_unless_ready(case, allow_resample=args.allow_resample)
 
 
-def check_batch_readiness(args: argparse.Namespace, cases: list[Any]) -> None:
-    """A folder of cases: --prepare is per case; a not-ready case refuses the batch before it starts."""
+def check_batch_readiness(args: argparse.Namespace, members: list[Any]) -> None:
+    """A cohort: without --prepare a readable case that is not ready refuses it before it starts.
+
+    Nothing is written then. A case that cannot be read fails alone, in its row, when the cohort
+    runs; DICOM studies (folders not read yet) are always prepared by the worker that segments them.
+    """
     if args.prepare:
-        raise UsageError("--prepare works on one case: prepare each case with 'brainseg prepare', then "
-                         "predict on the prepared folder")
-    for case in cases:
-        refuse_unless_ready(case, allow_resample=args.allow_resample)
+        if args.save_probabilities is not None:
+            raise UsageError("--save-probabilities is not available with --prepare: prepare the cases with "
+                             "'brainseg prepare' and predict on the prepared folder")
+        return
+    if args.map_to is not None:
+        raise UsageError("--map-to needs --prepare")
+    from brainseg_gui.core.errors import BrainSegError
+    from brainseg_gui.core.readiness import NotReadyError
+
+    for member in members:
+        if isinstance(member, Path):
+            continue
+        try:
+            refuse_unless_ready(member, allow_resample=args.allow_resample)
+        except NotReadyError:
+            raise
+        except BrainSegError:  # an unreadable case is that case's failure, recorded in its row
+            continue
 
 
 def refuse_unless_ready(case: Any, *, allow_resample: bool) -> None:
@@ -221,50 +238,35 @@ def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any, *, dic
     For a DICOM study (`dicom`, a cli.dicom.FoundCase) with --dicom-out, the SEG and SR are written
     first (on the mapped-to series), then the NIfTI; a failure of the NIfTI takes the DICOM files back.
     """
-    from brainseg_gui.core.image_io import read_image, save_label_map
-    from brainseg_gui.core.prepare import prepare_study
-    from brainseg_gui.core.prepared_space import map_to_original
-    from brainseg_gui.ml.predict import predict_case
+    from brainseg_gui.ml.prepared_predict import predict_prepared_case
 
+    if args.map_to is not None and args.map_to not in case.files:
+        raise UsageError(f"--map-to {args.map_to}: the study has no {args.map_to} (it has "
+                         f"{', '.join(case.files)})")
     output = args.output / f"{case.case_id}_pred.nii.gz" if args.output.is_dir() else args.output
-    with tempfile.TemporaryDirectory(prefix="brainseg-prepare-") as folder, ProgressBar(case.case_id) as bar:
-        work = Path(folder)
-        prepared = prepare_study(case, work / "prepared", progress=_part(bar, 0.0, 0.6, "preparing"),
-                                 **prepare_settings(args))
-        target = args.map_to or prepared.record.reference
-        if target not in prepared.record.sequences:
-            raise UsageError(f"--map-to {target}: the study has no {target} (it has "
-                             f"{', '.join(prepared.record.sequences)})")
-        summary = predict_case(prepared.out_dir, work / "pred.nii.gz", predictor=predictor, labels=args.labels,
-                               progress=_part(bar, 0.6, 0.95, "segmenting"))
-        labels, _ = read_image(work / "pred.nii.gz")
-        mapped, grid = map_to_original(labels.astype("uint8"), prepared.record, target)
-        sidecar = json.loads((work / "pred.json").read_text(encoding="utf-8"))
-        sidecar["prepared"] = {"mapped_to": target, "source": str(prepared.record.sequences[target].source),
-                               "note": "segmented in prepared space, mapped back by the inverse rigid "
-                                       "transform (nearest neighbour)", "record": dict(prepared.record.data)}
-        written = None
-        if dicom is not None and getattr(args, "dicom_out", None) is not None:
-            bar(0.96, f"writing DICOM-SEG and SR into {args.dicom_out}")
-            written = _write_dicom_results(args, case, dicom, mapped, grid, target, summary)
-            sidecar["dicom_results"] = written
-        if dicom is not None:
-            sidecar["dicom_study"] = {"series": {name: {"series_uid": s.uid, "description": s.header.description}
-                                                 for name in case.files
-                                                 if (s := dicom.assignment.series_for(name)) is not None},
-                                      "study_uid": dicom.assignment.study.uid}
-        bar(0.97, f"writing {output}")
-        try:
-            save_label_map(output, mapped, grid, description=f"BrainSeg {summary.model_version} ({target} grid)",
-                           sidecar=sidecar, protect=list(case.files.values()))
-        except BaseException:
-            for path in (written or {}).get("files", []):
-                Path(path).unlink(missing_ok=True)
-            raise
-    print(summary.line())
-    print(f"prepared: registered to {prepared.record.reference}, brain "
-          f"{prepared.record.data['brain_extraction']['volume_ml']:.0f} mL")
-    print(f"written: {output} (on the original {target} grid: {grid.describe()})")
+
+    def dicom_results(mapped: Any, grid: Any, target: str, summary: Any) -> tuple[dict[str, Any], list[Path]]:
+        extra: dict[str, Any] = {}
+        written: list[Path] = []
+        if getattr(args, "dicom_out", None) is not None:
+            results = _write_dicom_results(args, case, dicom, mapped, grid, target, summary)
+            extra["dicom_results"] = results
+            written = [Path(p) for p in results["files"]]
+        extra["dicom_study"] = {"series": {name: {"series_uid": s.uid, "description": s.header.description}
+                                           for name in case.files
+                                           if (s := dicom.assignment.series_for(name)) is not None},
+                                "study_uid": dicom.assignment.study.uid}
+        return extra, written
+
+    with ProgressBar(case.case_id) as bar:
+        done = predict_prepared_case(case, output, predictor=predictor, labels=args.labels,
+                                     prepare_settings=prepare_settings(args), map_to=args.map_to,
+                                     before_write=dicom_results if dicom is not None else None, progress=bar)
+    record = done.record
+    print(done.summary.line())
+    print(f"prepared: registered to {record.reference}, brain {record.data['brain_extraction']['volume_ml']:.0f} mL")
+    print(f"written: {output} (on the original {done.target} grid: {done.grid.describe()})")
+    written = done.sidecar.get("dicom_results")
     if written is not None:
         volumes = ", ".join(f"{k} {v:.2f} mL" for k, v in written["volumes_ml"].items())
         print(f"written: {written['seg']} (DICOM-SEG, series {written['series_uid']}) and {written['sr']} "
@@ -287,9 +289,3 @@ def _write_dicom_results(args: argparse.Namespace, case: Any, dicom: Any, mapped
     out["flags"] = flags
     return out
 
-
-def _part(bar: Any, start: float, stop: float, label: str) -> Any:
-    def report(fraction: float, message: str) -> None:
-        bar(start + (stop - start) * min(max(fraction, 0.0), 1.0), f"{label}: {message}")
-
-    return report

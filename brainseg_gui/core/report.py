@@ -12,6 +12,7 @@ import base64
 import html
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -145,3 +146,43 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def prediction_report_html(study: Study, labels: np.ndarray, sidecar: dict, mask_path: Path) -> str:
+    """A one-page HTML summary of an (uncorrected) prediction: volumes, flags, model, inputs, views.
+
+    `labels` are BraTS values on the study's grid; `sidecar` is the prediction's JSON sidecar.
+    Written beside each case of a cohort, and linked from the cohort's overview.
+    """
+    e = html.escape
+    volumes = sidecar.get("volumes_ml") or {}
+    rows = "".join(f"<tr><td>{e(region)}</td><td>{float(volumes.get(region, 0.0)):.2f}</td></tr>"
+                   for region in REGIONS)
+    flags = [*(["missing " + ", ".join(sidecar["missing_sequences"])] if sidecar.get("missing_sequences") else []),
+             *([str(sidecar["flag_reason"])] if sidecar.get("flagged") and sidecar.get("flag_reason") else [])]
+    flag_text = "".join(f"<li>{e(flag)}</li>" for flag in flags) or "<li>none</li>"
+    sources = "".join(f"<li>{e(name)}: <code>{e(str(path))}</code></li>"
+                      for name, path in (sidecar.get("inputs") or {}).items())
+    picture = base64.b64encode(overview_png(study, labels)).decode("ascii")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>BrainSeg prediction: {e(study.case_id)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 1.5em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #999; }}
+</style></head><body>
+<h1>Tumour segmentation: {e(study.case_id)}</h1>
+<p class="note">{e(RESEARCH_USE_NOTE)}</p>
+<p>Mask: <a href="{e(mask_path.name)}"><code>{e(mask_path.name)}</code></a>, model {e(str(sidecar.get("model_version", "")))},
+{e(str(sidecar.get("device", "")))}, {e(str(sidecar.get("created", "")))}; grid {e(study.grid.describe())}.</p>
+<h2>Regions</h2>
+<table><tr><th>Region</th><th>mL</th></tr>{rows}</table>
+<h2>Flags</h2><ul>{flag_text}</ul>
+<img alt="axial, coronal and sagittal views through the tumour" src="data:image/png;base64,{picture}">
+<h2>Source files</h2><ul>{sources}</ul>
+</body></html>
+"""

@@ -27,6 +27,7 @@ from brainseg_gui.core.image_io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suf
 from brainseg_gui.core.io import find_case, find_cases, load_study, save_label_map
 from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
+from brainseg_gui.core.report import prediction_report_html
 from brainseg_gui.core.study import Grid, Study
 from brainseg_gui.ml.predictor import Prediction, Predictor
 
@@ -56,6 +57,7 @@ class CaseSummary:
     flag_reason: str = ""
     notes: tuple[str, ...] = ()
     error: str = ""
+    missing: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,8 @@ def predict_case(
     allow_resample: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    report: Path | None = None,
 ) -> CaseSummary:
     """Load the case at `source`, segment it, write the label map to `output` (and its sidecar).
 
@@ -90,6 +94,8 @@ def predict_case(
     `allow_resample`, sequences on different grids that overlap in world space are resampled onto the
     FLAIR grid (core.io.load_study), and the output lies on that grid. `output` is a .nii.gz / .nii
     file, or an existing folder (then `<case_id>_pred.nii.gz` inside).
+    `provenance` goes into the sidecar as it is (a cohort's record of what made the output);
+    `report` names a one-page HTML summary with views of the mask, written with the same set.
     Raises BrainSegError subclasses for bad input, Cancelled when cancelled; writes nothing then.
     """
     started = time.perf_counter()
@@ -106,7 +112,9 @@ def predict_case(
     if not isinstance(source, CaseFiles):
         protect.append(Path(source))
     _check_targets(output, save_probabilities, protect)
-    _refuse_changing_the_case([output, *([Path(save_probabilities)] if save_probabilities else [])], case)
+    extra = [Path(p) for p in (save_probabilities, report) if p is not None]
+    _refuse_inputs(extra, protect)
+    _refuse_changing_the_case([output, *extra], case)
 
     prediction = predictor(study, progress=sub_progress(progress, 0.1, 0.9), cancel=cancel,
                            keep_probabilities=save_probabilities is not None)
@@ -115,20 +123,27 @@ def predict_case(
     seconds = {"load": round(loaded - started, 3), **prediction.seconds}  # the write's own time is not known yet
     sidecar = prediction_sidecar(study, prediction, convention, probabilities=save_probabilities)
     sidecar["seconds"] = seconds
+    if provenance is not None:
+        sidecar["provenance"] = dict(provenance)
+    labels_out = prediction.labels(convention)
     with FileSet() as files:  # mask, sidecar and probabilities together, or none of them
         if save_probabilities is not None and prediction.probabilities is not None:
             write_probabilities(Path(save_probabilities), prediction.probabilities, study.grid,
                                 description=f"BrainSeg {prediction.model_version} P(WT,TC,ET)", protect=protect,
                                 files=files)
-        save_label_map(output, prediction.labels(convention), study.grid,
+        save_label_map(output, labels_out, study.grid,
                        description=f"BrainSeg {prediction.model_version}", sidecar=sidecar, protect=protect,
                        files=files)
+        if report is not None:
+            page = prediction_report_html(study, prediction.labels(LabelConvention.BRATS), sidecar, output)
+            write_into(files, Path(report), page.encode("utf-8"))
     total = time.perf_counter() - started
     progress(1.0, f"{study.case_id}: written {output}")
     summary = CaseSummary(
         case_id=study.case_id, source=origin, output=output, volumes_ml=prediction.volumes_ml(),
         seconds=total, device=prediction.device, model_version=prediction.model_version,
         flagged=prediction.flagged, flag_reason=prediction.flag_reason, notes=prediction.notes,
+        missing=prediction.missing,
     )
     log.info("%s", summary.line())
     return summary
