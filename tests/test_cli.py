@@ -319,7 +319,8 @@ def test_predict_a_folder_of_cases(capsys: pytest.CaptureFixture[str], tiny_mode
     for case in cases:
         assert (tmp_path / "out" / f"{case}_pred.nii.gz").is_file()
         assert sum(line.startswith(f"{case}:") for line in out.splitlines()) == 1
-    assert "2 of 2 case(s)" in out
+    assert "running on local Dask cluster" in out and "2 segmented into" in out
+    assert (tmp_path / "out" / "cohort.csv").read_text().count("segmented") == 2
 
 
 def test_predict_refuses_missing_sequences_and_bad_models(capsys: pytest.CaptureFixture[str], phantom_case: Path,

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from brainseg_gui.cli.cohort import add_cohort_options, check_cohort_options, run_cohort_command
 from brainseg_gui.cli.common import (
     CONVENTIONS,
     DEVICES,
     EXIT_OK,
-    EXIT_USAGE,
     ProgressBar,
     UsageError,
     optional,
@@ -49,6 +49,7 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                          help="resample sequences on other grids onto the FLAIR grid when they overlap")
     add_predict_options(predict)
     add_dicom_options(predict)
+    add_cohort_options(predict)
     predict.add_argument("--dicom-out", type=path_arg, metavar="DIR",
                          help="for a DICOM study: also write a DICOM-SEG on the reference series and an SR with the "
                               "region volumes into DIR (a new series of the same study; never into the study folder)")
@@ -63,31 +64,31 @@ def _run_predict(args: argparse.Namespace) -> int:
     from brainseg_gui.core import io
 
     # Check the input before loading the model: a wrong path fails in a blink, not after torch.
-    batch = _is_batch(args.source, io)
-    if batch:
-        cases = io.find_cases(args.source)
+    if _is_batch(args.source, io):
+        cases = io.find_cohort(args.source)
         if args.output.exists() and not args.output.is_dir():
             raise UsageError(f"for a folder of cases the output must be a folder; {args.output} is a file")
         if isinstance(args.save_probabilities, Path):
             raise UsageError("for a folder of cases, give --save-probabilities without FILE: each case's "
                              "probabilities go next to its prediction as <case>_prob.nii.gz")
         check_batch_readiness(args, cases)
-    else:
-        found = find_study_case(args, args.source)
-        case = found.case
-        case_id = case.case_id
-        if not (args.output.is_dir() or args.output.name.lower().endswith((".nii.gz", ".nii"))):
-            raise UsageError(f"the output {args.output} must be a .nii.gz or .nii file name, or an existing folder")
-        if found.is_dicom:
-            refuse_gaps(found)
-            args.prepare = True  # a scanner study is never BraTS-ready: prepare, segment, map back
-        check_dicom_out(args, found)
-        check_case_readiness(args, case)
+        check_cohort_options(args)
+        return run_cohort_command(args, cases)
+    found = find_study_case(args, args.source)
+    case = found.case
+    case_id = case.case_id
+    if not (args.output.is_dir() or args.output.name.lower().endswith((".nii.gz", ".nii"))):
+        raise UsageError(f"the output {args.output} must be a .nii.gz or .nii file name, or an existing folder")
+    if found.is_dicom:
+        refuse_gaps(found)
+        args.prepare = True  # a scanner study is never BraTS-ready: prepare, segment, map back
+    check_dicom_out(args, found)
+    check_case_readiness(args, case)
 
-    from brainseg_gui.ml.predict import predict_batch, predict_case
+    from brainseg_gui.ml.predict import predict_case
     from brainseg_gui.ml.predictor import Predictor
 
-    resample = optional(predict_batch if batch else predict_case, allow_resample=args.allow_resample)
+    resample = optional(predict_case, allow_resample=args.allow_resample)
     if args.allow_resample and not resample:
         raise UsageError("--allow-resample is not supported by predict in this version: resample the case first")
 
@@ -95,18 +96,8 @@ def _run_predict(args: argparse.Namespace) -> int:
                                          allow_missing=args.allow_missing)
     print(f"device: {predictor.device_description}", flush=True)
     print(f"model: {predictor.model_version}", flush=True)
-    if not batch and args.prepare:
+    if args.prepare:
         return predict_prepared(args, case, predictor, dicom=found if found.is_dicom else None)
-    if batch:
-        print(f"{len(cases)} case(s) in {args.source}", flush=True)
-        with ProgressBar("cases") as bar:
-            summaries = predict_batch(args.source, args.output, predictor=predictor, labels=args.labels,
-                                      save_probabilities=args.save_probabilities is not None,
-                                      progress=bar, on_case=lambda summary: bar.write(summary.line()), **resample)
-        failed = sum(1 for summary in summaries if not summary.ok)
-        print(f"{len(summaries) - failed} of {len(summaries)} case(s) segmented into {args.output}"
-              + (f"; {failed} failed" if failed else ""))
-        return EXIT_USAGE if failed else EXIT_OK
     probabilities = args.save_probabilities
     if probabilities is True:
         probabilities = _probabilities_beside(args.output, case_id)

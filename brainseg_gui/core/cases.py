@@ -126,7 +126,7 @@ def find_cases(folder: Path) -> list[CaseFiles]:
     cases: list[CaseFiles] = []
     for directory in _folders(folder, SEARCH_DEPTH):
         recover(directory)
-        cases.extend(_cases_in(directory))
+        cases.extend(_staged(_cases_in(directory)))
     if not cases:
         raise StudyLoadError(
             f"no case found in {folder}: looked for BraTS 2017-2021 (_t1, _t1ce, _t2, _flair), "
@@ -202,9 +202,57 @@ def _holds_dicom(folder: Path, files: list[Path]) -> bool:
     )
 
 
-def _cases_in(directory: Path) -> list[CaseFiles]:
-    """Cases whose files lie directly in `directory` (used by find_cases)."""
-    cases = [
+def find_cohort(folder: Path) -> list[CaseFiles | Path]:
+    """The members of a cohort folder: found cases, and DICOM studies as their folders, not yet read.
+
+    The cases are those `find_cases` finds in files (BraTS, MSD); a DICOM study is an immediate
+    subfolder (or .zip) that holds DICOM and no such case, whatever its inner layout (a PACS
+    export's patient/study/series tree). Its files are indexed and staged by the worker that
+    segments it (on its own machine, in parallel), not all up front by the process handing out work.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return list(find_cases(folder))
+    members: list[CaseFiles | Path] = []
+    for directory in _folders(folder, SEARCH_DEPTH):
+        recover(directory)
+        members.extend(m for m in _cases_in(directory) if isinstance(m, CaseFiles))
+    holding_cases = {Path(p).resolve().parent for m in members if isinstance(m, CaseFiles) for p in m.files.values()}
+    for child in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+        inside = child.resolve()
+        if any(place == inside or place.is_relative_to(inside) for place in holding_cases):
+            continue
+        if (child.is_dir() or child.suffix.lower() == ".zip") and is_dicom_study(child):
+            within(child, folder, what=f"linked study {child}")
+            members.append(child)
+    if not members:
+        find_cases(folder)  # raises the message that says what was looked for
+    return sorted(members, key=_member_key)
+
+
+def _member_key(member: CaseFiles | Path) -> tuple[str, str]:
+    if isinstance(member, CaseFiles):
+        return member.case_id, str(next(iter(member.files.values()), ""))
+    return member.name, str(member)
+
+
+def _staged(members: list[CaseFiles | Path]) -> list[CaseFiles]:
+    """The members with each DICOM study folder read and staged; one unusable study is skipped, logged."""
+    cases = []
+    for member in members:
+        if isinstance(member, CaseFiles):
+            cases.append(member)
+            continue
+        try:
+            cases.append(dicom_case(member))
+        except StudyLoadError as exc:  # one unusable study does not hide the other cases
+            log.warning("skipped %s: %s", member, exc)
+    return cases
+
+
+def _cases_in(directory: Path) -> list[CaseFiles | Path]:
+    """Cases whose files lie directly in `directory`; a DICOM study is its folder (staged by the caller)."""
+    cases: list[CaseFiles | Path] = [
         _brats_case(directory, prefix, group[0].layout)
         for prefix, group in sorted(_brats_groups(directory).items())
         if any(named.role != "seg" for named in group)
@@ -217,10 +265,7 @@ def _cases_in(directory: Path) -> list[CaseFiles]:
                 if case is not None:
                     cases.append(case)
     if not cases and _holds_dicom(directory, files):
-        try:
-            cases.append(dicom_case(directory))
-        except StudyLoadError as exc:  # one unusable study does not hide the other cases
-            log.warning("skipped %s: %s", directory, exc)
+        cases.append(directory)
     return cases
 
 
@@ -250,7 +295,7 @@ def _case_from_folder(folder: Path, as_sequence: str) -> CaseFiles:
     if _holds_dicom(folder, files) or holds_dicom(folder):
         return dicom_case(folder)
     below = [case for directory in _folders(folder, SEARCH_DEPTH) if directory != folder
-             for case in _cases_in(directory)]
+             for case in _staged(_cases_in(directory))]
     if len(below) == 1:
         return below[0]
     if below:

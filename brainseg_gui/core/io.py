@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, Layout, find_case, find_cases
+from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, Layout, find_case, find_cases, find_cohort
 from brainseg_gui.core.errors import GridMismatchError, LabelError, StudyLoadError
 from brainseg_gui.core.image_io import (
     read_image,
@@ -37,7 +37,7 @@ from brainseg_gui.core.study import SEQUENCES, Grid, Study
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CaseFiles", "Layout", "find_case", "find_cases", "load_label_map", "load_study", "read_image",
+    "CaseFiles", "Layout", "find_case", "find_cases", "find_cohort", "load_label_map", "load_study", "read_image",
     "save_label_map", "sidecar_path", "write_image",
 ]
 

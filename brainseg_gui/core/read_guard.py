@@ -20,7 +20,7 @@ from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 MAX_IMAGE_VOXELS = 1 << 27
 
 
-def _physical_memory() -> int | None:
+def physical_memory() -> int | None:
     """This machine's memory in bytes, or None where the OS does not say."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
@@ -32,7 +32,7 @@ def _physical_memory() -> int | None:
 #: that the compressed stream, the decoded array and its float32 copy stay under ~2 GB together
 #: (a 512^3 float32 image fits; the same grid as float64 does not); on a machine with less than
 #: 4 GiB of memory, an eighth of it (never under 64 MiB, a 256^3 float32 volume).
-MAX_IMAGE_BYTES = min(1 << 29, max(64 << 20, (_physical_memory() or 1 << 32) // 8))
+MAX_IMAGE_BYTES = min(1 << 29, max(64 << 20, (physical_memory() or 1 << 32) // 8))
 #: The most bytes of a small text or JSON file (sidecar, card, registry entry, clicks, record).
 MAX_SMALL_FILE_BYTES = 16 << 20
 #: Where an image's voxels may start at the latest (NIfTI vox_offset, NRRD byte skip, MetaImage

@@ -1,0 +1,105 @@
+"""`cohort.html`: a cohort at a glance: volume distributions, flagged and failed cases first, links.
+
+One self-contained page (the plot is a data: URI) that opens from the output folder: histograms of
+the WT / TC / ET volumes of the segmented cases, then a table with the cases that need a look
+first (failed, then flagged), each linking to its own report and mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui.core.labels import REGIONS
+
+if TYPE_CHECKING:
+    from brainseg_gui.ml.cohort import CaseRow, CohortSettings
+
+#: Region colours, as the viewer's overlay.
+REGION_COLOURS = {"WT": "#00c853", "TC": "#2979ff", "ET": "#ff3d3d"}
+
+
+def cohort_html(rows: Sequence[CaseRow], settings: CohortSettings, out_dir: Path) -> str:
+    """The page for `rows` (written into `out_dir`, so links are relative to it)."""
+    e = html.escape
+    done = [row for row in rows if row.ok]
+    failed = [row for row in rows if not row.ok]
+    flagged = [row for row in done if row.flags]
+    order = [*failed, *flagged, *(row for row in done if not row.flags)]
+    counts = {status: sum(1 for row in rows if row.status == status) for status in dict.fromkeys(r.status for r in rows)}
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no cases"
+    versions = sorted({row.model_version for row in done if row.model_version})
+    plot = _histograms(done)
+    picture = (f'<img alt="distributions of the WT, TC and ET volumes" src="data:image/png;base64,{plot}">'
+               if plot else "<p>No segmented case yet: no volumes to plot.</p>")
+    lines = []
+    for row in order:
+        link = (f'<a href="{e(_relative(row.report, out_dir))}">{e(row.case_id)}</a>' if row.report
+                else e(row.case_id))
+        mask = f'<a href="{e(_relative(row.output, out_dir))}">mask</a>' if row.output else ""
+        volumes = "".join(f"<td>{row.volumes_ml[r]:.2f}</td>" if r in row.volumes_ml else "<td></td>"
+                          for r in REGIONS)
+        note = e(row.error or "; ".join(row.flags))
+        css = ' class="failed"' if not row.ok else (' class="flagged"' if row.flags else "")
+        lines.append(f"<tr{css}><td>{link}</td><td>{e(row.status)}</td>{volumes}<td>{note}</td>"
+                     f"<td>{row.seconds:.1f}</td><td>{e(row.worker)}</td><td>{mask}</td></tr>")
+    headers = "".join(f"<th>{r} mL</th>" for r in REGIONS)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>BrainSeg cohort: {len(rows)} case(s)</title>
+<style>
+body {{ font-family: sans-serif; max-width: 75em; margin: 1.5em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+td, th {{ border: 1px solid #bbb; padding: 0.2em 0.6em; text-align: right; }}
+td:first-child, th:first-child, td:nth-child(2), td:nth-child(6) {{ text-align: left; }}
+tr.failed {{ background: #fde0e0; }} tr.flagged {{ background: #fff4e5; }}
+.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Cohort: {len(rows)} case(s)</h1>
+<p class="note">{e(RESEARCH_USE_NOTE)}</p>
+<p>{e(summary)}; {len(flagged)} flagged. Model {e(", ".join(versions) or "none")} from
+<code>{e(str(settings.model_dir))}</code>, labels {e(settings.labels)}{", TTA" if settings.tta else ""}.
+Written {e(datetime.now(UTC).isoformat(timespec="seconds"))}; every row is in <a href="cohort.csv">cohort.csv</a>.</p>
+{picture}
+<h2>Cases (failed and flagged first)</h2>
+<table><tr><th>Case</th><th>Status</th>{headers}<th>Error or flags</th><th>s</th><th>Worker</th><th></th></tr>
+{"".join(lines)}</table>
+</body></html>
+"""
+
+
+def _relative(path: str, out_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(out_dir).resolve()))
+    except ValueError:
+        return Path(path).resolve().as_uri()
+
+
+def _histograms(rows: Sequence[CaseRow]) -> str:
+    """Base64 PNG of one histogram per region (matplotlib's object API: no global backend switch)."""
+    if not rows:
+        return ""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 2.8))
+    FigureCanvasAgg(figure)
+    for index, region in enumerate(REGIONS):
+        axes = figure.add_subplot(1, len(REGIONS), index + 1)
+        values = [row.volumes_ml.get(region, 0.0) for row in rows]
+        axes.hist(values, bins=min(30, max(5, len(values) // 3)), color=REGION_COLOURS[region])
+        axes.set_title(f"{region} ({len(values)} cases)")
+        axes.set_xlabel("volume (mL)")
+        if index == 0:
+            axes.set_ylabel("cases")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
