@@ -1,4 +1,4 @@
-"""Predicting cases from files to files: one case (`predict_case`) or a folder of cases (`predict_batch`).
+"""Predicting one case from files to files (`predict_case`; a folder of cases is a cohort: ml/cohort.py).
 
 What is written: a label map in the chosen convention on the exact input grid and affine (NIfTI,
 atomic, never over an input file), its header description "BrainSeg <model version>", and a JSON
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +22,9 @@ import numpy as np
 
 from brainseg_gui.core.atomic import FileSet, write_into
 from brainseg_gui.core.cases import CaseFiles, parse_brats_name
-from brainseg_gui.core.errors import BrainSegError, Cancelled
+from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suffix, sidecar_path
-from brainseg_gui.core.io import find_case, find_cases, load_study, save_label_map
+from brainseg_gui.core.io import find_case, load_study, save_label_map
 from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.report import prediction_report_html
@@ -147,58 +147,6 @@ def predict_case(
     )
     log.info("%s", summary.line())
     return summary
-
-
-def predict_batch(
-    folder: Path,
-    out_dir: Path,
-    *,
-    predictor: Predictor,
-    labels: LabelConvention | str = LabelConvention.BRATS,
-    save_probabilities: bool = False,
-    allow_resample: bool = False,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken | None = None,
-    on_case: Callable[[CaseSummary], None] | None = None,
-) -> list[CaseSummary]:
-    """Predict every case `core.io.find_cases` finds under `folder` into `out_dir/<case_id>_pred.nii.gz`.
-
-    A failing case is logged and reported in its summary (`error`), and the batch goes on;
-    cancelling stops the batch (Cancelled). `on_case` sees each summary as soon as it exists.
-    """
-    cancel = cancel or CancelToken()
-    cases = find_cases(Path(folder))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summaries: list[CaseSummary] = []
-    for index, case in enumerate(cases):
-        cancel.raise_if_cancelled()
-        step = sub_progress(progress, index / len(cases), (index + 1) / len(cases))
-        source = _case_source(case)
-        output = out_dir / f"{case.case_id}{PREDICTION_SUFFIX}"
-        probabilities = out_dir / f"{case.case_id}{PROBABILITIES_SUFFIX}" if save_probabilities else None
-        started = time.perf_counter()
-        try:
-            summary = predict_case(case, output, predictor=predictor, labels=labels,
-                                   save_probabilities=probabilities, allow_resample=allow_resample,
-                                   progress=step, cancel=cancel)
-        except Cancelled:
-            raise
-        except BrainSegError as error:
-            summary = _failed(case.case_id, source, str(error), started)
-        except Exception as error:  # a broken case must not stop the batch; report what it was
-            log.debug("case %s failed", case.case_id, exc_info=True)
-            summary = _failed(case.case_id, source, f"{type(error).__name__}: {error}", started)
-        if not summary.ok:
-            log.error("%s", summary.line())
-        summaries.append(summary)
-        if on_case is not None:
-            on_case(summary)
-    return summaries
-
-
-def _failed(case_id: str, source: Path, message: str, started: float) -> CaseSummary:
-    return CaseSummary(case_id=case_id, source=source, seconds=time.perf_counter() - started, error=message)
 
 
 def _case_source(case: CaseFiles) -> Path:

@@ -1,4 +1,4 @@
-"""predict_case / predict_batch: files on the input grid, sidecars, atomic writes, protected inputs,
+"""predict_case: files on the input grid, sidecars, atomic writes, protected inputs,
 a batch that survives a broken case. Cases are the blob study (whose tumour the oracle network
 finds, see predict_oracle.py) and phantoms written as BraTS case folders."""
 
@@ -20,7 +20,7 @@ from brainseg_gui.core.phantom import write_phantom_case
 from brainseg_gui.core.progress import CancelToken
 from brainseg_gui.ml.checkpoint import ModelCard, save_model
 from brainseg_gui.ml.networks import build_generator
-from brainseg_gui.ml.predict import PREDICTION_SUFFIX, CaseSummary, predict_batch, predict_case
+from brainseg_gui.ml.predict import PREDICTION_SUFFIX, CaseSummary, predict_case
 from brainseg_gui.ml.predictor import Predictor
 
 SHAPE = (40, 48, 36)
@@ -144,29 +144,6 @@ def test_missing_sequence_error_and_flagged_result(tmp_path: Path) -> None:
     assert summary.flagged and "FLAGGED" in summary.line() and "t1ce" in summary.line()
     sidecar = json.loads((tmp_path / "o.json").read_text())
     assert sidecar["flagged"] is True and sidecar["missing_sequences"] == ["t1ce"]
-
-
-def test_batch_goes_on_past_a_broken_case(tmp_path: Path, predictor: Predictor) -> None:
-    cases = tmp_path / "cases"
-    write_phantom_case(cases, seed=1, shape=SHAPE, case_id="A001")
-    broken = write_phantom_case(cases, seed=2, shape=SHAPE, case_id="B002")
-    write_phantom_case(cases, seed=3, shape=SHAPE, case_id="C003")
-    flair = broken / "B002_flair.nii.gz"
-    flair.write_bytes(flair.read_bytes()[:500])  # truncated download
-    seen: list[CaseSummary] = []
-    summaries = predict_batch(cases, tmp_path / "out", predictor=predictor, on_case=seen.append)
-    assert [s.case_id for s in summaries] == ["A001", "B002", "C003"] and seen == summaries
-    assert [s.ok for s in summaries] == [True, False, True]
-    assert "B002_flair.nii.gz" in summaries[1].error and summaries[1].line().startswith("B002: FAILED")
-    assert _folder_files(tmp_path / "out") == {"A001_pred.nii.gz", "A001_pred.json",
-                                               "C003_pred.nii.gz", "C003_pred.json"}
-    line = summaries[0].line()
-    assert line.startswith("A001: WT") and " mL" in line and "CPU" in line
-
-    token = CancelToken()
-    token.cancel()
-    with pytest.raises(Cancelled):
-        predict_batch(cases, tmp_path / "out2", predictor=predictor, cancel=token)
 
 
 def test_summary_line_format() -> None:
