@@ -83,7 +83,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         refuse_gaps(found)
         args.prepare = True  # a scanner study is never BraTS-ready: prepare, segment, map back
     check_dicom_out(args, found)
-    check_case_readiness(args, case)
+    study = check_case_readiness(args, case)
 
     from brainseg_gui.ml.predict import predict_case
     from brainseg_gui.ml.predictor import Predictor
@@ -103,7 +103,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         probabilities = _probabilities_beside(args.output, case_id)
     with ProgressBar(args.source.name) as bar:
         summary = predict_case(args.source, args.output, predictor=predictor, labels=args.labels,
-                               save_probabilities=probabilities, progress=bar, **resample)
+                               save_probabilities=probabilities, progress=bar, study=study, **resample)
     print(summary.line())
     print(f"written: {summary.output}" + (f" and {probabilities}" if probabilities else ""))
     return EXIT_OK

@@ -172,8 +172,12 @@ def add_predict_options(parser: argparse.ArgumentParser) -> None:
     add_prepare_options(parser)
 
 
-def check_case_readiness(args: argparse.Namespace, case: Any) -> None:
-    """Before the model loads: refuse a not-ready case (unless --prepare) and options that clash."""
+def check_case_readiness(args: argparse.Namespace, case: Any) -> Any:
+    """Before the model loads: refuse a not-ready case (unless --prepare) and options that clash.
+
+    Returns the case loaded as a Study (None with --prepare): its images were read to check the
+    skull, and predict segments them as they are instead of reading every file a second time.
+    """
     if args.prepare:
         if args.save_probabilities is not None:
             raise UsageError("--save-probabilities is not available with --prepare: prepare the study with "
@@ -182,10 +186,21 @@ def check_case_readiness(args: argparse.Namespace, case: Any) -> None:
             raise UsageError(f"{case.case_id} has no {', '.join(case.missing)}: add --allow-missing to segment "
                              "it anyway (the result is flagged), or prepare it with 'brainseg prepare' "
                              "giving each sequence (--t1/--t1ce/--t2/--flair)")
-        return
+        return None
     if args.map_to is not None:
         raise UsageError("--map-to needs --prepare")
-    refuse_unless_ready(case, allow_resample=args.allow_resample)
+    import dataclasses
+
+    from brainseg_gui.core import io
+    from brainseg_gui.core.errors import StudyLoadError
+
+    try:
+        study = io.load_study(dataclasses.replace(case, seg=None), allow_resample=args.allow_resample)
+    except StudyLoadError:  # grids that do not fit, a single slice...: say how to prepare it, if that is it
+        refuse_unless_ready(case, allow_resample=args.allow_resample)
+        raise
+    refuse_unless_ready(study, allow_resample=args.allow_resample)
+    return study
 
 
 def check_batch_readiness(args: argparse.Namespace, members: list[Any]) -> None:

@@ -86,6 +86,7 @@ def predict_case(
     cancel: CancelToken | None = None,
     provenance: Mapping[str, Any] | None = None,
     report: Path | None = None,
+    study: Study | None = None,
 ) -> CaseSummary:
     """Load the case at `source`, segment it, write the label map to `output` (and its sidecar).
 
@@ -96,6 +97,7 @@ def predict_case(
     file, or an existing folder (then `<case_id>_pred.nii.gz` inside).
     `provenance` goes into the sidecar as it is (a cohort's record of what made the output);
     `report` names a one-page HTML summary with views of the mask, written with the same set.
+    `study` is the case already loaded (without its labels), when the caller read it to check it.
     Raises BrainSegError subclasses for bad input, Cancelled when cancelled; writes nothing then.
     """
     started = time.perf_counter()
@@ -103,8 +105,9 @@ def predict_case(
     cancel = cancel or CancelToken()
     case = source if isinstance(source, CaseFiles) else find_case(Path(source))
     origin = _case_source(case)
-    study = load_study(dataclasses.replace(case, seg=None), allow_resample=allow_resample,
-                       progress=sub_progress(progress, 0.0, 0.1), cancel=cancel)
+    if study is None:
+        study = load_study(dataclasses.replace(case, seg=None), allow_resample=allow_resample,
+                           progress=sub_progress(progress, 0.0, 0.1), cancel=cancel)
     loaded = time.perf_counter()
     cancel.raise_if_cancelled()
     output = _output_path(Path(output), study.case_id)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.orientation import Reorientation
-from brainseg_gui.core.study import Study
+from brainseg_gui.core.study import SEQUENCES, Study
 
 #: Percentiles inside the brain that clip each sequence before the z-score (robust to the
 #: single-voxel 32767 outliers of some BraTS 2018 cases).
@@ -67,13 +67,23 @@ def normalise_channels(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 
 def prepare(study: Study) -> PreparedInput:
-    """Study -> cropped, normalised (4, x, y, z) RAS volume at the study's resolution."""
+    """Study -> cropped, normalised (4, x, y, z) RAS volume at the study's resolution.
+
+    The brain box is found first and only the crop is copied: reorienting a single image is a
+    view (flips and transposes), so the full 4-channel RAS stack is never built (that copy was
+    ~0.7 s of a 240x240x155 case on 2 cores, more than the rest of the preparation).
+    """
     reorientation = Reorientation(study.grid)
-    stacked = reorientation.apply(study.stacked())
-    brain = np.any(stacked != 0, axis=0)
+    brain_own = np.zeros(study.grid.shape, dtype=bool)
+    for image in study.images.values():
+        brain_own |= image != 0
+    brain = reorientation.apply(brain_own)  # a view
     box = brain_box(brain)
-    cropped = np.ascontiguousarray(stacked[(slice(None), *box)])
-    brain_cropped = brain[box]
+    brain_cropped = np.ascontiguousarray(brain[box])
+    cropped = np.zeros((len(SEQUENCES), *brain_cropped.shape), dtype=np.float32)
+    for channel, name in enumerate(SEQUENCES):
+        if name in study.images:
+            cropped[channel] = reorientation.apply(study.images[name])[box]
     present = tuple(name in study.images for name in ("t1", "t1ce", "t2", "flair"))
     return PreparedInput(
         volume=normalise_channels(cropped, brain_cropped),
