@@ -45,6 +45,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=0, help="at most N cases (default: all)")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
     parser.add_argument("--layouts", default="0,1x1,2x1,1x2")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino"),
+                        help="what runs the network on the CPU (default auto, as brainseg predict)")
     args = parser.parse_args()
 
     from brainseg_gui.core.cases import find_cases
@@ -61,7 +63,8 @@ def main() -> int:
         cases = cases[: args.cases]
     model = (args.model or shipped_model_dir()).resolve()
     cores = os.cpu_count() or 1
-    print(f"{len(cases)} cases from {', '.join(str(f) for f in folders)}; model {model}; {cores} cores; "
+    print(f"{len(cases)} cases from {', '.join(str(f) for f in folders)}; model {model}; runtime {args.runtime}; "
+          f"{cores} cores; "
           f"load before start {os.getloadavg()[0]:.2f}")
     scratch = Path(tempfile.mkdtemp(prefix="brainseg-cohort-bench-"))
     results: dict[str, float] = {}
@@ -72,7 +75,8 @@ def main() -> int:
         for text in args.layouts.split(","):
             workers, threads = _layout(text)
             shape = local_shape(cores=cores, workers=workers, threads_per_worker=threads)
-            settings = CohortSettings(model_dir=model, device="cpu", torch_threads=shape.torch_threads)
+            settings = CohortSettings(model_dir=model, device="cpu", runtime=args.runtime,
+                                      torch_threads=shape.torch_threads)
             out = scratch / text
             opening = time.perf_counter()
             with open_client(shape=shape) as client:

@@ -67,7 +67,8 @@ def child_ours(args: argparse.Namespace) -> dict:
     if args.random_model:
         predictor = random_predictor(resolution_mm=args.resolution, device=args.device)
     else:
-        predictor = Predictor.from_model_dir(Path(args.model) if args.model else None, device=args.device)
+        predictor = Predictor.from_model_dir(Path(args.model) if args.model else None, device=args.device,
+                                             runtime=args.runtime)
     model_loaded = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "prediction.nii.gz"
@@ -183,7 +184,8 @@ def _run_child(kind: str, argv: list[str]) -> dict:
 
 
 def _child_argv(args: argparse.Namespace) -> list[str]:
-    argv = [str(args.case), "--device", args.device, "--resolution", str(args.resolution), "--warm", str(args.warm)]
+    argv = [str(args.case), "--device", args.device, "--resolution", str(args.resolution), "--warm", str(args.warm),
+            "--runtime", args.runtime]
     if args.model:
         argv += ["--model", str(args.model)]
     if args.random_model:
@@ -197,6 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", nargs="?", type=Path, default=DEFAULT_CASE, help="a BraTS case folder")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino"),
+                        help="what runs our network on the CPU (default auto, as brainseg predict)")
     parser.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
     parser.add_argument("--random-model", action="store_true",
                         help="random weights, default config (timing only: the masks mean nothing)")

@@ -71,7 +71,8 @@ def run_cohort_command(args: argparse.Namespace, cases: list[Any]) -> int:
                             cases=len(cases))
     from brainseg_gui.cli.prepare import prepare_settings
 
-    settings = CohortSettings(model_dir=model_dir.resolve(), device=args.device, labels=args.labels, tta=args.tta,
+    settings = CohortSettings(model_dir=model_dir.resolve(), device=args.device, runtime=args.runtime,
+                              labels=args.labels, tta=args.tta,
                               allow_missing=args.allow_missing, allow_resample=args.allow_resample,
                               save_probabilities=args.save_probabilities is not None,
                               prepare=prepare_settings(args) if args.prepare else None, map_to=args.map_to,

@@ -63,6 +63,8 @@ class CohortSettings:
 
     model_dir: Path
     device: str = "auto"
+    #: What runs the network on a CPU worker (ml/openvino_network.py): 'auto', 'torch' or 'openvino'.
+    runtime: str = "torch"
     labels: str = "brats"
     tta: bool = False
     allow_missing: bool = False
@@ -258,7 +260,7 @@ def _predictor(settings: CohortSettings) -> Predictor:
     from brainseg_gui.ml.predictor import Predictor
 
     device = _device_for_this_worker(settings.device)
-    key = (str(settings.model_dir), device, settings.tta, settings.allow_missing)
+    key = (str(settings.model_dir), device, settings.tta, settings.allow_missing, settings.runtime)
     with _PREDICTORS_LOCK:
         if settings.torch_threads:
             import torch
@@ -266,7 +268,8 @@ def _predictor(settings: CohortSettings) -> Predictor:
             torch.set_num_threads(settings.torch_threads)
         if key not in _PREDICTORS:
             _PREDICTORS[key] = Predictor.from_model_dir(settings.model_dir, device=device, tta=settings.tta,
-                                                        allow_missing=settings.allow_missing)
+                                                        allow_missing=settings.allow_missing,
+                                                        runtime=settings.runtime)
         return _PREDICTORS[key]
 
 

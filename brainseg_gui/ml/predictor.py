@@ -30,6 +30,7 @@ from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.study import Grid, Study
 from brainseg_gui.ml.device import autocast_dtype, describe_device, select_device
+from brainseg_gui.ml.openvino_network import resolve_runtime
 from brainseg_gui.ml.postprocess import PostprocessSettings, apply_region_steps
 from brainseg_gui.ml.preprocess import model_shape, prepare, resample
 
@@ -113,8 +114,12 @@ class Predictor:
         tta: bool = False,
         allow_missing: bool = False,
         windows: WindowSettings | None = None,
+        runtime: str = "torch",
     ) -> None:
         self.network = _for_inference(network)
+        #: 'torch' or 'openvino' (on the CPU only; see ml/openvino_network.py); converted on first use.
+        self.runtime = resolve_runtime(runtime, device)
+        self._cpu_network: Any = None
         self.card = card
         self.device = device
         self.tta = tta
@@ -136,8 +141,9 @@ class Predictor:
         device: str | torch.device = "auto",
         tta: bool = False,
         allow_missing: bool = False,
+        runtime: str = "torch",
     ) -> Predictor:
-        """Load the card and weights from `model_dir` onto `device`.
+        """Load the card and weights from `model_dir` onto `device`; `runtime` runs the CPU network.
 
         None: the user's active model (`brainseg models`), or the shipped model when that one cannot
         be used; `model_note` then says why (it is "" otherwise).
@@ -152,13 +158,31 @@ class Predictor:
             loaded, note = load_active_model(torch_device)
         else:
             loaded = load_model(Path(model_dir), torch_device)
-        predictor = cls(loaded.generator, card=loaded.card, device=torch_device, tta=tta, allow_missing=allow_missing)
+        predictor = cls(loaded.generator, card=loaded.card, device=torch_device, tta=tta, allow_missing=allow_missing,
+                        runtime=runtime)
         predictor.model_note = note
         return predictor
 
     @property
     def device_description(self) -> str:
-        return describe_device(self.device)
+        suffix = ", OpenVINO" if self.runtime == "openvino" else ""
+        return describe_device(self.device) + suffix
+
+    def _network_on(self, device: torch.device) -> Any:
+        """What runs the windows on `device`: the torch module, or its OpenVINO twin on the CPU."""
+        if device.type != "cpu" or self.runtime != "openvino":
+            return self.network
+        if self._cpu_network is None:
+            from brainseg_gui.core.dicom_sources import cache_root
+            from brainseg_gui.ml.openvino_network import OpenVinoNetwork
+
+            try:
+                self._cpu_network = OpenVinoNetwork(self.network, version=self.model_version, cache_dir=cache_root())
+            except ModelError as error:  # the torch network gives the same labels, only slower
+                log.warning("%s; running the network on torch", error)
+                self.runtime = "torch"
+                return self.network
+        return self._cpu_network
 
     def __call__(
         self,
@@ -219,7 +243,8 @@ class Predictor:
             regions=regions,
             probabilities=kept,
             model_version=self.model_version,
-            device=describe_device(device_used),
+            device=describe_device(device_used) + (", OpenVINO" if device_used.type == "cpu"
+                                                   and self.runtime == "openvino" else ""),
             tta=self.tta,
             missing=study.missing,
             flagged=bool(flag_reason),
@@ -251,7 +276,8 @@ class Predictor:
         roi = tuple(min(r, n) for r, n in zip(self.windows.roi, padded))  # halve what is really used
         for attempt in range(OOM_HALVINGS + 1):
             try:
-                return self._logits(volume, self.network, self.device, roi, progress, cancel), self.device
+                network = self._network_on(self.device)
+                return self._logits(volume, network, self.device, roi, progress, cancel), self.device
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -270,13 +296,13 @@ class Predictor:
                   "running this case on the CPU"
         log.warning(message)
         notes.append(message)
-        network = copy.deepcopy(self.network).to(cpu)
-        return self._logits(volume, network, cpu, self.windows.roi, progress, cancel), cpu
+        fallback = copy.deepcopy(self.network).to(cpu)
+        return self._logits(volume, fallback, cpu, self.windows.roi, progress, cancel), cpu
 
     def _logits(
         self,
         volume: torch.Tensor,
-        network: nn.Module,
+        network: Callable[[torch.Tensor], torch.Tensor],
         device: torch.device,
         roi: Sequence[int],
         progress: ProgressFn,
@@ -305,7 +331,8 @@ class Predictor:
 class _CountingNetwork:
     """Wraps the network for sliding_window_inference: progress and cancel between windows."""
 
-    def __init__(self, network: nn.Module, progress: ProgressFn, cancel: CancelToken, windows: int) -> None:
+    def __init__(self, network: Callable[[torch.Tensor], torch.Tensor], progress: ProgressFn, cancel: CancelToken,
+                 windows: int) -> None:
         self.network, self.progress, self.cancel, self.windows, self.done = network, progress, cancel, windows, 0
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
