@@ -98,7 +98,11 @@ def open_client(*, shape: ClusterShape | None = None, scheduler: str | None = No
 
     # The workers' statistical profiler samples every thread's stack every 10 ms under the GIL:
     # measured, it made a case's reading ~60% slower on 2 cores; it is only for the dashboard.
+    # worker-saturation 1.0: a worker is sent no more cases than it has threads, so a case that
+    # kills its worker never takes a queued neighbour down with it (each death counts against every
+    # case on that worker; measured: an innocent case was given up beside a poisonous one).
     with dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS - 1,
+                          "distributed.scheduler.worker-saturation": 1.0,
                           "distributed.worker.profile.enabled": False,
                           "distributed.admin.tick.limit": "60s"}):
         if scheduler is not None:
