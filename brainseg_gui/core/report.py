@@ -50,20 +50,7 @@ def report_html(study: Study, prov, convention: LabelConvention, picture_png: by
         picture = f'<img alt="views of the corrected mask" src="data:image/png;base64,{data}">'
     edited = (f"yes: {comparison.changed:,} voxels changed ({comparison.changed * ml:.2f} mL)"
               if prov.edited else "no (the AI mask as it came)")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>BrainSeg report: {e(study.case_id)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 1.5em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
-td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
-img {{ max-width: 100%; border: 1px solid #999; }}
-dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }}
-</style></head><body>
-<h1>Tumour segmentation: {e(study.case_id)}</h1>
-<p class="note">{e(RESEARCH_USE_NOTE)}</p>
+    return _page(f"BrainSeg report: {study.case_id}", study.case_id) + f"""
 <dl>
 <dt>Model version</dt><dd>{e(prov.model_version or "none")}</dd>
 <dt>Mask started from</dt><dd>{e(prov.base)}</dd>
@@ -164,20 +151,7 @@ def prediction_report_html(study: Study, labels: np.ndarray, sidecar: dict, mask
     sources = "".join(f"<li>{e(name)}: <code>{e(str(path))}</code></li>"
                       for name, path in (sidecar.get("inputs") or {}).items())
     picture = base64.b64encode(overview_png(study, labels)).decode("ascii")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>BrainSeg prediction: {e(study.case_id)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 1.5em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
-td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
-img {{ max-width: 100%; border: 1px solid #999; }}
-</style></head><body>
-<h1>Tumour segmentation: {e(study.case_id)}</h1>
-<p class="note">{e(RESEARCH_USE_NOTE)}</p>
-<p>Mask: <a href="{e(mask_path.name)}"><code>{e(mask_path.name)}</code></a>, model {e(str(sidecar.get("model_version", "")))},
+    return _page(f"BrainSeg prediction: {study.case_id}", study.case_id) + f"""<p>Mask: <a href="{e(mask_path.name)}"><code>{e(mask_path.name)}</code></a>, model {e(str(sidecar.get("model_version", "")))},
 {e(str(sidecar.get("device", "")))}, {e(str(sidecar.get("created", "")))}; grid {e(study.grid.describe())}.</p>
 <h2>Regions</h2>
 <table><tr><th>Region</th><th>mL</th></tr>{rows}</table>
@@ -185,4 +159,24 @@ img {{ max-width: 100%; border: 1px solid #999; }}
 <img alt="axial, coronal and sagittal views through the tumour" src="data:image/png;base64,{picture}">
 <h2>Source files</h2><ul>{sources}</ul>
 </body></html>
+"""
+
+
+def _page(title: str, case_id: str) -> str:
+    """The opening every BrainSeg page shares: style, title and the research-use note."""
+    e = html.escape
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{e(title)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 1.5em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #999; }}
+dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }}
+</style></head><body>
+<h1>Tumour segmentation: {e(case_id)}</h1>
+<p class="note">{e(RESEARCH_USE_NOTE)}</p>
 """

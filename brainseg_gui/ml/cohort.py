@@ -55,6 +55,9 @@ COLUMNS = ("case", "status", *(f"{region}_mL" for region in REGIONS), "flags", "
            "model_version", "output", "report", "source", "error")
 
 SEGMENTED, SKIPPED, FAILED, NOT_RUN = "segmented", "skipped", "failed", "not run"
+#: An enhancing tumour smaller than this is flagged for review: a few voxels of ET are as often
+#: noise as a real enhancing rim (the BraTS lesion-wise rules ignore truth lesions under 50 mm^3).
+SMALL_ET_ML = 0.5
 
 
 @dataclass(frozen=True)
@@ -173,23 +176,16 @@ def _segment(case: CaseFiles, out_dir: Path, settings: CohortSettings, prepare: 
     earlier = finished_output(output, expected, [p for p in (probabilities, report) if p is not None])
     if earlier is not None:
         return _row_from_sidecar(case.case_id, SKIPPED, earlier, output=output, report=report)
-    extra_flags: list[str] = []
     if prepare is not None:
         from brainseg_gui.ml.prepared_predict import predict_prepared_case
 
-        done = predict_prepared_case(case, output, predictor=predictor, labels=settings.labels,
-                                     prepare_settings=prepare, map_to=settings.map_to,
-                                     provenance=expected, report=report)
-        summary = done.summary
-        extra_flags.append(f"prepared, labels on the {done.target} grid")
+        predict_prepared_case(case, output, predictor=predictor, labels=settings.labels, prepare_settings=prepare,
+                              map_to=settings.map_to, provenance=expected, report=report)
     else:
-        summary = predict_case(case, output, predictor=predictor, labels=settings.labels,
-                               save_probabilities=probabilities, allow_resample=settings.allow_resample,
-                               provenance=expected, report=report)
-    flags = [*([f"missing {', '.join(summary.missing)}"] if summary.missing else []),
-             *([summary.flag_reason] if summary.flagged and summary.flag_reason else []), *extra_flags]
-    return CaseRow(case.case_id, SEGMENTED, volumes_ml=dict(summary.volumes_ml), flags=tuple(flags),
-                   model_version=summary.model_version, output=str(output), report=str(report))
+        predict_case(case, output, predictor=predictor, labels=settings.labels, save_probabilities=probabilities,
+                     allow_resample=settings.allow_resample, provenance=expected, report=report)
+    # the row says what the sidecar says, as for a skipped case
+    return _row_from_sidecar(case.case_id, SEGMENTED, read_sidecar(output), output=output, report=report)
 
 
 def _case_of(member: Mapping[str, Any]) -> CaseFiles:
@@ -245,10 +241,21 @@ def _row_from_sidecar(case_id: str, status: str, sidecar: Mapping[str, Any], *, 
     missing = list(sidecar.get("missing_sequences") or [])
     flags = [*([f"missing {', '.join(missing)}"] if missing else []),
              *([str(sidecar.get("flag_reason"))] if sidecar.get("flagged") and sidecar.get("flag_reason") else []),
+             *volume_flags(volumes),
              *([f"prepared, labels on the {sidecar['prepared'].get('mapped_to')} grid"]
                if isinstance(sidecar.get("prepared"), dict) else [])]
     return CaseRow(case_id, status, volumes_ml=volumes, flags=tuple(flags),
                    model_version=str(sidecar.get("model_version", "")), output=str(output), report=str(report))
+
+
+def volume_flags(volumes_ml: Mapping[str, float]) -> list[str]:
+    """What a reviewer should look at first: no tumour found, or an enhancing part too small to trust."""
+    whole, enhancing = volumes_ml.get("WT", 0.0), volumes_ml.get("ET", 0.0)
+    if whole <= 0.0:
+        return ["no tumour found"]
+    if 0.0 < enhancing < SMALL_ET_ML:
+        return [f"small ET ({enhancing:.2f} mL < {SMALL_ET_ML:g} mL)"]
+    return []
 
 
 _PREDICTORS: dict[tuple[Any, ...], Predictor] = {}

@@ -210,3 +210,12 @@ def test_a_dicom_study_is_a_cohort_member_prepared_by_its_worker(cohort: Path, t
     assert written.shape == built.truth_grid.shape  # the T1ce series' own grid, not the prepared 1 mm one
     again = run_cohort(find_cohort(cohort), tmp_path / "out", _settings(tiny_model))
     assert [row.status for row in again] == [SKIPPED] * 5
+
+
+def test_volume_flags_point_a_reviewer_at_empty_and_tiny_enhancing_results() -> None:
+    from brainseg_gui.ml.cohort import SMALL_ET_ML, volume_flags
+
+    assert volume_flags({"WT": 0.0, "TC": 0.0, "ET": 0.0}) == ["no tumour found"]
+    assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": SMALL_ET_ML / 2}) == ["small ET (0.25 mL < 0.5 mL)"]
+    assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": 0.0}) == []  # no enhancement is a finding, not noise
+    assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": 3.0}) == []
