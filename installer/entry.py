@@ -30,6 +30,9 @@ LAZY_MODULES = (
     "vtkmodules.vtkIOImage",
     "vtkmodules.qt.QVTKRenderWindowInteractor",
     "PySide6.QtSvg",
+    "distributed",  # cohorts: brainseg predict FOLDER
+    "brainseg_gui.ml.cohort",
+    "openvino",  # the CPU network (ml/openvino_network.py)
 )
 
 

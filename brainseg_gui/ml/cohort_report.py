@@ -1,19 +1,19 @@
 """`cohort.html`: a cohort at a glance: volume distributions, flagged and failed cases first, links.
 
-One self-contained page (the plot is a data: URI) that opens from the output folder: histograms of
+One self-contained page (the plots are inline SVG) that opens from the output folder: histograms of
 the WT / TC / ET volumes of the segmented cases, then a table with the cases that need a look
 first (failed, then flagged), each linking to its own report and mask.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from brainseg_gui import RESEARCH_USE_NOTE
 from brainseg_gui.core.labels import REGIONS
@@ -35,9 +35,7 @@ def cohort_html(rows: Sequence[CaseRow], settings: CohortSettings, out_dir: Path
     counts = {status: sum(1 for row in rows if row.status == status) for status in dict.fromkeys(r.status for r in rows)}
     summary = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no cases"
     versions = sorted({row.model_version for row in done if row.model_version})
-    plot = _histograms(done)
-    picture = (f'<img alt="distributions of the WT, TC and ET volumes" src="data:image/png;base64,{plot}">'
-               if plot else "<p>No segmented case yet: no volumes to plot.</p>")
+    picture = _histograms(done) or "<p>No segmented case yet: no volumes to plot.</p>"
     lines = []
     for row in order:
         link = (f'<a href="{e(_relative(row.report, out_dir))}">{e(row.case_id)}</a>' if row.report
@@ -83,23 +81,34 @@ def _relative(path: str, out_dir: Path) -> str:
 
 
 def _histograms(rows: Sequence[CaseRow]) -> str:
-    """Base64 PNG of one histogram per region (matplotlib's object API: no global backend switch)."""
+    """One small SVG histogram per region, inline.
+
+    Written by hand rather than with matplotlib: a few dozen rectangles, and the bundled app ships
+    without matplotlib (installer/brainseg.spec), where `predict FOLDER` must still write this page.
+    """
     if not rows:
         return ""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 2.8))
-    FigureCanvasAgg(figure)
-    for index, region in enumerate(REGIONS):
-        axes = figure.add_subplot(1, len(REGIONS), index + 1)
-        values = [row.volumes_ml.get(region, 0.0) for row in rows]
-        axes.hist(values, bins=min(30, max(5, len(values) // 3)), color=REGION_COLOURS[region])
-        axes.set_title(f"{region} ({len(values)} cases)")
-        axes.set_xlabel("volume (mL)")
-        if index == 0:
-            axes.set_ylabel("cases")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    e = html.escape
+    panels = []
+    for region in REGIONS:
+        values = np.array([row.volumes_ml.get(region, 0.0) for row in rows], dtype=float)
+        bins = min(30, max(5, len(values) // 3))
+        top = float(values.max()) if values.max() > 0 else 1.0
+        counts, edges = np.histogram(values, bins=bins, range=(0.0, top))
+        width, height, left, bottom = 300, 150, 34, 26
+        bar_width = (width - left - 6) / bins
+        tallest = max(int(counts.max()), 1)
+        bars = "".join(
+            f'<rect x="{left + i * bar_width:.1f}" y="{height - bottom - (height - bottom - 18) * c / tallest:.1f}" '
+            f'width="{max(bar_width - 1, 1):.1f}" height="{(height - bottom - 18) * c / tallest:.1f}" '
+            f'fill="{REGION_COLOURS[region]}"><title>{edges[i]:.1f}-{edges[i + 1]:.1f} mL: {c} case(s)</title></rect>'
+            for i, c in enumerate(counts) if c)
+        panels.append(
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'aria-label="{e(region)} volumes">'
+            f'<text x="{width / 2}" y="13" text-anchor="middle" font-size="12">{e(region)} ({len(values)} cases)</text>'
+            f'{bars}<line x1="{left}" y1="{height - bottom}" x2="{width - 6}" y2="{height - bottom}" stroke="#444"/>'
+            f'<text x="{left}" y="{height - 10}" font-size="10">0</text>'
+            f'<text x="{width - 6}" y="{height - 10}" font-size="10" text-anchor="end">{top:.0f} mL</text>'
+            f'<text x="{left - 4}" y="22" font-size="10" text-anchor="end">{tallest}</text></svg>')
+    return "".join(panels)
