@@ -25,6 +25,7 @@ import numpy as np
 
 from brainseg_gui.core.brain_surface import fit_surface, icosphere, inside_surface
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.progress import CancelToken
 from brainseg_gui.core.study import Grid
 
@@ -218,7 +219,7 @@ def _neck_cut(tissue: np.ndarray, surface: np.ndarray, spacing: tuple[float, flo
     if p.closing_mm > 0:
         grown = ndimage.distance_transform_edt(~brain, sampling=spacing) <= p.closing_mm
         brain = brain | ((ndimage.distance_transform_edt(grown, sampling=spacing) > p.closing_mm) & surface)
-    return ndimage.binary_fill_holes(brain)
+    return fill_holes(brain)
 
 
 def _add_enclosed(brain: np.ndarray, bright: np.ndarray) -> np.ndarray:
@@ -238,7 +239,7 @@ def _add_enclosed(brain: np.ndarray, bright: np.ndarray) -> np.ndarray:
     total = np.bincount(border.ravel(), minlength=count + 1)
     keep = touching > ENCLOSED_FRACTION * total
     keep[0] = False
-    return ndimage.binary_fill_holes(brain | keep[labels])
+    return fill_holes(brain | keep[labels])
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:

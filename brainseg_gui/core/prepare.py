@@ -30,6 +30,7 @@ from brainseg_gui.core.brain_extraction import METHOD, BrainExtractionParams, ex
 from brainseg_gui.core.cases import CaseFiles, find_case
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import write_image
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.prepared_space import (
     PREPARED_AXCODES,
@@ -326,21 +327,20 @@ def _brain(images: Mapping[str, np.ndarray], grid: Grid, skull_strip: bool,
            original_grids: Mapping[str, Grid],
            cancel: CancelToken | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The brain mask on the prepared grid, and how it was made (for the record)."""
-    from scipy import ndimage
 
     nonzero = np.zeros(grid.shape, dtype=bool)
     for image in images.values():
         nonzero |= image > 0
     sequence = brain_sequence({name: original_grids[name] for name in images})
     if not skull_strip:
-        return ndimage.binary_fill_holes(nonzero), {
+        return fill_holes(nonzero), {
             "method": "none (skull stripping off): the non-zero region", "sequence": None, "params": {}}
     check = skull_check(images[sequence], grid)
     if check.stripped:
         # The non-zero region of the thin sequence alone: thick slices interpolated onto 1 mm smear a rim
         # of faint values past the brain's edge, and the union with them grew the brain by ~15 %.
         log.info("%s looks skull-stripped already (%s): brain mask = its non-zero region", sequence, check.evidence())
-        return ndimage.binary_fill_holes(images[sequence] > 0), {
+        return fill_holes(images[sequence] > 0), {
             "method": "already skull-stripped: the non-zero region", "sequence": sequence, "params": {},
             "skull_check": check.evidence()}
     mask = extract_brain(images[sequence], grid, cancel=cancel, **settings.as_dict())

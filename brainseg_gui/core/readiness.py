@@ -26,6 +26,7 @@ from nibabel.orientations import io_orientation
 from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, find_case
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, read_image
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
@@ -269,7 +270,7 @@ def skull_check(image: np.ndarray, grid: Grid) -> SkullCheck:
         return SkullCheck(True, 0.0, None)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    foreground = ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+    foreground = fill_holes(labels == int(sizes.argmax()))
     outside = ~ndimage.binary_dilation(foreground, iterations=3)
     noise = float((array[outside] > lowest).mean()) if outside.sum() >= 0.01 * array.size else None
     volume = float(foreground.sum()) * voxel_ml

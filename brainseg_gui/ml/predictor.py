@@ -22,11 +22,11 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import nn
 
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.study import Grid, Study
 from brainseg_gui.ml.device import autocast_dtype, describe_device, select_device
@@ -222,7 +222,7 @@ class Predictor:
         voxel_mm3 = float(np.prod(prepared.spacing))
         # Tumour lies inside the brain: a voxel outside it (zero in every sequence) is never labelled,
         # so a stray ET logit in the background cannot grow WT over the whole crop through nesting.
-        inside = ndimage.binary_fill_holes(prepared.brain)
+        inside = fill_holes(prepared.brain)
         regions_crop = apply_region_steps((probabilities > self.postprocess.threshold) & inside[None],
                                           self.postprocess.scaled_to(voxel_mm3))
         full_shape = prepared.reorientation.shape

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
 
 from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.ml.dataset import CachedCases
 from brainseg_gui.ml.postprocess import make_nested
 
@@ -85,7 +85,7 @@ def evaluate(generator: nn.Module, cases: CachedCases, *, amp: torch.dtype | Non
             probabilities = predict_regions(generator, case.image, amp=amp, multiple=multiple)
             # The predictor's rule, so training curves and `brainseg predict` agree: nothing outside the
             # brain (zero in every sequence), then ET in TC in WT by growing the outer regions.
-            brain = ndimage.binary_fill_holes((case.image != 0).any(dim=0).cpu().numpy())
+            brain = fill_holes((case.image != 0).any(dim=0).cpu().numpy())
             prediction = make_nested((probabilities > 0.5).cpu().numpy() & brain[None])
             target = (case.target > 0.5).cpu().numpy()
             per_case[case.case_id] = {name: round(dice(prediction[i], target[i]), 4)

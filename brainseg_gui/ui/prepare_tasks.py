@@ -23,6 +23,7 @@ from brainseg_gui.core.brain_extraction import BrainExtractionParams, dilate_mas
 from brainseg_gui.core.cases import CaseFiles
 from brainseg_gui.core.edit_session import Box, EditSession, Limits
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
+from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.prepare import BRAIN_SEQUENCES, PreparedStudy, apply_brain_mask, prepare_study
 from brainseg_gui.core.prepared_space import PrepareRecord, map_to_original, resample_through
 from brainseg_gui.core.progress import CancelToken, ProgressFn, sub_progress
@@ -191,7 +192,6 @@ def review_volume(prepared: PreparedStudy) -> DisplayVolume:
 def extract_again(review: MaskReview, params: BrainExtractionParams, skull_strip: bool, *,
                   progress: ProgressFn, cancel: CancelToken) -> np.ndarray:
     """A new brain mask from the prepared images with other settings (no registration again)."""
-    from scipy import ndimage
 
     images = review.prepared.images
     if not skull_strip:
@@ -199,7 +199,7 @@ def extract_again(review: MaskReview, params: BrainExtractionParams, skull_strip
         nonzero = np.zeros(review.grid.shape, dtype=bool)
         for image in images.values():
             nonzero |= np.asarray(image) > 0
-        return ndimage.binary_fill_holes(nonzero)
+        return fill_holes(nonzero)
     sequence = next(name for name in BRAIN_SEQUENCES if name in images)
     progress(0.1, f"Extracting the brain from {sequence}")
     mask = extract_brain(images[sequence], review.grid, **params.as_dict())
