@@ -61,10 +61,11 @@ def local_shape(*, cores: int | None = None, gpus: int = 0, workers: int | None 
     """The LocalCluster for this machine: one worker per GPU, else CORES_PER_CPU_WORKER cores each.
 
     `workers` / `threads_per_worker` override (0 workers: in this process, torch on every core);
-    never more workers than `cases`.
+    never more workers than `cases`, and a single case runs in this process unless asked otherwise
+    (starting a cluster for it costs more than it can gain).
     """
     cores = max(1, cores or os.cpu_count() or 1)
-    if workers == 0:
+    if workers == 0 or (workers is None and threads_per_worker is None and cases == 1 and not gpus):
         return ClusterShape(0, 1, cores)
     if workers is None:
         memory = physical_memory()

@@ -219,3 +219,18 @@ def test_volume_flags_point_a_reviewer_at_empty_and_tiny_enhancing_results() -> 
     assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": SMALL_ET_ML / 2}) == ["small ET (0.25 mL < 0.5 mL)"]
     assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": 0.0}) == []  # no enhancement is a finding, not noise
     assert volume_flags({"WT": 40.0, "TC": 10.0, "ET": 3.0}) == []
+
+
+def test_the_local_cluster_is_sized_from_cores_gpus_memory_and_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    from brainseg_gui.ml import cohort_cluster
+    from brainseg_gui.ml.cohort_cluster import ClusterShape
+
+    monkeypatch.setattr(cohort_cluster, "physical_memory", lambda: 64 << 30)
+    assert local_shape(cores=2) == ClusterShape(2, 1, 1)  # one worker per core, torch on one thread each
+    assert local_shape(cores=2, cases=1) == ClusterShape(0, 1, 2)  # one case: in this process
+    assert local_shape(cores=16, gpus=2) == ClusterShape(2, 1, 1)  # one worker per GPU
+    assert local_shape(cores=4, workers=0) == ClusterShape(0, 1, 4)
+    assert local_shape(cores=8, workers=2, threads_per_worker=2) == ClusterShape(2, 2, 2)
+    assert local_shape(cores=8, cases=3) == ClusterShape(3, 1, 2)  # never more workers than cases
+    monkeypatch.setattr(cohort_cluster, "physical_memory", lambda: 4 << 30)
+    assert local_shape(cores=16) == ClusterShape(2, 1, 8)  # 2 GB a worker: the memory holds two
