@@ -416,7 +416,8 @@ def write_results(out_dir: Path, rows: Sequence[CaseRow], settings: CohortSettin
     write_atomic(Path(out_dir) / COHORT_CSV, buffer.getvalue().encode("utf-8"))
     from brainseg_gui.ml.cohort_report import cohort_html
 
-    write_atomic(Path(out_dir) / COHORT_HTML, cohort_html(rows, settings, out_dir).encode("utf-8"))
+    page = cohort_html(rows, out_dir, model_dir=settings.model_dir, labels=settings.labels, tta=settings.tta)
+    write_atomic(Path(out_dir) / COHORT_HTML, page.encode("utf-8"))
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -8,24 +8,49 @@ first (failed, then flagged), each linking to its own report and mask.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from brainseg_gui import RESEARCH_USE_NOTE
 from brainseg_gui.core.labels import REGIONS
 
-if TYPE_CHECKING:
-    from brainseg_gui.ml.cohort import CaseRow, CohortSettings
+
+class CaseRow(Protocol):
+    """What the page reads of a cohort row (ml/cohort.CaseRow, frozen); a protocol, so that this module
+    needs no import of the cohort runner, which imports it."""
+
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def volumes_ml(self) -> Mapping[str, float]: ...
+    @property
+    def flags(self) -> tuple[str, ...]: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def worker(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def output(self) -> str: ...
+    @property
+    def report(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
 
 #: Region colours, as the viewer's overlay.
 REGION_COLOURS = {"WT": "#00c853", "TC": "#2979ff", "ET": "#ff3d3d"}
 
 
-def cohort_html(rows: Sequence[CaseRow], settings: CohortSettings, out_dir: Path) -> str:
+def cohort_html(rows: Sequence[CaseRow], out_dir: Path, *, model_dir: Path, labels: str, tta: bool) -> str:
     """The page for `rows` (written into `out_dir`, so links are relative to it)."""
     e = html.escape
     done = [row for row in rows if row.ok]
@@ -63,7 +88,7 @@ img {{ max-width: 100%; }}
 <h1>Cohort: {len(rows)} case(s)</h1>
 <p class="note">{e(RESEARCH_USE_NOTE)}</p>
 <p>{e(summary)}; {len(flagged)} flagged. Model {e(", ".join(versions) or "none")} from
-<code>{e(str(settings.model_dir))}</code>, labels {e(settings.labels)}{", TTA" if settings.tta else ""}.
+<code>{e(str(model_dir))}</code>, labels {e(labels)}{", TTA" if tta else ""}.
 Written {e(datetime.now(UTC).isoformat(timespec="seconds"))}; every row is in <a href="cohort.csv">cohort.csv</a>.</p>
 {picture}
 <h2>Cases (failed and flagged first)</h2>
