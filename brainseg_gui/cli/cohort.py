@@ -16,8 +16,8 @@ def add_cohort_options(parser: argparse.ArgumentParser) -> None:
         "cases whose output has the same inputs, model and settings. OUT_DIR/cohort.csv and cohort.html list "
         "every case; cohort.log has a line per case as it finishes.")
     group.add_argument("--workers", type=_count, metavar="N",
-                       help="worker processes of the local Dask cluster (default: one per GPU, else one per two "
-                            "cores); 0 runs the cases one after another in this process")
+                       help="worker processes of the local Dask cluster (default: one per GPU, else one per core "
+                            "within 2 GB of memory each); 0 runs the cases one after another in this process")
     group.add_argument("--threads-per-worker", type=_count, metavar="M",
                        help="cases each worker process runs at once (default 1)")
     group.add_argument("--scheduler", metavar="ADDRESS",
