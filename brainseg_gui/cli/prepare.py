@@ -189,17 +189,10 @@ def check_case_readiness(args: argparse.Namespace, case: Any) -> Any:
         return None
     if args.map_to is not None:
         raise UsageError("--map-to needs --prepare")
-    import dataclasses
+    from brainseg_gui.core.readiness import load_if_ready
 
-    from brainseg_gui.core import io
-    from brainseg_gui.core.errors import StudyLoadError
-
-    try:
-        study = io.load_study(dataclasses.replace(case, seg=None), allow_resample=args.allow_resample)
-    except StudyLoadError:  # grids that do not fit, a single slice...: say how to prepare it, if that is it
-        refuse_unless_ready(case, allow_resample=args.allow_resample)
-        raise
-    refuse_unless_ready(study, allow_resample=args.allow_resample)
+    study, problems = load_if_ready(case, allow_resample=args.allow_resample)
+    _refuse(case.case_id, problems)
     return study
 
 
@@ -236,13 +229,17 @@ def refuse_unless_ready(case: Any, *, allow_resample: bool) -> None:
     With `allow_resample` the user has agreed to sequences on other grids being resampled, so those
     problems alone do not refuse the study.
     """
-    from brainseg_gui.core.readiness import NotReadyError, assess_readiness, blocking
+    from brainseg_gui.core.readiness import assess_readiness, blocking
 
-    readiness = assess_readiness(case)
-    problems = blocking(readiness.problems, allow_resample=allow_resample)
+    _refuse(case.case_id, blocking(assess_readiness(case).problems, allow_resample=allow_resample))
+
+
+def _refuse(case_id: str, problems: list[str]) -> None:
+    from brainseg_gui.core.readiness import NotReadyError
+
     if problems:
         raise NotReadyError(
-            f"{case.case_id} is not BraTS-ready ({'; '.join(problems)}): prepare it first with "
+            f"{case_id} is not BraTS-ready ({'; '.join(problems)}): prepare it first with "
             f"'brainseg prepare STUDY -o OUT_DIR' and predict on OUT_DIR, or add --prepare to prepare it, "
             "segment it and map the labels back onto the original grid")
 

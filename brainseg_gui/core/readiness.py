@@ -147,6 +147,28 @@ def assess_readiness(source: Study | CaseFiles | Path | str, *, check_skull: boo
     return Readiness(not blocking(problems), tuple(problems), tuple(missing), skull or None)
 
 
+def load_if_ready(case: CaseFiles, *, allow_resample: bool = False) -> tuple[Study | None, list[str]]:
+    """(the case loaded for segmenting, []) when it is BraTS-ready, else (None, what blocks it).
+
+    The images are read once: the readiness of a loaded study is judged on its arrays. A study that
+    does not load (grids that do not fit, a single slice) is judged from its files instead, and its
+    load error is raised when nothing blocks it. Without its labels: a prediction does not read them.
+    """
+    import dataclasses
+
+    from brainseg_gui.core.io import load_study
+
+    try:
+        study = load_study(dataclasses.replace(case, seg=None), allow_resample=allow_resample)
+    except StudyLoadError:
+        problems = blocking(assess_readiness(case).problems, allow_resample=allow_resample)
+        if problems:
+            return None, problems
+        raise
+    problems = blocking(assess_readiness(study).problems, allow_resample=allow_resample)
+    return (None, problems) if problems else (study, [])
+
+
 def prepared_by_brainseg(files: list[Path]) -> bool:
     """Whether every file is a sequence that a BrainSeg prepare record beside it lists.
 

@@ -142,15 +142,7 @@ def segment_case(member: Mapping[str, Any], out_dir: Path, settings: CohortSetti
     try:
         case = _case_of(member)
         case_id = case.case_id
-        prepare = None
-        if "dicom_study" in member:  # a scanner study is never BraTS-ready: always prepared
-            prepare = settings.prepare or {}
-        elif problems := _blocking(case, settings):
-            if settings.prepare is None:
-                raise BrainSegError(f"{case_id} is not BraTS-ready ({'; '.join(problems)}): add --prepare to "
-                                    "prepare it, segment it and map the labels back")
-            prepare = settings.prepare
-        row = _segment(case, Path(out_dir), settings, prepare)
+        row = _segment(case, Path(out_dir), settings, dicom="dicom_study" in member)
     except Cancelled:
         raise
     except BrainSegError as error:
@@ -163,27 +155,34 @@ def segment_case(member: Mapping[str, Any], out_dir: Path, settings: CohortSetti
     return dataclasses.replace(row, source=source, worker=worker, seconds=time.perf_counter() - started)
 
 
-def _segment(case: CaseFiles, out_dir: Path, settings: CohortSettings, prepare: Mapping[str, Any] | None) -> CaseRow:
-    """Segment `case` (prepared first with `prepare`'s settings when it is not None), or skip it."""
+def _segment(case: CaseFiles, out_dir: Path, settings: CohortSettings, *, dicom: bool) -> CaseRow:
+    """Skip `case` when its output is there with the same provenance (hashing its files, nothing more);
+    else read it once, and segment it as it is or, when it is not BraTS-ready (a DICOM study never
+    is), prepared first when the settings allow it."""
+    from brainseg_gui.core.readiness import load_if_ready
     from brainseg_gui.ml.predict import PREDICTION_SUFFIX, PROBABILITIES_SUFFIX, predict_case
 
     predictor = _predictor(settings)
     expected = provenance(case, settings, predictor.model_version)
     output = out_dir / f"{case.case_id}{PREDICTION_SUFFIX}"
     report = out_dir / f"{case.case_id}{REPORT_SUFFIX}"
-    probabilities = out_dir / f"{case.case_id}{PROBABILITIES_SUFFIX}" \
-        if settings.save_probabilities and prepare is None else None
-    earlier = finished_output(output, expected, [p for p in (probabilities, report) if p is not None])
+    earlier = finished_output(output, expected, [report])
     if earlier is not None:
         return _row_from_sidecar(case.case_id, SKIPPED, earlier, output=output, report=report)
-    if prepare is not None:
+    study, problems = (None, []) if dicom else load_if_ready(case, allow_resample=settings.allow_resample)
+    if study is not None:
+        probabilities = out_dir / f"{case.case_id}{PROBABILITIES_SUFFIX}" if settings.save_probabilities else None
+        predict_case(case, output, predictor=predictor, labels=settings.labels, save_probabilities=probabilities,
+                     allow_resample=settings.allow_resample, provenance=expected, report=report, study=study)
+    elif dicom or settings.prepare is not None:
         from brainseg_gui.ml.prepared_predict import predict_prepared_case
 
-        predict_prepared_case(case, output, predictor=predictor, labels=settings.labels, prepare_settings=prepare,
-                              map_to=settings.map_to, provenance=expected, report=report)
+        predict_prepared_case(case, output, predictor=predictor, labels=settings.labels,
+                              prepare_settings=settings.prepare or {}, map_to=settings.map_to,
+                              provenance=expected, report=report)
     else:
-        predict_case(case, output, predictor=predictor, labels=settings.labels, save_probabilities=probabilities,
-                     allow_resample=settings.allow_resample, provenance=expected, report=report)
+        raise BrainSegError(f"{case.case_id} is not BraTS-ready ({'; '.join(problems)}): add --prepare to "
+                            "prepare it, segment it and map the labels back")
     # the row says what the sidecar says, as for a skipped case
     return _row_from_sidecar(case.case_id, SEGMENTED, read_sidecar(output), output=output, report=report)
 
@@ -195,12 +194,6 @@ def _case_of(member: Mapping[str, Any]) -> CaseFiles:
         index, assignment = open_dicom_study(Path(member["dicom_study"]))
         return stage_case(index, assignment)
     return CaseFiles(**member)
-
-
-def _blocking(case: CaseFiles, settings: CohortSettings) -> list[str]:
-    from brainseg_gui.core.readiness import assess_readiness, blocking
-
-    return list(blocking(assess_readiness(case).problems, allow_resample=settings.allow_resample))
 
 
 def member_fields(member: CaseFiles | Path) -> dict[str, Any]:
@@ -225,12 +218,17 @@ def provenance(case: CaseFiles, settings: CohortSettings, model_version: str) ->
 
 
 def finished_output(output: Path, expected: Mapping[str, Any], companions: Iterable[Path] = ()) -> dict[str, Any] | None:
-    """The sidecar of `output` when it exists with exactly the `expected` provenance, else None."""
+    """The sidecar of `output` when it exists with exactly the `expected` provenance, else None.
+
+    `companions` must exist too, and so must the probabilities the sidecar names (if any).
+    """
     if not output.is_file() or not all(Path(p).is_file() for p in companions):
         return None
     try:
         sidecar = read_sidecar(output)
     except BrainSegError:
+        return None
+    if sidecar.get("probabilities") and not Path(sidecar["probabilities"]).is_file():
         return None
     return sidecar if sidecar.get("provenance") == dict(expected) else None
 

@@ -114,10 +114,8 @@ def predict_case(
     protect = [*study.sources.values(), *([case.seg] if case.seg is not None else [])]
     if not isinstance(source, CaseFiles):
         protect.append(Path(source))
-    _check_targets(output, save_probabilities, protect)
-    extra = [Path(p) for p in (save_probabilities, report) if p is not None]
-    _refuse_inputs(extra, protect)
-    _refuse_changing_the_case([output, *extra], case)
+    _check_targets(output, save_probabilities, protect, report=report)
+    _refuse_changing_the_case([output, *(Path(p) for p in (save_probabilities, report) if p is not None)], case)
 
     prediction = predictor(study, progress=sub_progress(progress, 0.1, 0.9), cancel=cancel,
                            keep_probabilities=save_probabilities is not None)
@@ -138,7 +136,8 @@ def predict_case(
                        description=f"BrainSeg {prediction.model_version}", sidecar=sidecar, protect=protect,
                        files=files)
         if report is not None:
-            page = prediction_report_html(study, prediction.labels(LabelConvention.BRATS), sidecar, output)
+            brats = labels_out if convention is LabelConvention.BRATS else prediction.labels(LabelConvention.BRATS)
+            page = prediction_report_html(study, brats, sidecar, output)
             write_into(files, Path(report), page.encode("utf-8"))
     total = time.perf_counter() - started
     progress(1.0, f"{study.case_id}: written {output}")
@@ -226,9 +225,10 @@ def _output_path(output: Path, case_id: str) -> Path:
     return output
 
 
-def _check_targets(output: Path, probabilities: Path | None, protect: list[Path]) -> None:
+def _check_targets(output: Path, probabilities: Path | None, protect: list[Path], *,
+                   report: Path | None = None) -> None:
     """Refuse before any work when an output would replace an input or another output."""
-    targets = [output, sidecar_path(output)]
+    targets = [output, sidecar_path(output), *([Path(report)] if report is not None else [])]
     if probabilities is not None:
         probabilities = Path(probabilities)
         if image_suffix(probabilities) not in NIFTI_SUFFIXES:

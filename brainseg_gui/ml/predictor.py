@@ -165,8 +165,11 @@ class Predictor:
 
     @property
     def device_description(self) -> str:
-        suffix = ", OpenVINO" if self.runtime == "openvino" else ""
-        return describe_device(self.device) + suffix
+        return self._describe(self.device)
+
+    def _describe(self, device: torch.device) -> str:
+        """The device, and the runtime when the network ran on OpenVINO (a CPU only)."""
+        return describe_device(device) + (", OpenVINO" if device.type == "cpu" and self.runtime == "openvino" else "")
 
     def _network_on(self, device: torch.device) -> Any:
         """What runs the windows on `device`: the torch module, or its OpenVINO twin on the CPU."""
@@ -243,8 +246,7 @@ class Predictor:
             regions=regions,
             probabilities=kept,
             model_version=self.model_version,
-            device=describe_device(device_used) + (", OpenVINO" if device_used.type == "cpu"
-                                                   and self.runtime == "openvino" else ""),
+            device=self._describe(device_used),
             tta=self.tta,
             missing=study.missing,
             flagged=bool(flag_reason),
