@@ -241,6 +241,11 @@ def _read_labels(path: Path, convention: LabelConvention | str | None, layout: L
     return labels, chosen, grid
 
 
+def _shown(values: np.ndarray) -> str:
+    """The first eight offending values exactly as stored (4.0000001, not 4), then "..." if there are more."""
+    return ", ".join(str(v) for v in values[:8]) + (", ..." if values.size > 8 else "")
+
+
 def _label_values(path: Path, array: np.ndarray) -> np.ndarray:
     """Integer-valued labels (whatever the file dtype) as uint8; others raise LabelError naming them."""
     if array.dtype.kind == "f":
@@ -250,14 +255,14 @@ def _label_values(path: Path, array: np.ndarray) -> np.ndarray:
         fractional = array != np.round(array)
         if fractional.any():
             values = np.unique(array[fractional])
-            shown = ", ".join(str(v) for v in values[:8])  # the exact value: 4.0000001, not 4 + (", ..." if values.size > 8 else "")
+            shown = _shown(values)
             raise LabelError(f"{path}: label values must be integers, found {shown} "
                              f"({int(fractional.sum())} voxels)")
     elif array.dtype.kind not in "biu":
         raise LabelError(f"{path}: label map of type {array.dtype} (need integers)")
     if array.size and (array.min() < 0 or array.max() > 255):
         values = np.unique(array[(array < 0) | (array > 255)])
-        shown = ", ".join(str(v) for v in values[:8])  # the exact value: 4.0000001, not 4 + (", ..." if values.size > 8 else "")
+        shown = _shown(values)
         raise LabelError(f"{path}: label values {shown} are outside 0..255 (no convention uses them)")
     return np.ascontiguousarray(array, dtype=np.uint8) if array.dtype != np.uint8 else np.ascontiguousarray(array)
 

@@ -241,6 +241,10 @@ def test_float_labels(tmp_path: Path) -> None:
     nearly[3, 3, 3] = 4.0000001  # shown as it is, not rounded to "4"
     with pytest.raises(LabelError, match=r"found 4\.0000001 \(1 voxels\)"):
         load_study(_case(tmp_path / "D", seg=nearly))
+    many = integral.copy()
+    many[0, 0, :10] = np.arange(10) + 0.5  # more than eight offending values: the list ends in "..."
+    with pytest.raises(LabelError, match=r"found 0\.5, 1\.5, .*, 7\.5, \.\.\. \(10 voxels\)"):
+        load_study(_case(tmp_path / "E", seg=many))
     negative = _labels().astype(np.int16)
     negative[0, 0, 0] = -1
     with pytest.raises(LabelError, match="-1"):
