@@ -43,7 +43,6 @@ from brainseg_gui.core.read_guard import (
     MAX_IMAGE_BYTES,
     check_declared_size,
     read_small_bytes,
-    regular_file,
 )
 from brainseg_gui.core.study import Grid, Study
 
@@ -259,13 +258,7 @@ def read_journal(path: Path) -> JournalContents:
     """
     path = Path(path)
     try:
-        size = regular_file(path, "edit journal").stat().st_size
-        if size > MAX_JOURNAL_BYTES:
-            raise JournalError(f"the edit journal {path} holds {size} bytes, more than any edit session writes "
-                               f"({MAX_JOURNAL_BYTES})")
-        data = read_small_bytes(path, "edit journal", size)  # its own size: no larger buffer is reserved
-    except JournalError:
-        raise
+        data = read_small_bytes(path, "edit journal", MAX_JOURNAL_BYTES)
     except (BrainSegError, OSError) as exc:
         raise JournalError(f"cannot read the edit journal: {exc}") from None
     if not data.startswith(FILE_MAGIC):

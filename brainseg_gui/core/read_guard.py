@@ -88,15 +88,19 @@ def _kind(mode: int) -> str:
 def read_small_bytes(path: Path, what: str = "file", limit: int = MAX_SMALL_FILE_BYTES) -> bytes:
     """The bytes of a small regular file, refused when larger than `limit`.
 
-    The size is checked on the open handle before reading, and the read itself stops at limit + 1
-    bytes, so a file that grows meanwhile is still refused without being held whole.
+    The size is checked on the open handle before reading, and the read asks for one byte more
+    than that size (never more than limit + 1), so no buffer larger than the file is reserved and a
+    file that grows meanwhile is still refused without being held whole.
     """
     regular_file(path, what)
     try:
         with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size > limit:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
                 raise StudyLoadError(f"{what} {path} is larger than {limit} bytes; not a BrainSeg {what}")
-            data = handle.read(limit + 1)
+            data = handle.read(size + 1)
+            if len(data) > size:  # it grew while being read: read on, up to the limit
+                data += handle.read(limit + 1 - len(data))
     except PermissionError:
         raise StudyLoadError(f"{what} {path}: permission denied") from None
     except OSError as exc:

@@ -31,7 +31,7 @@ from torch import nn
 from brainseg_gui.core.atomic import FileSet, write_atomic
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.labels import REGIONS
-from brainseg_gui.core.read_guard import read_small_bytes, read_small_text, regular_file
+from brainseg_gui.core.read_guard import read_small_bytes, read_small_text
 from brainseg_gui.ml.networks import GENERATORS, build_generator, check_config, expected_state
 
 log = logging.getLogger(__name__)
@@ -282,11 +282,7 @@ def _checked(model_dir: Path) -> tuple[ModelCard, bytes]:
 def _read_weights(path: Path) -> bytes:
     """The weights file's bytes: a regular file of at most MAX_WEIGHTS_BYTES."""
     try:
-        size = regular_file(path, "weights file").stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise ModelError(f"{path} holds {size} bytes, more than the {MAX_WEIGHTS_BYTES} of any BrainSeg "
-                             "model: refused")
-        return read_small_bytes(path, "weights file", size)  # its own size: no larger buffer is reserved
+        return read_small_bytes(path, "weights file", MAX_WEIGHTS_BYTES)
     except (StudyLoadError, OSError) as error:
         raise ModelError(f"cannot read {path}: {error}") from None
 
