@@ -103,24 +103,24 @@ fraction_open = bounded_float(0.0, 1.0, open_low=True, open_high=True)
 brain_adjust_mm = bounded_float(-50.0, 50.0, unit="mm")
 
 
-def case_id(text: str) -> str:
-    """argparse type: a case id that can name files on its own (no '/', '..', control characters)."""
-    from brainseg_gui.core.read_guard import plain_name
+def plain_name_arg(what: str) -> Callable[[str], str]:
+    """argparse type: a name that can name files on its own (no '/', '..', control characters)."""
 
-    try:
-        return plain_name(text, "case id")
-    except BrainSegError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    def parse(text: str) -> str:
+        from brainseg_gui.core.read_guard import plain_name
+
+        try:
+            return plain_name(text, what)
+        except BrainSegError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
-def model_name(text: str) -> str:
-    """argparse type: a model name from `brainseg models list` (a plain name)."""
-    from brainseg_gui.core.read_guard import plain_name
-
-    try:
-        return plain_name(text, "model name")
-    except BrainSegError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+#: --case-id: the prefix of every output file's name.
+case_id = plain_name_arg("case id")
+#: a model name from `brainseg models list`.
+model_name = plain_name_arg("model name")
 
 
 def path_arg(text: str) -> Path:

@@ -111,7 +111,7 @@ class _Mask:
 
 
 def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
-    from brainseg_gui.core.image_io import sidecar_path
+    from brainseg_gui.core.image_io import read_sidecar, sidecar_path
     from brainseg_gui.core.labels import LabelConvention, convert
 
     brats = LabelConvention.BRATS
@@ -143,7 +143,7 @@ def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
     version = args.model_version
     for source in (args.ai_mask, args.mask):
         if version is None and source is not None:
-            version = _sidecar(source).get("model_version") or None
+            version = read_sidecar(source).get("model_version") or None
     version = None if version is None else str(version)
     if args.ai_mask is not None:
         model = f" (model {version})" if version else ""
@@ -153,20 +153,13 @@ def _mask_for(args: argparse.Namespace, study: Any) -> _Mask:
 
 def _read_mask(path: Path, convention: str | None, study: Any) -> Any:
     """A label map on the study's grid, in BraTS values (its convention: given, its sidecar's, guessed)."""
+    from brainseg_gui.core.image_io import read_sidecar
     from brainseg_gui.core.io import load_label_map
     from brainseg_gui.core.labels import LabelConvention, convert
 
-    convention = convention or _sidecar(path).get("label_convention") or None
+    convention = convention or read_sidecar(path).get("label_convention") or None
     labels, found, _ = load_label_map(path, convention=convention, reference=study.grid)
     return convert(labels, found, LabelConvention.BRATS)
-
-
-def _sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar of a label map (`brainseg predict` and exports write one), or {}."""
-    from brainseg_gui.core.image_io import read_sidecar
-
-    return read_sidecar(Path(path))
-
 
 def _note_saved(contents: Any, path: Path) -> None:
     """Tell the journal the edits went to `path`, so the GUI's restore question says so."""
