@@ -208,15 +208,21 @@ class ModelRegistry:
         return self._entry(SHIPPED, SHIPPED), problem
 
     def load_active(self, device: str | Any = "cpu") -> tuple[LoadedModel, str]:
-        """The active model loaded (see `resolve_active`), falling back to the shipped one when it
-        does not load; returns (model, why the shipped one is used, or "")."""
-        entry, problem = self.resolve_active()
-        if not entry.shipped:
+        """The active model loaded, falling back to the shipped one when it does not load (as
+        `resolve_active` decides); returns (model, why the shipped one is used, or "").
+
+        The weights are read and checked once, by `load_model`, not first by `resolve_active`'s check.
+        """
+        name, problem = self._active_name()
+        if name != SHIPPED:
             try:
+                entry = self._entry(name, name)  # a kept version by that name (its card, not its weights)
                 return load_model(entry.directory, device), ""
-            except ModelError as error:
-                problem = f"the active model {entry.name} cannot be used ({error}): using the shipped model"
-                log.warning("%s", problem)
+            except BrainSegError as error:
+                problem = f"the active model {name} cannot be used ({error})"
+        if problem:
+            problem = f"{problem}: using the shipped model"
+            log.warning("%s", problem)
         return load_model(shipped_model_dir(), device), problem
 
     def is_protected(self, path: Path) -> bool:
