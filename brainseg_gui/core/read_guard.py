@@ -198,7 +198,7 @@ NRRD_ENCODINGS = ("raw", "gzip", "gz", "bzip2", "bz2", "hex")
 
 
 def check_data_files(path: Path, *, allow_outside: bool = False) -> list[Path]:
-    """The data files of a NRRD / MetaImage header (see `data_files`), each checked before ITK opens it.
+    """The data files of a NRRD / MetaImage header (`data_file_names`), each checked before ITK opens it.
 
     Each must lie inside the header's folder (OutsideStudyError naming it otherwise) and be a regular
     file; the header's byte skip (NRRD) or HeaderSize (MetaImage) must not pass MAX_DATA_OFFSET.
@@ -211,11 +211,6 @@ def check_data_files(path: Path, *, allow_outside: bool = False) -> list[Path]:
         within(file, path.parent, what=what, allow_outside=allow_outside)
         files.append(regular_file(file, what))
     return files
-
-
-def data_files(path: Path) -> list[Path]:
-    """The files a NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) header reads its voxels from (see below)."""
-    return [_data_path(Path(path), name) for name in data_file_names(path)]
 
 
 def data_file_names(path: Path) -> list[str]:

@@ -27,7 +27,7 @@ from brainseg_gui.core.cases import find_case, find_cases
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.image_io import read_image, read_sidecar
 from brainseg_gui.core.io import load_label_map
-from brainseg_gui.core.read_guard import MAX_DATA_OFFSET, OutsideStudyError, check_data_files, data_files
+from brainseg_gui.core.read_guard import MAX_DATA_OFFSET, OutsideStudyError, check_data_files
 from brainseg_gui.core.readiness import NotReadyError, assess_readiness, read_sequences
 
 SHAPE = (16, 12, 10)
@@ -158,7 +158,7 @@ def test_detached_data_files_inside_the_folder_are_read(tmp_path: Path) -> None:
         array, grid = read_image(header)
         assert array.shape == SHAPE and grid.shape == SHAPE, header.name
     assert read_image(headers[2])[0][0, 0].tolist() == list(range(SHAPE[2]))
-    assert len(data_files(headers[4])) == SHAPE[2]
+    assert len(check_data_files(headers[4])) == SHAPE[2]
 
 
 def test_attached_voxels_past_the_header_limit_are_read(tmp_path: Path) -> None:
