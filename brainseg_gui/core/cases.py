@@ -123,17 +123,28 @@ def find_cases(folder: Path) -> list[CaseFiles]:
         raise StudyLoadError(f"{folder} does not exist")
     if folder.is_file():
         return [find_case(folder)]
-    cases: list[CaseFiles] = []
+    cases = _staged(_found_in(folder))
+    if not cases:
+        raise _no_case_in(folder)
+    return sorted(cases, key=lambda case: (case.case_id, str(next(iter(case.files.values())))))
+
+
+def _found_in(folder: Path) -> list[CaseFiles | Path]:
+    """The cases in `folder` and up to SEARCH_DEPTH levels down, DICOM series folders not yet read;
+    a set of files a killed writer had decided on is finished first in each folder."""
+    found: list[CaseFiles | Path] = []
     for directory in _folders(folder, SEARCH_DEPTH):
         recover(directory)
-        cases.extend(_staged(_cases_in(directory)))
-    if not cases:
-        raise StudyLoadError(
-            f"no case found in {folder}: looked for BraTS 2017-2021 (_t1, _t1ce, _t2, _flair), "
-            "BraTS 2023 (-t1n, -t1c, -t2w, -t2f), MSD 4D images and DICOM series, "
-            f"up to {SEARCH_DEPTH} folder levels down"
-        )
-    return sorted(cases, key=lambda case: (case.case_id, str(next(iter(case.files.values())))))
+        found.extend(_cases_in(directory))
+    return found
+
+
+def _no_case_in(folder: Path) -> StudyLoadError:
+    return StudyLoadError(
+        f"no case found in {folder}: looked for BraTS 2017-2021 (_t1, _t1ce, _t2, _flair), "
+        "BraTS 2023 (-t1n, -t1c, -t2w, -t2f), MSD 4D images and DICOM series, "
+        f"up to {SEARCH_DEPTH} folder levels down"
+    )
 
 
 # -- folders -------------------------------------------------------------------------------------
@@ -212,11 +223,8 @@ def find_cohort(folder: Path) -> list[CaseFiles | Path]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        return list(find_cases(folder))
-    members: list[CaseFiles | Path] = []
-    for directory in _folders(folder, SEARCH_DEPTH):
-        recover(directory)
-        members.extend(m for m in _cases_in(directory) if isinstance(m, CaseFiles))
+        return [*find_cases(folder)]
+    members: list[CaseFiles | Path] = [m for m in _found_in(folder) if isinstance(m, CaseFiles)]
     holding_cases = {Path(p).resolve().parent for m in members if isinstance(m, CaseFiles) for p in m.files.values()}
     for child in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         inside = child.resolve()
@@ -226,7 +234,7 @@ def find_cohort(folder: Path) -> list[CaseFiles | Path]:
             within(child, folder, what=f"linked study {child}")
             members.append(child)
     if not members:
-        find_cases(folder)  # raises the message that says what was looked for
+        raise _no_case_in(folder)
     return sorted(members, key=_member_key)
 
 
