@@ -4,6 +4,8 @@
                               [--runs 3] [--reference-windows N] [--skip-reference]
 
 Prints, for the same case (default ../shared/data/brats2021/BraTS2021_00003, 240x240x155):
+- the whole command `brainseg predict CASE -o OUT` as a user runs it (wall time of the process, median
+  of --runs; goal <= 3.5 s), and whether it ran without importing torch (ml/openvino_predictor.py);
 - ours, end to end: load the four sequences, predict, write the label map + sidecar (what
   `brainseg predict` does), each run in a fresh subprocess; median seconds and peak RSS;
   also the process start (imports + model load) and a warm second prediction in the same process;
@@ -183,6 +185,34 @@ def _run_child(kind: str, argv: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _print_whole_command(args: argparse.Namespace) -> None:
+    """`brainseg predict CASE -o OUT` in fresh processes, timed from outside (what a user waits for),
+    interleaved with the same command on torch (`--runtime torch`) as the reference of the same run."""
+    # `brainseg` as its console script runs it, and say at exit whether torch was imported.
+    script = ("import sys; from brainseg_gui.cli import main; status = main(sys.argv[1:]); "
+              "sys.stderr.write(f'torch imported: {\"torch\" in sys.modules}\\n'); sys.exit(status)")
+    seconds: dict[str, list[float]] = {args.runtime: [], "torch": []}
+    with_torch = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run in range(args.runs):
+            for runtime, taken in seconds.items():
+                command = [sys.executable, "-c", script, "predict", str(args.case), "-o",
+                           str(Path(folder) / f"{runtime}{run}.nii.gz"), "--device", args.device, "--runtime", runtime]
+                command += ["--model", str(args.model)] if args.model else []
+                started = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                taken.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise SystemExit(f"brainseg predict failed (exit {done.returncode}): {done.stderr[-2000:]}")
+                if runtime == args.runtime:
+                    with_torch.append("torch imported: True" in done.stderr)
+    ours, reference = (statistics.median(seconds[k]) for k in (args.runtime, "torch"))
+    print(f"\nwhole command `brainseg predict CASE -o OUT`, {args.runs} fresh processes each, interleaved:")
+    print(f"  --runtime {args.runtime}: median {ours:.2f} s (runs: {', '.join(f'{s:.2f}' for s in seconds[args.runtime])};"
+          f" goal <= 3.5 s); torch imported: {'yes' if any(with_torch) else 'no'}")
+    print(f"  --runtime torch (reference): median {reference:.2f} s; ratio {ours / reference:.2f}")
+
+
 def _child_argv(args: argparse.Namespace) -> list[str]:
     argv = [str(args.case), "--device", args.device, "--resolution", str(args.resolution), "--warm", str(args.warm),
             "--runtime", args.runtime]
@@ -238,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, device {args.device}")
     print("model: " + ("RANDOM weights, default config (timing only; masks are meaningless)"
                        if args.random_model else str(args.model or "shipped default")))
-    runs = [_run_child("ours", _child_argv(args)) for _ in range(args.runs)]
+    runs = [_run_child("ours", _child_argv(args)) for _ in range(args.runs)]  # the first converts for OpenVINO
     case_s = statistics.median(r["case_s"] for r in runs)
     first = runs[0]
+    if not args.random_model:
+        _print_whole_command(args)
     print(f"\nours ({first['device']}, model {first['model_version']}), {args.runs} fresh processes:")
     print(f"  end to end (load + predict + write): median {case_s:.2f} s "
           f"(runs: {', '.join(format(r['case_s'], '.2f') for r in runs)})")

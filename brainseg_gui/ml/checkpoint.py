@@ -10,17 +10,13 @@ the card on save, recomputed and checked on load, so a card can never describe o
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -29,138 +25,19 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from brainseg_gui.core.atomic import FileSet, write_atomic
-from brainseg_gui.core.errors import ModelError, StudyLoadError
-from brainseg_gui.core.labels import REGIONS
-from brainseg_gui.core.read_guard import read_small_bytes, read_small_text
-from brainseg_gui.ml.networks import GENERATORS, build_generator, check_config, expected_state
+from brainseg_gui.core.errors import ModelError
+from brainseg_gui.ml import model_card
+from brainseg_gui.ml.model_card import (
+    CARD_FILE,
+    FLOAT16_ABOVE_BYTES,
+    WEIGHTS_FILE,
+    ModelCard,
+    checked_weights,
+    content_hash,
+)
+from brainseg_gui.ml.networks import build_generator, check_config, expected_state
 
 log = logging.getLogger(__name__)
-
-CARD_FILE = "card.json"
-WEIGHTS_FILE = "weights.safetensors"
-FORMAT_VERSION = 1
-#: Weights files that would need unpickling to read; found instead of safetensors, they are refused.
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
-#: Above this many bytes in float32 the weights are stored as float16 (the shipped size budget).
-FLOAT16_ABOVE_BYTES = 20 * 1024 * 1024
-#: The largest card.json read (the shipped one is ~16 KB).
-MAX_CARD_BYTES = 1 << 20
-#: The largest weights file read: networks.MAX_PARAMETERS in float32 and some room.
-MAX_WEIGHTS_BYTES = 512 << 20
-#: Card keys that must be JSON objects, and those that must be text, when present.
-_MAPPING_KEYS = ("config", "normalisation", "postprocess", "inference", "training", "validation")
-_TEXT_KEYS = ("label_convention", "created", "version", "description")
-
-
-#: The voxel sizes a card may run at: finer allocates too much, coarser sees no tumour.
-MIN_RESOLUTION_MM, MAX_RESOLUTION_MM = 0.3, 10.0
-#: The largest sliding window side a card may ask for, in voxels (512^3 x 4 channels is 2 GiB).
-MAX_ROI = 512
-
-
-#: ml/preprocess.py's settings, repeated here so reading a card needs no nibabel (a test keeps them equal).
-CLIP_PERCENTILES = (0.5, 99.5)
-BOX_MARGIN = 4
-
-
-def default_normalisation() -> dict[str, Any]:
-    """What ml/preprocess.py does to an input, recorded so a card says how its inputs were made."""
-    return {
-        "orientation": "RAS",
-        "crop": f"brain bounding box (any sequence non-zero) + {BOX_MARGIN} voxels",
-        "clip_percentiles": list(CLIP_PERCENTILES),
-        "scaling": "per-sequence z-score inside the brain after clipping; zero outside",
-        "channels": ["t1", "t1ce", "t2", "flair"],
-        "resample": "trilinear to resolution_mm isotropic",
-    }
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Everything needed to rebuild, run and judge a generator; `card.json` on disk.
-
-    `version` is the weights' content hash (set by `save_model`, checked by `load_model`).
-    """
-
-    architecture: str
-    config: Mapping[str, Any]
-    resolution_mm: float
-    regions: tuple[str, ...] = REGIONS
-    label_convention: str = "brats"
-    normalisation: Mapping[str, Any] = field(default_factory=default_normalisation)
-    postprocess: Mapping[str, Any] = field(default_factory=lambda: {"threshold": 0.5, "et_min_voxels": 0})
-    modality_dropout: bool = False
-    inference: Mapping[str, Any] = field(default_factory=dict)  # optional predictor settings (roi, overlap)
-    training: Mapping[str, Any] = field(default_factory=dict)
-    validation: Mapping[str, Any] = field(default_factory=dict)
-    created: str = ""
-    version: str = ""
-    description: str = ""
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "card") -> ModelCard:
-        """Validate and build; missing keys, wrong types or unknown architectures raise ModelError."""
-        if not isinstance(data, Mapping):
-            raise ModelError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        required = ("format_version", "architecture", "config", "resolution_mm", "regions", "version")
-        missing = [key for key in required if key not in data]
-        if missing:
-            raise ModelError(f"{source}: missing keys {missing}")
-        if data["format_version"] != FORMAT_VERSION or isinstance(data["format_version"], bool):
-            raise ModelError(f"{source}: format_version {data['format_version']!r} is not supported "
-                             f"(this program reads {FORMAT_VERSION})")
-        if not isinstance(data["architecture"], str) or data["architecture"] not in GENERATORS:
-            raise ModelError(f"{source}: unknown architecture {data['architecture']!r}; "
-                             f"known: {sorted(GENERATORS)}")
-        for key in _MAPPING_KEYS:
-            if key in data and not isinstance(data[key], Mapping):
-                raise ModelError(f"{source}: {key!r} must be an object, got {data[key]!r}")
-        for key in _TEXT_KEYS:
-            if key in data and not isinstance(data[key], str):
-                raise ModelError(f"{source}: {key!r} must be text, got {data[key]!r}")
-        if not isinstance(data["regions"], list) or tuple(data["regions"]) != REGIONS:
-            raise ModelError(f"{source}: regions {data['regions']!r} are not {list(REGIONS)}")
-        try:
-            check_config(data["architecture"], data["config"])
-        except ModelError as error:
-            raise ModelError(f"{source}: {error}") from None
-        _check_inference(data.get("inference") or {}, source)
-        value = data["resolution_mm"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ModelError(f"{source}: resolution_mm {value!r} is not a number")
-        resolution = float(value)
-        if not (math.isfinite(resolution) and MIN_RESOLUTION_MM <= resolution <= MAX_RESOLUTION_MM):
-            raise ModelError(f"{source}: resolution_mm must be {MIN_RESOLUTION_MM}..{MAX_RESOLUTION_MM} mm, "
-                             f"got {value!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            log.warning("%s: ignoring unknown card keys %s", source, unknown)
-        values = {key: data[key] for key in known if key in data}
-        values["regions"] = tuple(values["regions"])
-        values["resolution_mm"] = resolution
-        values["modality_dropout"] = bool(values.get("modality_dropout", False))
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> ModelCard:
-        return dataclasses.replace(self, **changes)
-
-
-def _check_inference(settings: Mapping[str, Any], source: str) -> None:
-    """The sliding window a card asks for: 1..MAX_ROI voxels a side, overlap in [0, 1)."""
-    roi = settings.get("roi")
-    sides = roi if isinstance(roi, list) else [roi] if roi is not None else []
-    if (isinstance(roi, list) and len(roi) != 3) or any(
-            isinstance(n, bool) or not isinstance(n, (int, float)) or not 1 <= n <= MAX_ROI for n in sides):
-        raise ModelError(f"{source}: inference roi {roi!r} must be 1..{MAX_ROI} voxels (one number or three)")
-    overlap = settings.get("overlap", 0.0)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
-        raise ModelError(f"{source}: inference overlap {overlap!r} must be a number in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -171,11 +48,6 @@ class LoadedModel:
     generator: nn.Module
     directory: Path
     device: torch.device
-
-
-def content_hash(data: bytes) -> str:
-    """The model version: the first 12 hex digits of sha256(weights file bytes)."""
-    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -212,20 +84,18 @@ def save_model(model_dir: Path, generator: nn.Module, card: ModelCard, *,
 
 
 def read_card(model_dir: Path) -> ModelCard:
-    """The card of a model directory, checked (no weights loaded)."""
-    model_dir = _checked_dir(Path(model_dir))
-    card_path = model_dir / CARD_FILE
-    if not card_path.exists():
-        raise ModelError(f"{model_dir} has no {CARD_FILE} (a model directory holds {CARD_FILE} and {WEIGHTS_FILE})")
+    """The card of a model directory, checked, its network's config included (no weights loaded)."""
+    card = model_card.read_card(model_dir)
+    check_network(card, Path(model_dir) / CARD_FILE)
+    return card
+
+
+def check_network(card: ModelCard, source: Path | str) -> None:
+    """The card's architecture is one BrainSeg builds and its config lies within the networks' limits."""
     try:
-        text = read_small_text(card_path, "model card", MAX_CARD_BYTES)
-    except StudyLoadError as error:
-        raise ModelError(str(error)) from None
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise ModelError(f"{card_path} is not valid JSON: {error}") from None
-    return ModelCard.from_dict(data, source=str(card_path))
+        check_config(card.architecture, card.config)
+    except ModelError as error:
+        raise ModelError(f"{source}: {error}") from None
 
 
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -263,28 +133,9 @@ def _checked(model_dir: Path) -> tuple[ModelCard, bytes]:
         expected = expected_state(card.architecture, card.config)  # shapes only: nothing allocated
     except ModelError as error:
         raise ModelError(f"{model_dir / CARD_FILE}: {error}") from None
-    weights_path = model_dir / WEIGHTS_FILE
-    if not weights_path.exists():
-        pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-        hint = f"; found {pickles}, which would need unpickling: refused" if pickles else ""
-        raise ModelError(f"{model_dir} has no {WEIGHTS_FILE}{hint}")
-    data = _read_weights(weights_path)
-    if data[8:9] != b"{" and (data[:2] == b"PK" or data[:1] == b"\x80"):
-        raise ModelError(f"{weights_path} is a pickle/zip torch file, not safetensors: refused (never unpickled)")
-    version = content_hash(data)
-    if version != card.version:
-        raise ModelError(f"{weights_path} has content hash {version}, but the card says version "
-                         f"{card.version!r}: the weights and card do not belong together")
-    _check_state(expected, _header_shapes(data, weights_path), weights_path)
+    data = checked_weights(model_dir, card)
+    _check_state(expected, _header_shapes(data, model_dir / WEIGHTS_FILE), model_dir / WEIGHTS_FILE)
     return card, data
-
-
-def _read_weights(path: Path) -> bytes:
-    """The weights file's bytes: a regular file of at most MAX_WEIGHTS_BYTES."""
-    try:
-        return read_small_bytes(path, "weights file", MAX_WEIGHTS_BYTES)
-    except (StudyLoadError, OSError) as error:
-        raise ModelError(f"cannot read {path}: {error}") from None
 
 
 def _header_shapes(data: bytes, source: Path) -> dict[str, tuple[int, ...]]:
@@ -298,17 +149,6 @@ def _header_shapes(data: bytes, source: Path) -> dict[str, tuple[int, ...]]:
                 for name, entry in header.items() if name != "__metadata__"}
     except (struct.error, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         raise ModelError(f"{source} is not a readable safetensors file: {error}") from None
-
-
-def _checked_dir(model_dir: Path) -> Path:
-    if model_dir.is_file():
-        if model_dir.suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(f"{model_dir} is a pickled torch file; BrainSeg loads only a model directory "
-                             f"with {CARD_FILE} and {WEIGHTS_FILE} (pickles are never unpickled)")
-        raise ModelError(f"{model_dir} is a file; a model is a directory with {CARD_FILE} and {WEIGHTS_FILE}")
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory {model_dir} does not exist")
-    return model_dir
 
 
 def _check_state(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, tuple[int, ...]],

@@ -68,7 +68,7 @@ def cache_study(study: Study, cache_dir: Path, resolution_mm: float) -> Path:
     at `resolution_mm`); returns the file."""
     from brainseg_gui.core.labels import LabelConvention, to_regions
     from brainseg_gui.ml.checkpoint import atomic_write_bytes
-    from brainseg_gui.ml.preprocess import model_shape, prepare, resample
+    from brainseg_gui.ml.preprocess import model_shape, prepare, resize_linear
 
     assert study.labels is not None and study.label_convention is not None  # callers check
     prepared = prepare(study)
@@ -76,8 +76,8 @@ def cache_study(study: Study, cache_dir: Path, resolution_mm: float) -> Path:
     regions = to_regions(np.ascontiguousarray(labels), LabelConvention(study.label_convention))
     size = model_shape(prepared.volume.shape[1:], prepared.spacing, resolution_mm)
     with torch.no_grad():
-        image = resample(torch.from_numpy(prepared.volume)[None], size)[0].numpy()
-        target = resample(torch.from_numpy(regions.astype(np.float32))[None], size, mode="area")[0].numpy()
+        image = resize_linear(prepared.volume, size)
+        target = _area_resize(regions.astype(np.float32), size)
     path = Path(cache_dir) / f"{study.case_id}{CACHE_SUFFIX}"
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -197,3 +197,11 @@ def load_cache(paths: Sequence[Path], device: str | torch.device = "cpu") -> Cac
     if len(resolutions) > 1:
         raise StudyLoadError(f"cache entries mix resolutions {resolutions} mm: {[str(p) for p in paths]}")
     return CachedCases(tuple(cases), device)
+
+
+def _area_resize(regions: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
+    """(3, x, y, z) 0/1 regions -> (3, *size) soft targets: the share of each output voxel they cover."""
+    if tuple(regions.shape[1:]) == tuple(size):
+        return regions
+    return torch.nn.functional.adaptive_avg_pool3d(torch.from_numpy(regions)[None], size)[0].numpy()
+

@@ -7,11 +7,11 @@ cores this process may use (torch's default can oversubscribe a shared machine).
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.ml.cpu_threads import cpu_threads, describe_cpu
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +23,13 @@ class DeviceError(BrainSegError):
     """The requested device does not exist on this machine (e.g. --device cuda without a GPU)."""
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (respects taskset / cgroup affinity where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def configure_cpu_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to `threads` (default: the usable cores); returns the count.
 
     Respects an explicit OMP_NUM_THREADS, which users set on shared servers on purpose.
     """
     if threads is None:
-        from_env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(from_env) if from_env.isdigit() and int(from_env) > 0 else available_cores()
+        threads = cpu_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
@@ -75,8 +66,7 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"{torch.cuda.get_device_name(index)} (CUDA)"
-    threads = torch.get_num_threads()
-    return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+    return describe_cpu(torch.get_num_threads())
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

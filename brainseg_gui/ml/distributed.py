@@ -87,7 +87,7 @@ def setup(device_request: str = "auto") -> tuple[DistContext, torch.device]:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-        from brainseg_gui.ml.device import available_cores
+        from brainseg_gui.ml.cpu_threads import available_cores
 
         configure_cpu_threads(max(1, available_cores() // max(context.local_world_size, 1)))
     if not dist.is_initialized():

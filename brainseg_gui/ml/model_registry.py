@@ -28,23 +28,19 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brainseg_gui.core.atomic import FileSet, write_atomic
 from brainseg_gui.core.errors import BrainSegError, ModelError, StudyLoadError
 from brainseg_gui.core.read_guard import plain_name, read_small_bytes, read_small_text
-from brainseg_gui.ml.checkpoint import (
-    CARD_FILE,
-    MAX_CARD_BYTES,
-    MAX_WEIGHTS_BYTES,
-    WEIGHTS_FILE,
-    LoadedModel,
-    ModelCard,
-    check_model,
-    load_model,
-    read_card,
-)
+from brainseg_gui.ml.model_card import CARD_FILE, MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, WEIGHTS_FILE, ModelCard
 from brainseg_gui.ml.shipped import shipped_model_dir
+
+if TYPE_CHECKING:
+    from brainseg_gui.ml.checkpoint import LoadedModel
+
+# ml/checkpoint (torch) is imported where a card's network is checked or a model loaded, not here:
+# which model is active is read without torch by the OpenVINO prediction path (ml/openvino_predictor).
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +118,7 @@ class ModelRegistry:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _active_name(self) -> tuple[str, str]:
+    def active_name(self) -> tuple[str, str]:
         """(the name the pointer gives, or SHIPPED; why the pointer cannot be used, or "")."""
         path = self.root / ACTIVE_FILE
         if not os.path.lexists(path):
@@ -150,16 +146,24 @@ class ModelRegistry:
                 found.append((int(match.group("number")), child.name))
         return sorted(found)
 
-    def _entry(self, name: str, active: str, *, check_weights: bool = False) -> ModelEntry:
-        """The entry called `name`; with `check_weights`, a kept version's weights must fit its card."""
+    def directory_of(self, name: str) -> Path:
+        """The folder of the kept version `name` (ModelError naming the known ones when there is none)."""
         plain_name(name, "model name")
-        if name == SHIPPED:
-            directory = shipped_model_dir()
-            return ModelEntry(SHIPPED, directory, read_card(directory), True, active == SHIPPED)
         directory = self.root / VERSIONS / name
         if not _NAME.match(name) or not directory.is_dir():
             known = [SHIPPED] + [n for _, n in self._kept()]
             raise ModelError(f"no model {name!r} in {self.root / VERSIONS}; known: {known}")
+        return directory
+
+    def _entry(self, name: str, active: str, *, check_weights: bool = False) -> ModelEntry:
+        """The entry called `name`; with `check_weights`, a kept version's weights must fit its card."""
+        from brainseg_gui.ml.checkpoint import check_model, read_card
+
+        plain_name(name, "model name")
+        if name == SHIPPED:
+            directory = shipped_model_dir()
+            return ModelEntry(SHIPPED, directory, read_card(directory), True, active == SHIPPED)
+        directory = self.directory_of(name)
         card = check_model(directory) if check_weights else read_card(directory)
         info = _entry_info(directory / ENTRY_FILE)
         return ModelEntry(name, directory, card, False, active == name,
@@ -196,7 +200,7 @@ class ModelRegistry:
 
         The reason is also logged once as a warning; the caller may show it (the GUI does).
         """
-        name, problem = self._active_name()
+        name, problem = self.active_name()
         if name != SHIPPED:
             try:
                 return self._entry(name, name, check_weights=True), ""
@@ -213,7 +217,9 @@ class ModelRegistry:
 
         The weights are read and checked once, by `load_model`, not first by `resolve_active`'s check.
         """
-        name, problem = self._active_name()
+        from brainseg_gui.ml.checkpoint import load_model
+
+        name, problem = self.active_name()
         if name != SHIPPED:
             try:
                 entry = self._entry(name, name)  # a kept version by that name (its card, not its weights)
@@ -237,6 +243,8 @@ class ModelRegistry:
 
     def keep(self, model_dir: Path, *, note: str = "", activate: bool = True) -> ModelEntry:
         """Copy a model (e.g. a staged fine-tune) in as a new version; optionally make it active."""
+        from brainseg_gui.ml.checkpoint import load_model
+
         model_dir = Path(model_dir)
         card = load_model(model_dir).card  # refuse anything that would not load later
         versions = self.root / VERSIONS

@@ -5,27 +5,29 @@ Measured with `bench/network_runtimes.py` on the shipped model and the BraTS2021
 thresholded WT/TC/ET regions identical to torch's (Dice 1.0000); OpenVINO bf16 is faster still
 (0.28x) but agrees only to Dice 0.997, so it is not used. ONNX Runtime is not kept: too little gain.
 
-The model is converted once per model version and OpenVINO version (`ov.convert_model`, ~10 s for
-the shipped generator) into the user's cache, written atomically; later runs read it and compile
-it in ~0.2 s (OpenVINO's own compiled-blob cache beside it). Inputs of any spatial size run on the
-one converted model (dynamic shape).
+The model is converted once per model version, card network and OpenVINO version (`ov.convert_model`,
+~10 s for the shipped generator) into the user's cache (ml/openvino_predictor.ir_folder), written
+atomically with a record of the network's size divisor; later runs read it and compile it in ~0.2 s
+(OpenVINO's own compiled-blob cache beside it), and a one-case command runs it without importing torch
+(ml/openvino_predictor.py). Inputs of any spatial size run on the one converted model (dynamic shape).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from brainseg_gui.core.errors import ModelError
+from brainseg_gui.ml.model_card import ModelCard
+from brainseg_gui.ml.openvino_predictor import IR_FILE, NETWORK_FILE, compile_ir, ir_folder, run_compiled
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +47,22 @@ def openvino_available() -> bool:
 class OpenVinoNetwork:
     """Calls like the generator on a (1, 4, x, y, z) float tensor; returns (1, 3, x, y, z) float32 logits."""
 
-    def __init__(self, network: nn.Module, *, version: str, cache_dir: Path, threads: int | None = None) -> None:
+    def __init__(self, network: nn.Module, *, card: ModelCard, divisor: int, cache_dir: Path,
+                 threads: int | None = None) -> None:
         import openvino as ov
 
         self.threads = threads or torch.get_num_threads()
-        folder = Path(cache_dir) / "openvino" / f"{version}-{ov.__version__.split('-')[0]}"
-        model_xml = folder / "generator.xml"
+        folder = ir_folder(cache_dir, card, ov.__version__)
         with _CONVERT_LOCK:
-            if not model_xml.is_file():
-                _convert(network, folder)
-        core = ov.Core()
-        try:
-            self.compiled = core.compile_model(core.read_model(str(model_xml)), "CPU", {
-                "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": self.threads,
-                "CACHE_DIR": str(folder / "compiled")})
-        except RuntimeError as error:
-            raise ModelError(f"OpenVINO cannot compile the model in {folder}: {str(error).splitlines()[0]}") from None
+            if not (folder / IR_FILE).is_file() or not (folder / NETWORK_FILE).is_file():
+                _convert(network, folder, divisor)
+        self.compiled = compile_ir(folder, self.threads)
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(window.detach().float().cpu().numpy())
-        request = self.compiled.create_infer_request()  # one per call: a cohort worker's threads share the model
-        request.infer([array])
-        return torch.from_numpy(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+        return torch.from_numpy(run_compiled(self.compiled, window.detach().float().cpu().numpy()))
 
 
-def _convert(network: nn.Module, folder: Path) -> None:
+def _convert(network: nn.Module, folder: Path, divisor: int) -> None:
     """Convert `network` to OpenVINO IR in `folder`, atomically (a temporary folder renamed into place)."""
     import openvino as ov
 
@@ -80,11 +73,13 @@ def _convert(network: nn.Module, folder: Path) -> None:
         example = torch.zeros((1, 4, 32, 32, 32))
         model = ov.convert_model(network.float().eval(), example_input=example,
                                  input=[ov.PartialShape([1, 4, -1, -1, -1])])
-        ov.save_model(model, str(staging / "generator.xml"))
+        ov.save_model(model, str(staging / IR_FILE))
+        (staging / NETWORK_FILE).write_text(json.dumps({"divisor": int(divisor)}) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)  # a conversion from before the network record
         try:
             os.rename(staging, folder)
         except OSError:
-            if not (folder / "generator.xml").is_file():  # not another process's finished conversion
+            if not (folder / IR_FILE).is_file():  # not another process's finished conversion
                 raise
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; torch still runs the model
         raise ModelError(f"cannot convert the model for OpenVINO: {type(error).__name__}: {error}") from None
@@ -103,14 +98,3 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
     if runtime == "auto":
         return "openvino" if openvino_available() else "torch"
     return runtime
-
-
-def describe(runtime: str) -> str:
-    return "OpenVINO" if runtime == "openvino" else "torch"
-
-
-def cpu_network(network: nn.Module, runtime: str, *, version: str, cache_dir: Path) -> Any:
-    """The callable that runs `network` on the CPU under `runtime` (the module itself for torch)."""
-    if runtime == "openvino":
-        return OpenVinoNetwork(network, version=version, cache_dir=cache_dir)
-    return network

@@ -29,7 +29,7 @@ from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.report import prediction_report_html
 from brainseg_gui.core.study import Grid, Study
-from brainseg_gui.ml.predictor import Prediction, Predictor
+from brainseg_gui.ml.prediction import Prediction, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def predict_case(
     source: Path | CaseFiles,
     output: Path,
     *,
-    predictor: Predictor,
+    predictor: Segmenter,
     labels: LabelConvention | str = LabelConvention.BRATS,
     save_probabilities: Path | None = None,
     allow_resample: bool = False,

@@ -1,102 +1,41 @@
-"""Inference: a callable built from a model directory, configured entirely by its card.
+"""Inference with torch: a callable built from a model directory, configured entirely by its card.
 
-Pipeline for one study (all arrays RAS inside, the study's own axis order outside):
-prepare (brain crop, z-score) -> resample to the card's resolution -> pad to the network's divisor ->
-MONAI sliding-window inference (Gaussian blending; usually one window for a brain crop at 2 mm) ->
-unpad -> [TTA: mean logits over mirrored inputs] -> upsample logits to the crop's own voxels ->
-sigmoid -> threshold, nesting, small-ET relabelling (card) -> paste into the full array -> undo the
-reorientation. CUDA runs under autocast; a CUDA out-of-memory retries with smaller windows, then the CPU.
+The pipeline around the network is ml/prediction.py's (shared with the torch-free OpenVINO path);
+here the network runs: pad to the network's divisor -> MONAI sliding-window inference (Gaussian
+blending; usually one window for a brain crop) -> unpad -> [TTA: mean logits over mirrored inputs].
+CUDA runs under autocast; a CUDA out-of-memory retries with smaller windows, then the CPU. On the
+CPU the network may run on OpenVINO (ml/openvino_network.py).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from brainseg_gui.core.errors import ModelError, StudyLoadError
-from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
-from brainseg_gui.core.morphology import fill_holes
+from brainseg_gui.core.errors import ModelError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
-from brainseg_gui.core.study import Grid, Study
+from brainseg_gui.core.study import Study
 from brainseg_gui.ml.device import autocast_dtype, describe_device, select_device
 from brainseg_gui.ml.openvino_network import resolve_runtime
-from brainseg_gui.ml.postprocess import PostprocessSettings, apply_region_steps
-from brainseg_gui.ml.preprocess import model_shape, prepare, resample
+from brainseg_gui.ml.prediction import InferenceSettings, Prediction, WindowSettings, segment
 
 log = logging.getLogger(__name__)
 
-#: Sliding-window defaults when the card names none: windows of 192 mm a side at the model's
-#: resolution (96^3 voxels at 2 mm, 128^3 at 1.5 mm), so any brain crop (at most ~180 mm with its
-#: margin) is one window: on the CPU one whole pass is faster than tiles (measured at 1.5 mm: two
-#: 96^3 tiles took several times one 96x120x96 pass). A quarter overlap, Gaussian blending.
-DEFAULT_ROI_MM = 192.0
-DEFAULT_OVERLAP = 0.25
 #: How many times a CUDA out-of-memory halves the windows before falling back to the CPU.
 OOM_HALVINGS = 2
 #: Test-time augmentation: every combination of mirroring the three spatial axes (8 passes).
 TTA_FLIPS: tuple[tuple[int, ...], ...] = tuple(
     tuple(axes) for count in range(4) for axes in itertools.combinations((2, 3, 4), count)
 )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Predicted nested regions on the study's own grid, with how they were obtained.
-
-    regions: (3, *grid.shape) bool, REGIONS order (WT, TC, ET), the study's axis order.
-    probabilities: (3, *grid.shape) float16 when asked for, else None.
-    seconds: wall time per stage ('prepare', 'network', 'postprocess', 'total').
-    """
-
-    case_id: str
-    grid: Grid
-    regions: np.ndarray
-    probabilities: np.ndarray | None
-    model_version: str
-    device: str
-    tta: bool
-    missing: tuple[str, ...] = ()
-    flagged: bool = False
-    flag_reason: str = ""
-    seconds: Mapping[str, float] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.regions.shape != (3, *self.grid.shape):
-            raise ValueError(f"regions of shape {self.regions.shape} do not fit grid {self.grid.shape}")
-        self.regions.flags.writeable = False
-        if self.probabilities is not None:
-            self.probabilities.flags.writeable = False
-        object.__setattr__(self, "seconds", MappingProxyType(dict(self.seconds)))
-
-    def labels(self, convention: LabelConvention = LabelConvention.BRATS) -> np.ndarray:
-        """uint8 label map on the study's grid in `convention`."""
-        return from_regions(self.regions, convention)
-
-    def volumes_ml(self) -> dict[str, float]:
-        """Volume of each region in millilitres."""
-        voxel = self.grid.voxel_volume_ml
-        return {name: float(self.regions[index].sum()) * voxel for index, name in enumerate(REGIONS)}
-
-
-@dataclass(frozen=True)
-class WindowSettings:
-    """Sliding-window parameters, in voxels at the model's resolution."""
-
-    roi: tuple[int, int, int] = (96, 96, 96)
-    overlap: float = DEFAULT_OVERLAP
-    mode: str = "gaussian"
 
 
 class Predictor:
@@ -124,12 +63,13 @@ class Predictor:
         self.device = device
         self.tta = tta
         self.allow_missing = allow_missing
-        self.resolution_mm = float(card.resolution_mm)
         self.divisor = _divisor(card)
-        self.postprocess = PostprocessSettings.from_card(getattr(card, "postprocess", None))
-        self.windows = windows or _windows_from_card(card)
-        self.region_order = _region_order(card)
-        self.model_version = str(getattr(card, "version", "unknown"))
+        self.settings = InferenceSettings.from_card(card)
+        if windows is not None:
+            self.settings = dataclasses.replace(self.settings, windows=windows)
+        self.resolution_mm = self.settings.resolution_mm
+        self.windows = self.settings.windows
+        self.model_version = self.settings.model_version
         #: Why the shipped model is used instead of the active one ("" when it is not; see from_model_dir).
         self.model_note = ""
 
@@ -180,7 +120,8 @@ class Predictor:
             from brainseg_gui.ml.openvino_network import OpenVinoNetwork
 
             try:
-                self._cpu_network = OpenVinoNetwork(self.network, version=self.model_version, cache_dir=cache_root())
+                self._cpu_network = OpenVinoNetwork(self.network, card=self.card, divisor=self.divisor,
+                                                    cache_dir=cache_root())
             except ModelError as error:  # the torch network gives the same labels, only slower
                 log.warning("%s; running the network on torch", error)
                 self.runtime = "torch"
@@ -196,79 +137,14 @@ class Predictor:
         keep_probabilities: bool = False,
     ) -> Prediction:
         """Segment `study`; raises StudyLoadError for missing sequences unless allow_missing."""
-        cancel = cancel or CancelToken()
-        seconds: dict[str, float] = {}
-        notes: list[str] = []
-        started = time.perf_counter()
-        flag_reason = self._check_missing(study)
+        return segment(study, self._network_logits, self.settings, allow_missing=self.allow_missing, tta=self.tta,
+                       progress=progress, cancel=cancel, keep_probabilities=keep_probabilities)
 
-        progress(0.0, f"{study.case_id}: preparing the input")
-        cancel.raise_if_cancelled()
-        prepared = prepare(study)
-        crop_shape = tuple(prepared.volume.shape[1:])
-        size = model_shape(crop_shape, prepared.spacing, self.resolution_mm)
-        volume = resample(torch.from_numpy(prepared.volume)[None], size)
-        seconds["prepare"] = _lap(started)
-
-        cancel.raise_if_cancelled()
-        network_started = time.perf_counter()
-        logits, device_used = self._logits_with_fallback(
-            volume, sub_progress(progress, 0.1, 0.85), cancel, notes
-        )
-        logits = logits[:, self.region_order]
-        seconds["network"] = _lap(network_started)
-
-        cancel.raise_if_cancelled()
-        progress(0.85, f"{study.case_id}: post-processing")
-        post_started = time.perf_counter()
-        probabilities = torch.sigmoid(resample(logits, crop_shape))[0].numpy()  # type: ignore[arg-type]
-        voxel_mm3 = float(np.prod(prepared.spacing))
-        # Tumour lies inside the brain: a voxel outside it (zero in every sequence) is never labelled,
-        # so a stray ET logit in the background cannot grow WT over the whole crop through nesting.
-        inside = fill_holes(prepared.brain)
-        regions_crop = apply_region_steps((probabilities > self.postprocess.threshold) & inside[None],
-                                          self.postprocess.scaled_to(voxel_mm3))
-        full_shape = prepared.reorientation.shape
-        regions = np.zeros((3, *full_shape), dtype=bool)
-        regions[(slice(None), *prepared.box)] = regions_crop
-        regions = np.ascontiguousarray(prepared.reorientation.undo(regions))
-        kept = None
-        if keep_probabilities:
-            kept = np.zeros((3, *full_shape), dtype=np.float16)
-            kept[(slice(None), *prepared.box)] = probabilities
-            kept = np.ascontiguousarray(prepared.reorientation.undo(kept))
-        seconds["postprocess"] = _lap(post_started)
-        seconds["total"] = _lap(started)
-        progress(1.0, f"{study.case_id}: done")
-        return Prediction(
-            case_id=study.case_id,
-            grid=study.grid,
-            regions=regions,
-            probabilities=kept,
-            model_version=self.model_version,
-            device=self._describe(device_used),
-            tta=self.tta,
-            missing=study.missing,
-            flagged=bool(flag_reason),
-            flag_reason=flag_reason,
-            seconds=seconds,
-            notes=tuple(notes),
-        )
-
-    def _check_missing(self, study: Study) -> str:
-        missing = study.missing
-        if not missing:
-            return ""
-        sources = ", ".join(str(p) for p in study.sources.values()) or "memory"
-        if not self.allow_missing:
-            raise StudyLoadError(
-                f"case {study.case_id!r} ({sources}) lacks the sequence(s) {', '.join(missing)}; the model "
-                "needs t1, t1ce, t2 and flair. Use --allow-missing to segment it anyway (the model was "
-                "trained with sequences dropped; the result will be flagged as less reliable)"
-            )
-        reason = f"predicted without {', '.join(missing)} (treated as zeros); less reliable"
-        log.warning("%s: %s", study.case_id, reason)
-        return reason
+    def _network_logits(self, volume: np.ndarray, progress: ProgressFn, cancel: CancelToken,
+                        notes: list[str]) -> tuple[np.ndarray, str]:
+        """ml/prediction's NetworkLogits: the logits of `volume`, and the device that made them."""
+        logits, device = self._logits_with_fallback(torch.from_numpy(volume), progress, cancel, notes)
+        return logits.numpy(), self._describe(device)
 
     def _logits_with_fallback(
         self, volume: torch.Tensor, progress: ProgressFn, cancel: CancelToken, notes: list[str]
@@ -387,34 +263,6 @@ def _divisor(card: Any) -> int:
     from brainseg_gui.ml.networks import divisor
 
     return divisor(card.config)
-
-
-def _windows_from_card(card: Any) -> WindowSettings:
-    """The card's `inference` mapping (roi, overlap, mode) where it has one; else the defaults."""
-    settings: Mapping[str, Any] = getattr(card, "inference", None) or {}
-    try:
-        side = round(DEFAULT_ROI_MM / float(card.resolution_mm))
-        roi = settings.get("roi", side)
-        roi = (int(roi),) * 3 if isinstance(roi, (int, float)) else tuple(int(n) for n in roi)
-        windows = WindowSettings(roi=roi, overlap=float(settings.get("overlap", DEFAULT_OVERLAP)),  # type: ignore[arg-type]
-                                 mode=str(settings.get("mode", "gaussian")))
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"bad inference settings {dict(settings)} in the model card: {error}") from None
-    if len(windows.roi) != 3 or min(windows.roi) < 1 or not 0 <= windows.overlap < 1:
-        raise ModelError(f"bad inference settings {dict(settings)} in the model card")
-    return windows
-
-
-def _region_order(card: Any) -> list[int]:
-    """Indices that put the network's output channels in REGIONS order."""
-    regions = tuple(getattr(card, "regions", REGIONS))
-    if sorted(regions) != sorted(REGIONS):
-        raise ModelError(f"the model card lists regions {list(regions)}; BrainSeg needs {list(REGIONS)}")
-    return [regions.index(name) for name in REGIONS]
-
-
-def _lap(since: float) -> float:
-    return round(time.perf_counter() - since, 3)
 
 
 def _fmt(roi: Sequence[int]) -> str:

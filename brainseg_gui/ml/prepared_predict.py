@@ -27,7 +27,7 @@ from brainseg_gui.core.labels import LabelConvention, parse_convention
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.study import Grid
 from brainseg_gui.ml.predict import CaseSummary, predict_case
-from brainseg_gui.ml.predictor import Predictor
+from brainseg_gui.ml.prediction import Segmenter
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def predict_prepared_case(
     case: CaseFiles,
     output: Path,
     *,
-    predictor: Predictor,
+    predictor: Segmenter,
     labels: LabelConvention | str = LabelConvention.BRATS,
     prepare_settings: Mapping[str, Any] | None = None,
     map_to: str | None = None,

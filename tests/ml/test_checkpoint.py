@@ -155,8 +155,3 @@ def test_shipped_model_folder_is_the_installed_package() -> None:
     assert default_model_dir() == folder
 
 
-def test_card_normalisation_matches_preprocess() -> None:
-    from brainseg_gui.ml import checkpoint, preprocess
-
-    assert checkpoint.CLIP_PERCENTILES == preprocess.CLIP_PERCENTILES
-    assert checkpoint.BOX_MARGIN == preprocess.BOX_MARGIN

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from brainseg_gui.core.errors import BrainSegError
-from brainseg_gui.ml import device as device_module
+from brainseg_gui.ml.cpu_threads import available_cores
 from brainseg_gui.ml.device import DeviceError, describe_device, select_device
 
 
@@ -33,7 +33,7 @@ def test_cpu_sets_threads_to_usable_cores(monkeypatch: pytest.MonkeyPatch) -> No
     before = torch.get_num_threads()
     try:
         select_device("CPU")
-        assert torch.get_num_threads() == device_module.available_cores()
+        assert torch.get_num_threads() == available_cores()
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         select_device("cpu")
         assert torch.get_num_threads() == 1

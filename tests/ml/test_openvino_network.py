@@ -68,8 +68,9 @@ def test_the_runtime_rules() -> None:
 def test_windows_of_other_sizes_run_on_the_one_converted_model(cache: Path, tiny_model: Path) -> None:
     from brainseg_gui.ml.checkpoint import load_model
 
-    network = load_model(tiny_model, "cpu").generator.eval()
-    twin = OpenVinoNetwork(network, version="tiny", cache_dir=cache, threads=1)
+    loaded = load_model(tiny_model, "cpu")
+    network = loaded.generator.eval()
+    twin = OpenVinoNetwork(network, card=loaded.card, divisor=4, cache_dir=cache, threads=1)
     for shape in ((16, 24, 32), (32, 16, 16)):
         window = torch.randn(1, 4, *shape)
         with torch.inference_mode():

@@ -25,7 +25,8 @@ from brainseg_gui.core.progress import CancelToken
 from brainseg_gui.core.study import Grid, Study
 from brainseg_gui.ml.checkpoint import CARD_FILE, WEIGHTS_FILE, ModelCard, save_model
 from brainseg_gui.ml.networks import build_generator
-from brainseg_gui.ml.predictor import TTA_FLIPS, Prediction, Predictor, WindowSettings
+from brainseg_gui.ml.prediction import Prediction, WindowSettings
+from brainseg_gui.ml.predictor import TTA_FLIPS, Predictor
 
 SHAPE = (48, 56, 40)
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -244,7 +245,7 @@ def test_from_model_dir_runs_a_saved_generator(tiny_model_dir: Path, phantom: St
     predictor = Predictor.from_model_dir(tiny_model_dir, device="cpu", tta=True)
     card = json.loads((tiny_model_dir / CARD_FILE).read_text())
     assert predictor.model_version == card["version"] and len(card["version"]) == 12
-    assert predictor.postprocess.et_min_voxels == 20
+    assert predictor.settings.postprocess.et_min_voxels == 20
     prediction = predictor(phantom)
     assert prediction.regions.shape == (3, *SHAPE)
     assert prediction.model_version == card["version"] and prediction.tta

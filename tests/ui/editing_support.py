@@ -17,7 +17,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from brainseg_gui.core.labels import to_regions
-from brainseg_gui.ml.predictor import Prediction
+from brainseg_gui.ml.prediction import Prediction
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.prompts import Unsaved
 

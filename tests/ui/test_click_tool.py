@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from brainseg_gui.core.journal import read_journal
 from brainseg_gui.core.labels import LabelConvention, to_regions
-from brainseg_gui.ml.predictor import Prediction
+from brainseg_gui.ml.prediction import Prediction
 from brainseg_gui.ui import click_tool as click_module
 from brainseg_gui.ui.viewer_state import Tool
 from tests.ui.editing_support import (
