@@ -69,14 +69,14 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_content(path: Path, content: Content) -> None:
+def _write_content(path: Path, content: Content, mode: int = 0o644) -> None:
     if callable(content):
         content(path)
         if not path.is_file():
             raise OSError(f"the writer did not create {path}")
         return
     data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
@@ -146,8 +146,11 @@ class FileSet:
         target = Path(target)
         return target.with_name(f".{target.name}{_TAG}{self._token}.tmp{_suffixes(target)}")
 
-    def add(self, target: Path, content: Content) -> Path:
-        """Write `content` for `target` into its temporary now (fsynced); the target is untouched."""
+    def add(self, target: Path, content: Content, *, private: bool = False) -> Path:
+        """Write `content` for `target` into its temporary now (fsynced); the target is untouched.
+
+        `private`: readable by the owner alone (0600) from the first byte written (secrets).
+        """
         if self._done:
             raise RuntimeError("this FileSet has already been committed or discarded")
         target = Path(os.path.abspath(target))
@@ -160,8 +163,8 @@ class FileSet:
         temporary = self.temporary_for(target)
         self._staged.append((temporary, target))
         try:
-            _write_content(temporary, content)
-            os.chmod(temporary, _mode_for(target))
+            _write_content(temporary, content, 0o600 if private else 0o644)
+            os.chmod(temporary, 0o600 if private else _mode_for(target))
             _fsync_file(temporary)
         except OSError as exc:
             self.discard()
@@ -272,10 +275,10 @@ class FileSet:
         self._done = True
 
 
-def write_atomic(path: Path, content: Content) -> Path:
-    """Write one file all-or-nothing (see FileSet); returns the path."""
+def write_atomic(path: Path, content: Content, *, private: bool = False) -> Path:
+    """Write one file all-or-nothing (see FileSet; `private`: mode 0600 throughout); returns the path."""
     with FileSet() as files:
-        files.add(path, content)
+        files.add(path, content, private=private)
     return Path(path)
 
 

@@ -1,0 +1,133 @@
+"""A real Orthanc PACS for tests, from Debian's `orthanc` and `orthanc-dicomweb` packages.
+
+`start_orthanc(folder)` writes its own configuration (storage, index and log in `folder`, free HTTP and
+DICOM ports, HTTP basic authentication, the DICOMweb plugin, C-FIND / C-GET / C-STORE allowed from any
+AE title), starts it and waits until it answers; `Orthanc.stop()` ends it. `orthanc_missing()` says why
+it cannot run here (the tests then skip with that reason). `.ci/run` installs the packages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ORTHANC = "Orthanc"
+DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc/plugins"))
+USER, PASSWORD = "brainseg", "pacs-test-secret"
+AE_TITLE = "ORTHANC"
+
+
+def _plugin() -> Path | None:
+    for folder in DICOMWEB_PLUGIN_DIRS:
+        found = sorted(folder.glob("libOrthancDicomWeb.so*")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    return None
+
+
+def orthanc_missing() -> str:
+    """'' when Orthanc and its DICOMweb plugin are installed, else why the PACS tests skip."""
+    if shutil.which(ORTHANC) is None:
+        return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb; .ci/run does it)"
+    if _plugin() is None:
+        return "the Orthanc DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)"
+    return ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Orthanc:
+    folder: Path
+    http_port: int
+    dicom_port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def rest(self, method: str, path: str, data: bytes | None = None) -> object:
+        """Orthanc's own REST API (to upload, list and delete in tests), as the authorised user."""
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = answer.read()
+        return json.loads(body) if body else None
+
+    def upload(self, files: list[Path]) -> int:
+        for path in files:
+            self.rest("POST", "/instances", path.read_bytes())
+        return len(files)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        path = self.folder / "orthanc.log"
+        return path.read_text(errors="replace")[-4000:] if path.is_file() else ""
+
+
+def start_orthanc(folder: Path, *, timeout: float = 60.0) -> Orthanc:
+    """A fresh Orthanc with its own storage in `folder`, answering on free ports."""
+    folder.mkdir(parents=True, exist_ok=True)
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "BrainSegTest",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": AE_TITLE,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USER: PASSWORD},
+        "Plugins": [str(_plugin())],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
+        "DicomCheckCalledAet": True,
+        "StableAge": 2,
+        "ConcurrentJobs": 2,
+        "SaveJobs": False,
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config, indent=2))
+    log = (folder / "orthanc.log").open("wb")
+    process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    server = Orthanc(folder, http_port, dicom_port, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with status {process.returncode}:\n{server.log()}")
+        try:
+            server.rest("GET", "/system")
+            return server
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"Orthanc did not answer within {timeout:.0f} s:\n{server.log()}")
