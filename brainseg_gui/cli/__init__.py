@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: The modules of brainseg_gui.cli that add commands, in the order `--help` lists them.
 COMMAND_MODULES = ("study", "prepare", "predict", "refine", "train", "crossval", "finetune", "models", "export",
-                   "experiment", "pacs")
+                   "experiment", "pacs", "listen")
 #: Where the shipped model is installed, and its card's file name (read without importing torch).
 SHIPPED_PACKAGE, CARD_FILE, WEIGHTS_FILE = "brainseg_gui.shipped_model", "card.json", "weights.safetensors"
 
