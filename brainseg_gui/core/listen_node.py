@@ -134,10 +134,10 @@ class ListenNode:
                     log.info("%s: complete (nothing new for %g s), queued", study, self.config.stable_seconds)
                 running = {future for future in running if not future.done()}
                 while len(running) < int(self.config.max_parallel):
-                    study = self.queue.claim()
-                    if study is None:
+                    claimed = self.queue.claim()
+                    if claimed is None:
                         break
-                    running.add(pool.submit(self._process, study))
+                    running.add(pool.submit(self._process, claimed))
                 self._stop.wait(poll_seconds)
         if self._server is not None:
             self._server.shutdown()
