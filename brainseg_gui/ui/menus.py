@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMenu
 from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.edit_panel import class_title
+from brainseg_gui.ui.pacs_dialog import show_pacs_dialog
 from brainseg_gui.ui.prepare_panel import add_prepare_actions
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
@@ -43,6 +44,9 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     file_menu = bar.addMenu("&File")
     _action(window, file_menu, "&Open file…", window.ask_open_file, QKeySequence.StandardKey.Open)
     _action(window, file_menu, "Open &folder…", window.ask_open_folder, "Ctrl+Shift+O")
+    # a retrieved study opens as a DICOM folder does: study chooser, series assignment, load
+    _action(window, file_menu, "Open from &PACS…",
+            lambda: show_pacs_dialog(window, window.runner, window.dicom.open))
     recent = file_menu.addMenu("Open &recent")
     _action(window, file_menu, "Open the &demo study (synthetic)", window.open_demo)
     file_menu.addSeparator()

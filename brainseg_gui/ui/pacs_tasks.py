@@ -1,0 +1,46 @@
+"""What the PACS dialog runs in workers: find studies, list one study's series, retrieve into the cache.
+
+Plain functions called as ``fn(..., progress=..., cancel=...)`` (ui/workers.py), no Qt. Each opens
+its own connection in the worker, so no connection is shared between threads, and the secret is
+read there too (a system keyring may take a while to answer). Every fault is a PacsError from core
+whose message starts with what failed (refused:, DNS:, timeout:, auth:, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from brainseg_gui.core.pacs_cache import RetrievedStudy, retrieve_study
+from brainseg_gui.core.pacs_client import PacsConnection, SeriesMatch, StudyMatch, StudyQuery, connect
+from brainseg_gui.core.pacs_nodes import NodeStore, PacsNode
+from brainseg_gui.core.progress import CancelToken, ProgressFn
+
+
+def _connection(store: NodeStore, node: PacsNode) -> PacsConnection:
+    return connect(node, store.secret(node))
+
+
+def search(store: NodeStore, node: PacsNode, query: StudyQuery, *, progress: ProgressFn,
+           cancel: CancelToken) -> list[StudyMatch]:
+    """The studies on `node` that match `query`, newest first (as a radiologist scans a worklist)."""
+    progress(0.0, f"Searching {node.name}…")
+    studies = _connection(store, node).find_studies(query)
+    cancel.raise_if_cancelled()
+    return sorted(studies, key=lambda study: study.study_date, reverse=True)
+
+
+def list_series(store: NodeStore, node: PacsNode, study_uid: str, *, progress: ProgressFn,
+                cancel: CancelToken) -> list[SeriesMatch]:
+    """The series of one study, in series-number order (unnumbered ones last)."""
+    progress(0.0, f"Listing the series on {node.name}…")
+    series = _connection(store, node).find_series(study_uid)
+    cancel.raise_if_cancelled()
+    return sorted(series, key=lambda s: (s.number is None, s.number or 0, s.description))
+
+
+def retrieve(store: NodeStore, node: PacsNode, study_uid: str, series_uids: Sequence[str], *,
+             progress: ProgressFn, cancel: CancelToken) -> RetrievedStudy:
+    """The chosen series of the study in the cache (resumable; Cancelled keeps what arrived)."""
+    progress(0.0, f"Asking {node.name} for the study…")
+    return retrieve_study(_connection(store, node), study_uid, series_uids=list(series_uids),
+                          limit_gb=store.cache_limit_gb, progress=progress, cancel=cancel)
