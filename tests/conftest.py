@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,32 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_model(model_dir, build_generator("generator3d", config),
                ModelCard(architecture="generator3d", config=config, resolution_mm=2.0))
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real Orthanc PACS for the session (tests/pacs_orthanc.py); the test skips, saying why, without one."""
+    from tests.pacs_orthanc import orthanc_missing, start_orthanc
+
+    if orthanc_missing():
+        pytest.skip(orthanc_missing())
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pacs_nodes(orthanc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Private settings, secrets file and cache, with the Orthanc as a DICOMweb node ('web', basic auth)
+    and a DIMSE node ('dimse')."""
+    from brainseg_gui.core.pacs_nodes import NodeStore, PacsNode
+    from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER
+
+    monkeypatch.setenv("BRAINSEG_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("BRAINSEG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BRAINSEG_SECRETS", "file")
+    store = NodeStore()
+    store.add(PacsNode("web", "dicomweb", url=orthanc.dicomweb_url, auth="basic", username=USER), secret=PASSWORD)
+    store.add(PacsNode("dimse", "dimse", ae_title=AE_TITLE, host="127.0.0.1", port=orthanc.dicom_port))
+    return store
+

@@ -15,20 +15,13 @@ from pathlib import Path
 import pytest
 
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsNode
-from tests.pacs_orthanc import AE_TITLE, Orthanc, free_port, orthanc_missing, start_orthanc
+from tests.pacs_orthanc import AE_TITLE, Orthanc, free_port, orthanc_missing
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 from dicom_study_builder import build_study
 
 pytestmark = pytest.mark.skipif(bool(orthanc_missing()), reason=orthanc_missing() or "Orthanc is installed")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Orthanc:
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

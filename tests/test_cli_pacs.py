@@ -18,20 +18,13 @@ from brainseg_gui.core.pacs_client import StudyQuery, connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.progress import CancelToken
 from tests.cli_support import one_error_line, run
-from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, free_port, orthanc_missing, start_orthanc
+from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, free_port, orthanc_missing
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 from dicom_study_builder import BuiltStudy, build_study
 
 pytestmark = pytest.mark.skipif(bool(orthanc_missing()), reason=orthanc_missing() or "Orthanc is installed")
 PROTOCOLS = ("web", "dimse")
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Orthanc:
-    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +36,6 @@ def study(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory) -> BuiltSt
     built = build_study(case, tmp_path_factory.mktemp("study") / "export", thin=True, patient_id="PACS-TEST-1")
     orthanc.upload(_files(built.root))
     return built
-
-
-@pytest.fixture
-def nodes(orthanc: Orthanc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NodeStore:
-    """A private settings folder and cache holding one DICOMweb ('web') and one DIMSE ('dimse') node."""
-    monkeypatch.setenv("BRAINSEG_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("BRAINSEG_SECRETS", "file")
-    store = NodeStore()
-    store.add(PacsNode("web", "dicomweb", url=orthanc.dicomweb_url, auth="basic", username=USER), secret=PASSWORD)
-    store.add(PacsNode("dimse", "dimse", ae_title=AE_TITLE, host="127.0.0.1", port=orthanc.dicom_port))
-    return store
 
 
 def _files(root: Path) -> list[Path]:
@@ -87,7 +69,7 @@ def test_nodes_are_kept_with_their_secret_apart(capsys, orthanc: Orthanc, tmp_pa
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)
-def test_find_studies_and_series(capsys, nodes: NodeStore, study: BuiltStudy, name: str) -> None:
+def test_find_studies_and_series(capsys, pacs_nodes: NodeStore, study: BuiltStudy, name: str) -> None:
     status, out, err = run(capsys, "pacs", "find", "--node", name, "--patient-id", "PACS-TEST-1", "--modality", "MR",
                            "--from", "2024-01-01", "--to", "2024-12-31", "--json")
     assert status == 0, err
@@ -103,7 +85,7 @@ def test_find_studies_and_series(capsys, nodes: NodeStore, study: BuiltStudy, na
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)
-def test_get_brings_the_study_that_then_opens(capsys, nodes: NodeStore, study: BuiltStudy, tmp_path: Path,
+def test_get_brings_the_study_that_then_opens(capsys, pacs_nodes: NodeStore, study: BuiltStudy, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("BRAINSEG_CACHE_DIR", str(tmp_path / "cache"))
     output = tmp_path / "got"
@@ -124,9 +106,9 @@ def test_get_brings_the_study_that_then_opens(capsys, nodes: NodeStore, study: B
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)
-def test_an_interrupted_retrieve_resumes_with_what_is_missing(nodes: NodeStore, study: BuiltStudy, tmp_path: Path,
+def test_an_interrupted_retrieve_resumes_with_what_is_missing(pacs_nodes: NodeStore, study: BuiltStudy, tmp_path: Path,
                                                               name: str) -> None:
-    connection = connect(nodes.get(name), nodes.secret(nodes.get(name)))
+    connection = connect(pacs_nodes.get(name), pacs_nodes.secret(pacs_nodes.get(name)))
     cancel = CancelToken()
 
     def stop_after_some(fraction: float, _message: str) -> None:
@@ -145,7 +127,7 @@ def test_an_interrupted_retrieve_resumes_with_what_is_missing(nodes: NodeStore, 
     assert result.instances == len(_files(study.root))
 
 
-def test_send_results_back_and_read_them_from_the_pacs(capsys, nodes: NodeStore, orthanc: Orthanc, study: BuiltStudy,
+def test_send_results_back_and_read_them_from_the_pacs(capsys, pacs_nodes: NodeStore, orthanc: Orthanc, study: BuiltStudy,
                                                        tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
@@ -170,14 +152,14 @@ def test_send_results_back_and_read_them_from_the_pacs(capsys, nodes: NodeStore,
     assert status == 2 and "--yes" in one_error_line(err)
 
 
-def test_each_fault_is_one_line_that_says_what_failed(capsys, nodes: NodeStore, orthanc: Orthanc,
+def test_each_fault_is_one_line_that_says_what_failed(capsys, pacs_nodes: NodeStore, orthanc: Orthanc,
                                                      study: BuiltStudy, tmp_path: Path) -> None:
     closed = free_port()
-    nodes.add(PacsNode("closed", "dimse", ae_title=AE_TITLE, host="127.0.0.1", port=closed))
-    nodes.add(PacsNode("closedweb", "dicomweb", url=f"http://127.0.0.1:{closed}/dicom-web"))
-    nodes.add(PacsNode("nowhere", "dicomweb", url="http://no-such-host.invalid/dicom-web"))
-    nodes.add(PacsNode("badpass", "dicomweb", url=orthanc.dicomweb_url, auth="basic", username=USER), secret="wrong")
-    nodes.add(PacsNode("badaet", "dimse", ae_title="NOT-ORTHANC", host="127.0.0.1", port=orthanc.dicom_port))
+    pacs_nodes.add(PacsNode("closed", "dimse", ae_title=AE_TITLE, host="127.0.0.1", port=closed))
+    pacs_nodes.add(PacsNode("closedweb", "dicomweb", url=f"http://127.0.0.1:{closed}/dicom-web"))
+    pacs_nodes.add(PacsNode("nowhere", "dicomweb", url="http://no-such-host.invalid/dicom-web"))
+    pacs_nodes.add(PacsNode("badpass", "dicomweb", url=orthanc.dicomweb_url, auth="basic", username=USER), secret="wrong")
+    pacs_nodes.add(PacsNode("badaet", "dimse", ae_title="NOT-ORTHANC", host="127.0.0.1", port=orthanc.dicom_port))
     for name, start in (("closed", "refused:"), ("closedweb", "refused:"), ("nowhere", "DNS:"), ("badpass", "auth:"),
                         ("badaet", "auth:")):
         status, _, err = run(capsys, "pacs", "nodes", "test", name)
@@ -195,7 +177,7 @@ def test_each_fault_is_one_line_that_says_what_failed(capsys, nodes: NodeStore, 
 
 
 @pytest.mark.parametrize("name", PROTOCOLS)
-def test_a_study_deleted_mid_retrieve_leaves_nothing_in_the_cache(nodes: NodeStore, orthanc: Orthanc,
+def test_a_study_deleted_mid_retrieve_leaves_nothing_in_the_cache(pacs_nodes: NodeStore, orthanc: Orthanc,
                                                                   tmp_path: Path, name: str) -> None:
     from brainseg_gui.core.phantom import write_phantom_case
 
@@ -203,7 +185,7 @@ def test_a_study_deleted_mid_retrieve_leaves_nothing_in_the_cache(nodes: NodeSto
     doomed = build_study(case, tmp_path / "doomed", thin=True, patient_id=f"DOOMED-{name}")
     orthanc.upload(_files(doomed.root))
     orthanc_id = orthanc.rest("POST", "/tools/lookup", doomed.study_uid.encode())[0]["ID"]
-    connection = connect(nodes.get(name), nodes.secret(nodes.get(name)))
+    connection = connect(pacs_nodes.get(name), pacs_nodes.secret(pacs_nodes.get(name)))
     deleted = []
 
     def delete_once(fraction: float, _message: str) -> None:
@@ -216,7 +198,7 @@ def test_a_study_deleted_mid_retrieve_leaves_nothing_in_the_cache(nodes: NodeSto
     assert not study_folder(doomed.study_uid, tmp_path / "cache").exists()
 
 
-def test_a_study_without_mr_is_refused_before_anything_is_fetched(nodes: NodeStore, orthanc: Orthanc,
+def test_a_study_without_mr_is_refused_before_anything_is_fetched(pacs_nodes: NodeStore, orthanc: Orthanc,
                                                                   study: BuiltStudy, tmp_path: Path) -> None:
     from pydicom.uid import generate_uid
 
@@ -226,7 +208,7 @@ def test_a_study_without_mr_is_refused_before_anything_is_fetched(nodes: NodeSto
     source.Modality = "CT"
     source.save_as(tmp_path / "ct.dcm", enforce_file_format=True)
     orthanc.upload([tmp_path / "ct.dcm"])
-    connection = connect(nodes.get("web"), nodes.secret(nodes.get("web")))
+    connection = connect(pacs_nodes.get("web"), pacs_nodes.secret(pacs_nodes.get("web")))
     assert connection.find_studies(StudyQuery(modality="CT"))
     with pytest.raises(PacsError, match="holds no MR series"):
         retrieve_study(connection, ct_study, cache_dir=tmp_path / "cache")
