@@ -40,7 +40,8 @@ def main() -> int:
     from dicom_study_builder import build_study
 
     from brainseg_gui.core.pacs_cache import retrieve_study
-    from brainseg_gui.core.pacs_client import StudyQuery, connect
+    from brainseg_gui.core.pacs_client import StudyQuery
+    from brainseg_gui.core.pacs_connect import connect
     from brainseg_gui.core.pacs_nodes import NodeStore, PacsNode
     from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, orthanc_missing, start_orthanc
     from tests.test_cli_listen import Node, results_in_pacs, send

@@ -14,7 +14,8 @@ import pytest
 
 from brainseg_gui.core.errors import Cancelled
 from brainseg_gui.core.pacs_cache import COMPLETE, retrieve_study, study_folder
-from brainseg_gui.core.pacs_client import StudyQuery, connect
+from brainseg_gui.core.pacs_client import StudyQuery
+from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.progress import CancelToken
 from tests.cli_support import one_error_line, run

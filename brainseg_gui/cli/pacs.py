@@ -85,7 +85,7 @@ def _store() -> Any:
 
 
 def _connection(name: str) -> Any:
-    from brainseg_gui.core.pacs_client import connect
+    from brainseg_gui.core.pacs_connect import connect
 
     store = _store()
     node = store.get(name)

@@ -33,7 +33,8 @@ from typing import Any
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.listen_queue import StudyQueue
 from brainseg_gui.core.pacs_cache import checked_uid
-from brainseg_gui.core.pacs_client import connect, read_datasets, text_of
+from brainseg_gui.core.pacs_client import read_datasets, text_of
+from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.read_guard import read_small_text
 

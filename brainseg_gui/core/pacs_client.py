@@ -1,6 +1,6 @@
 """Talking to a PACS node: test it, find studies and series, list instances, fetch them, send results.
 
-Two protocols behind one interface (`PacsConnection`): DICOMweb (QIDO-RS, WADO-RS, STOW-RS through
+Two protocols behind one interface (`PacsConnection`, made by core/pacs_connect.py): DICOMweb (QIDO-RS, WADO-RS, STOW-RS through
 dicomweb-client, core/pacs_dicomweb.py) and DIMSE (C-ECHO, C-FIND, C-GET, C-STORE through pynetdicom,
 core/pacs_dimse.py). C-GET rather than C-MOVE: the images come back on our own association, so the
 PACS need not be told our address as a move destination (a PACS administrator's chore, and blocked by
@@ -90,17 +90,6 @@ class PacsConnection(Protocol):
 
     def store(self, datasets: Iterable[Any]) -> list[str]:
         """Send datasets (pydicom); the SOP Instance UIDs the node accepted, in order."""
-
-
-def connect(node: PacsNode, secret: str | None) -> PacsConnection:
-    """A connection to `node` (nothing is sent before its first call)."""
-    if node.kind == "dicomweb":
-        from brainseg_gui.core.pacs_dicomweb import DicomWebConnection
-
-        return DicomWebConnection(node, secret)
-    from brainseg_gui.core.pacs_dimse import DimseConnection
-
-    return DimseConnection(node)
 
 
 def check_reachable(node: PacsNode, host: str, port: int) -> None:

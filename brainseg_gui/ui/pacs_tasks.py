@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from brainseg_gui.core.pacs_cache import RetrievedStudy, retrieve_study
-from brainseg_gui.core.pacs_client import PacsConnection, SeriesMatch, StudyMatch, StudyQuery, connect
+from brainseg_gui.core.pacs_client import PacsConnection, SeriesMatch, StudyMatch, StudyQuery
+from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsNode
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 
