@@ -12,7 +12,9 @@ import base64
 import json
 import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +91,75 @@ class Orthanc:
     def log(self) -> str:
         path = self.folder / "orthanc.log"
         return path.read_text(errors="replace")[-4000:] if path.is_file() else ""
+
+
+def make_test_ca(folder: Path) -> tuple[Path, Path]:
+    """(a CA certificate, a certificate + key for 127.0.0.1 signed by it), made with the openssl tool."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=BrainSeg test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+            "/CN=127.0.0.1")
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "server.crt", "-days", "2", "-extfile", "san.cnf")
+    return folder / "ca.pem", folder / "server.crt"
+
+
+class TlsProxy:
+    """HTTPS in front of Orthanc's HTTP, as a hospital's reverse proxy (nginx) puts it.
+
+    Orthanc's own HTTPS is not used: Debian bookworm's Orthanc 1.10.1 dies (SIGSEGV) on the first TLS
+    connection. Each accepted connection is wrapped with the test certificate and its bytes relayed.
+    """
+
+    def __init__(self, target_port: int, folder: Path) -> None:
+        self.ca_file, certificate = make_test_ca(folder)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certificate, folder / "server.key")
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            secure = self.context.wrap_socket(client, server_side=True)
+        except (ssl.SSLError, OSError):  # a client that does not trust the certificate hangs up here
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=_relay, args=(upstream, secure), daemon=True).start()
+        _relay(secure, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _relay(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def start_orthanc(folder: Path, *, timeout: float = 60.0) -> Orthanc:

@@ -19,7 +19,7 @@ from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.progress import CancelToken
 from tests.cli_support import one_error_line, run
-from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, free_port, orthanc_missing
+from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, TlsProxy, free_port, orthanc_missing
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 from dicom_study_builder import BuiltStudy, build_study
@@ -214,3 +214,30 @@ def test_a_study_without_mr_is_refused_before_anything_is_fetched(pacs_nodes: No
     with pytest.raises(PacsError, match="holds no MR series"):
         retrieve_study(connection, ct_study, cache_dir=tmp_path / "cache")
     assert not study_folder(ct_study, tmp_path / "cache").exists()
+
+
+def test_a_tls_node_is_trusted_only_with_the_sites_ca(capsys, pacs_nodes: NodeStore, orthanc: Orthanc,
+                                                      study: BuiltStudy, tmp_path: Path) -> None:
+    import shutil as which
+
+    if which.which("openssl") is None:
+        pytest.skip("the openssl tool is needed to make the test certificates")
+    proxy = TlsProxy(orthanc.http_port, tmp_path / "tls")
+    try:
+        url = f"https://127.0.0.1:{proxy.port}/dicom-web"
+        os.environ["BRAINSEG_PACS_SECRET"] = PASSWORD
+        status, _, err = run(capsys, "pacs", "nodes", "add", "untrusted", "--dicomweb", url, "--auth", "basic",
+                             "--user", USER)
+        assert status == 0, err
+        status, _, err = run(capsys, "pacs", "nodes", "test", "untrusted")
+        assert status == 2 and one_error_line(err).startswith("brainseg: error: TLS: "), err
+        assert "--ca-bundle" in err
+        status, _, err = run(capsys, "pacs", "nodes", "add", "site", "--dicomweb", url, "--auth", "basic", "--user",
+                             USER, "--ca-bundle", proxy.ca_file)
+        assert status == 0, err
+        status, out, err = run(capsys, "pacs", "find", "--node", "site", "--patient-id", "PACS-TEST-1", "--json")
+        assert status == 0, err
+        assert [row["study_uid"] for row in json.loads(out)] == [study.study_uid]
+    finally:
+        os.environ.pop("BRAINSEG_PACS_SECRET", None)
+        proxy.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -37,6 +38,8 @@ class _TimedSession(requests.Session):
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", TIMEOUT_S)
+        # The node's CA file per request: requests lets $REQUESTS_CA_BUNDLE override a session's own.
+        kwargs.setdefault("verify", self.verify)
         return super().request(*args, **kwargs)
 
 
@@ -69,7 +72,9 @@ class DicomWebConnection:
         try:
             return action()
         except requests.exceptions.SSLError as error:
-            raise PacsError(f"TLS: the certificate of {self._host()} cannot be verified ({_first_line(error)}); "
+            found = re.search(r"certificate verify failed:?[^)\]'\"]*", str(error))
+            reason = found.group(0).strip() if found else _first_line(error)
+            raise PacsError(f"TLS: the certificate of {self._host()} cannot be verified ({reason}); "
                             "give the site's CA file (--ca-bundle)") from None
         except requests.exceptions.ConnectionError:
             parts = urlsplit(self.node.url)
