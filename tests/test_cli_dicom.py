@@ -54,6 +54,22 @@ def test_series_override_and_study_choice(capsys, study: BuiltStudy) -> None:
     assert status == 2 and "no series '999'" in one_error_line(err)
 
 
+def test_report_pdf_goes_beside_the_seg_and_sr_as_an_encapsulated_pdf(capsys, study: BuiltStudy, tiny_model: Path,
+                                                                       tmp_path: Path) -> None:
+    from brainseg_gui.core.report_pdf import ENCAPSULATED_PDF, pdf_of
+
+    status, _, err = run(capsys, "predict", study.root, "-o", tmp_path / "pred.nii.gz", "--report-pdf")
+    assert status == 2 and "--report-pdf needs --dicom-out" in one_error_line(err)
+    status, out, err = run(capsys, "predict", study.root, "-o", tmp_path / "pred.nii.gz", "--model", tiny_model,
+                           "--device", "cpu", "--dicom-out", tmp_path / "dicom", "--report-pdf")
+    assert status == 0, err
+    written = sorted(p.name for p in (tmp_path / "dicom").iterdir())
+    assert len(written) == 3 and any(name.endswith("_report.dcm") for name in written), written
+    report = pydicom.dcmread(next((tmp_path / "dicom").glob("*_report.dcm")))
+    assert report.SOPClassUID == ENCAPSULATED_PDF and report.StudyInstanceUID == study.study_uid
+    assert pdf_of(report).startswith(b"%PDF-") and "report:" in out
+
+
 def test_predict_writes_the_mask_on_the_t1ce_series_and_a_seg_and_sr(capsys, study: BuiltStudy, tiny_model: Path,
                                                                      tmp_path: Path) -> None:
     from brainseg_gui.core.dicom_results import REGION_SEGMENTS

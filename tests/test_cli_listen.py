@@ -43,7 +43,7 @@ class Node:
         self.config = folder / "listen.json"
         self.config.write_text(json.dumps({"ae_title": "BRAINSEG", "host": "127.0.0.1", "port": self.port,
                                            "work_dir": str(folder / "work"), "destination": "pacs",
-                                           "stable_seconds": 1, "device": "cpu"}))
+                                           "stable_seconds": 1, "device": "cpu", "report_pdf": True}))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -121,8 +121,8 @@ def test_studies_in_results_out_failures_reported_and_restart_safe(orthanc: Orth
         node.start()
         done = node.wait(good.study_uid, ("done", "failed"))
         assert done["state"] == "done", (done, node.log()[-3000:])
-        assert done["attempts"] == 2 and len(done["sent"]) == 2
-        assert results_in_pacs(orthanc, good.study_uid) == {"SEG": 1, "SR": 1}  # once, after the restart too
+        assert done["attempts"] == 2 and len(done["sent"]) == 3
+        assert results_in_pacs(orthanc, good.study_uid) == {"SEG": 1, "SR": 1, "DOC": 1}  # once, after a restart too
         assert "SEG" not in results_in_pacs(orthanc, partial.study_uid)
         listen_log = (tmp_path / "node" / "work" / "listen.log").read_text()
         assert good.study_uid in listen_log and "segmented and sent" in listen_log

@@ -56,6 +56,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     predict.add_argument("--dicom-out", type=path_arg, metavar="DIR",
                          help="for a DICOM study: also write a DICOM-SEG on the reference series and an SR with the "
                               "region volumes into DIR (a new series of the same study; never into the study folder)")
+    predict.add_argument("--report-pdf", action="store_true",
+                         help="with --dicom-out: also the one-page report as a DICOM Encapsulated PDF")
     predict.set_defaults(run=_run_predict)
 
 
@@ -130,6 +132,8 @@ def load_predictor(args: argparse.Namespace) -> Any:
 def check_dicom_out(args: argparse.Namespace, found: Any) -> None:
     """--dicom-out only for a DICOM study, outside the study's folder, not over earlier results."""
     if args.dicom_out is None:
+        if args.report_pdf:
+            raise UsageError("--report-pdf needs --dicom-out (the report goes beside the SEG and SR)")
         return
     if not found.is_dicom:
         raise UsageError(f"--dicom-out needs a DICOM study; {args.source} is a {found.case.layout} case (use "
@@ -142,7 +146,7 @@ def check_dicom_out(args: argparse.Namespace, found: Any) -> None:
                          "writes into a study: choose another folder")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--dicom-out {args.dicom_out} is a file; give a folder")
-    for name in ("seg", "sr"):
+    for name in ("seg", "sr", *(["report"] if args.report_pdf else [])):
         target = out / f"{found.case.case_id}_{name}.dcm"
         if target.exists():
             raise UsageError(f"{target} exists already; move it away or choose another --dicom-out folder")

@@ -282,7 +282,7 @@ def predict_prepared(args: argparse.Namespace, case: Any, predictor: Any, *, dic
     if written is not None:
         volumes = ", ".join(f"{k} {v:.2f} mL" for k, v in written["volumes_ml"].items())
         print(f"written: {written['seg']} (DICOM-SEG, series {written['series_uid']}) and {written['sr']} "
-              f"(SR: {volumes})")
+              f"(SR: {volumes})" + (f"; report: {written['report']}" if written.get("report") else ""))
     return EXIT_OK
 
 
@@ -295,9 +295,10 @@ def _write_dicom_results(args: argparse.Namespace, case: Any, dicom: Any, mapped
 
     flags = result_flags(case.files[target])
     results = write_study_results(args.dicom_out, mapped, parse_convention(args.labels), grid, case.files[target],
-                                  model_version=summary.model_version, flags=flags, name=case.case_id)
+                                  model_version=summary.model_version, flags=flags, name=case.case_id,
+                                  with_report=bool(getattr(args, "report_pdf", False)))
     out = dict(results_summary(results))
-    out["files"] = [str(results.seg), str(results.sr)]
+    out["files"] = [str(p) for p in (results.seg, results.sr, results.report) if p is not None]
     out["flags"] = flags
     return out
 

@@ -46,6 +46,7 @@ class WrittenResults:
     sr: Path
     volumes_ml: Mapping[str, float]
     series_uid: str
+    report: Path | None = None  # the Encapsulated PDF, when asked for
 
 
 def region_volumes_ml(labels: np.ndarray, convention: LabelConvention, grid: Grid) -> dict[str, float]:
@@ -180,28 +181,59 @@ def _region_of(seg: Any, number: int) -> str:
 
 def write_study_results(out_dir: Path, labels: np.ndarray, convention: LabelConvention, grid: Grid,
                         series_file: Path, *, model_version: str | None, edited: bool = False, user: str = "unknown",
-                        flags: Sequence[str] = (), name: str = "brainseg") -> WrittenResults:
-    """Write `<name>_seg.dcm` and `<name>_sr.dcm` into `out_dir` as a set (never beside the study's files)."""
+                        flags: Sequence[str] = (), name: str = "brainseg", with_report: bool = False) -> WrittenResults:
+    """Write `<name>_seg.dcm` and `<name>_sr.dcm` (and `with_report`, `<name>_report.dcm`, the report as
+    an Encapsulated PDF) into `out_dir` as a set (never beside the study's files)."""
     from brainseg_gui.core.dicom_sr import build_volume_report, write_volume_report
 
     out_dir = Path(out_dir)
     seg, sources = build_study_seg(labels, convention, grid, series_file, model_version=model_version,
                                    edited=edited, user=user)
     volumes = region_volumes_ml(labels, convention, grid)
-    report = build_volume_report(seg, {REGION_SEGMENTS[r]: v for r, v in volumes.items()}, source_images=sources,
+    volume_report = build_volume_report(seg, {REGION_SEGMENTS[r]: v for r, v in volumes.items()}, source_images=sources,
                                  model_version=str(model_version), flags=list(flags),
                                  series_number=int(seg.SeriesNumber) + 1)
-    targets = [out_dir / f"{name}_seg.dcm", out_dir / f"{name}_sr.dcm"]
+    targets = [out_dir / f"{name}_seg.dcm", out_dir / f"{name}_sr.dcm", out_dir / f"{name}_report.dcm"]
+    document = _report_document(labels, convention, grid, series_file, sources, volumes, flags, model_version,
+                                series_number=int(seg.SeriesNumber) + 2) if with_report else None
     try:
         with FileSet() as files:
             files.add(targets[0], lambda temporary: seg.save_as(temporary, enforce_file_format=True))
-            write_volume_report(targets[1], report, files=files)
+            write_volume_report(targets[1], volume_report, files=files)
+            if document is not None:
+                files.add(targets[2], lambda temporary: document.save_as(temporary, enforce_file_format=True))
     except WriteError as exc:
         raise BrainSegError(f"cannot write the DICOM results into {out_dir}: {exc}") from exc
     log.info("wrote %s and %s (series %s)", targets[0], targets[1], seg.SeriesInstanceUID)
-    return WrittenResults(targets[0], targets[1], volumes, str(seg.SeriesInstanceUID))
+    return WrittenResults(targets[0], targets[1], volumes, str(seg.SeriesInstanceUID),
+                          targets[2] if document is not None else None)
+
+
+def _report_document(labels: np.ndarray, convention: LabelConvention, grid: Grid, series_file: Path,
+                     sources: Sequence[Any], volumes: Mapping[str, float], flags: Sequence[str],
+                     model_version: str | None, *, series_number: int) -> Any:
+    """The one-page report (core/report_pdf.py) on the reference series, as an Encapsulated PDF."""
+    from brainseg_gui.core.image_io import read_image
+    from brainseg_gui.core.labels import convert
+    from brainseg_gui.core.report import overview_rgb
+    from brainseg_gui.core.report_pdf import encapsulated_pdf, report_pdf
+
+    image, image_grid = read_image(series_file)
+    if image_grid.shape != grid.shape:
+        raise GridMismatchError(f"the labels {grid.shape} do not fit the series {image_grid.shape} of {series_file}")
+    source = sources[0]
+    picture = overview_rgb(image, grid, convert(labels, convention, LabelConvention.BRATS))
+    facts = [("Patient", f"{source.get('PatientName', '')} (ID {source.get('PatientID', '')})"),
+             ("Study", f"{source.get('StudyDate', '')} {source.get('StudyDescription', '')}".strip()),
+             ("Accession", str(source.get("AccessionNumber", ""))),
+             ("Reference series", f"{source.get('SeriesNumber', '')} {source.get('SeriesDescription', '')}".strip()),
+             ("Model", f"BrainSeg {__version__}, model {model_version}")]
+    title = "BrainSeg tumour segmentation report"
+    pdf = report_pdf(title, facts, volumes, flags, picture)
+    return encapsulated_pdf(pdf, source, title=title, series_number=series_number)
 
 
 def results_summary(results: WrittenResults) -> Mapping[str, Any]:
     return {"seg": str(results.seg), "sr": str(results.sr), "series_uid": results.series_uid,
-            "volumes_ml": {k: round(v, 3) for k, v in results.volumes_ml.items()}}
+            "volumes_ml": {k: round(v, 3) for k, v in results.volumes_ml.items()},
+            **({"report": str(results.report)} if results.report is not None else {})}

@@ -2,14 +2,15 @@
 
     brainseg listen --config FILE     FILE (JSON): {"ae_title": "BRAINSEG", "port": 11112,
         "host": "0.0.0.0", "work_dir": "...", "destination": "<a node of brainseg pacs nodes>",
-        "stable_seconds": 30, "max_parallel": 1, "model": null, "device": "auto"}
+        "stable_seconds": 30, "max_parallel": 1, "model": null, "device": "auto", "report_pdf": false}
 
 A study is taken as complete when nothing of it has arrived for `stable_seconds` (what PACS routers
 and Orthanc's StableAge do: DICOM has no end-of-study message). Each study is segmented in its own
 `brainseg predict STUDY --dicom-out ...` process: the DICOM-study path (series identified, prepared,
 segmented, mapped back onto the T1ce series), with memory returned to the system after every study,
 and a study that crashes its process cannot take the node down. At most `max_parallel` run at once.
-The SEG and SR are then sent to `destination` (C-STORE or STOW-RS). A study that cannot be segmented
+The SEG and SR (and with report_pdf the one-page report as an Encapsulated PDF) are then sent to
+`destination` (C-STORE or STOW-RS). A study that cannot be segmented
 (missing sequences, gaps, not a brain MRI) is failed with the one-line reason in the log and its
 state file, and the queue goes on; a failure to send is retried (3 attempts a study). The queue
 lives on disk (core/listen_queue.py): a restart loses and repeats nothing.
@@ -55,6 +56,7 @@ class ListenConfig:
     max_parallel: int = 1
     model: str | None = None
     device: str = "auto"
+    report_pdf: bool = False  # also send the one-page report as an Encapsulated PDF
 
     @classmethod
     def read(cls, path: Path) -> ListenConfig:
@@ -155,6 +157,7 @@ class ListenNode:
         command = [sys.executable, "-m", "brainseg_gui", "predict", str(self.queue.incoming / study), "-o",
                    str(out / "segmentation.nii.gz"), "--dicom-out", str(dicom_out), "--device", self.config.device]
         command += ["--model", str(self.config.model)] if self.config.model else []
+        command += ["--report-pdf"] if self.config.report_pdf else []
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=STUDY_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:

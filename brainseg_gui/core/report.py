@@ -19,7 +19,7 @@ import numpy as np
 from brainseg_gui import RESEARCH_USE_NOTE
 from brainseg_gui.core.labels import REGIONS, TISSUES, LabelConvention, to_regions
 from brainseg_gui.core.orientation import Reorientation
-from brainseg_gui.core.study import Study
+from brainseg_gui.core.study import Grid, Study
 
 #: Overlay colours in the PNG overview (as the viewer's region colours).
 REGION_RGB = {"WT": (0, 200, 83), "TC": (41, 121, 255), "ET": (255, 61, 61)}
@@ -71,15 +71,23 @@ def report_html(study: Study, prov, convention: LabelConvention, picture_png: by
 
 
 def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, *, opacity: float = 0.45) -> bytes:
-    """Axial, coronal and sagittal slices through the tumour's centre with the regions overlaid.
+    """Axial, coronal and sagittal slices through the tumour's centre with the regions overlaid (PNG).
 
-    `labels` are BraTS values on the study's grid. Radiological display (patient's right on the
-    left), as the viewer. Pure numpy; encoded as PNG by `encode_png`.
+    `labels` are BraTS values on the study's grid; `sequence` (default: t1ce, else flair, t2, t1) is
+    the image under them.
     """
-    reorient = Reorientation(study.grid)
     name = sequence if sequence is not None and sequence in study.images else next(
         n for n in ("t1ce", "flair", "t2", "t1") if n in study.images)
-    image = reorient.apply(study.images[name])
+    return encode_png(overview_rgb(study.images[name], study.grid, labels, opacity=opacity))
+
+
+def overview_rgb(image: np.ndarray, grid: Grid, labels: np.ndarray, *, opacity: float = 0.45) -> np.ndarray:
+    """The three views of `overview_png` as one (h, w, 3) uint8 picture (also for the PDF report).
+
+    Radiological display (patient's right on the left), as the viewer. Pure numpy.
+    """
+    reorient = Reorientation(grid)
+    image = reorient.apply(image)
     regions = reorient.apply(to_regions(labels, LabelConvention.BRATS))
     wt = regions[0]
     if wt.any():
@@ -106,7 +114,7 @@ def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, 
         panels.append(_aspect(picture, spacing[0], spacing[1]))
     height = max(p.shape[0] for p in panels)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
-    return encode_png(np.concatenate(padded, axis=1).astype(np.uint8))
+    return np.concatenate(padded, axis=1).astype(np.uint8)
 
 
 def _aspect(picture: np.ndarray, horizontal_mm: float, vertical_mm: float) -> np.ndarray:
