@@ -43,7 +43,8 @@ class Node:
         self.config = folder / "listen.json"
         self.config.write_text(json.dumps({"ae_title": "BRAINSEG", "host": "127.0.0.1", "port": self.port,
                                            "work_dir": str(folder / "work"), "destination": "pacs",
-                                           "stable_seconds": 1, "device": "cpu", "report_pdf": True}))
+                                           "stable_seconds": 1, "device": "cpu", "report_pdf": True,
+                                           "report_failures": True}))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -104,6 +105,13 @@ def results_in_pacs(orthanc: Orthanc, study_uid: str) -> dict[str, int]:
     return found
 
 
+def _text_of_sr(orthanc: Orthanc, study_uid: str) -> str:
+    [instance] = orthanc.rest("POST", "/tools/find", json.dumps({"Level": "Instance", "Query": {
+        "StudyInstanceUID": study_uid}}).encode())
+    content = orthanc.rest("GET", f"/instances/{instance}/simplified-tags")
+    return json.dumps(content)
+
+
 def test_studies_in_results_out_failures_reported_and_restart_safe(orthanc: Orthanc, phantom: Path,
                                                                     tmp_path: Path) -> None:
     good = build_study(phantom, tmp_path / "good", thin=True, patient_id="LISTEN-GOOD")
@@ -123,7 +131,8 @@ def test_studies_in_results_out_failures_reported_and_restart_safe(orthanc: Orth
         assert done["state"] == "done", (done, node.log()[-3000:])
         assert done["attempts"] == 2 and len(done["sent"]) == 3
         assert results_in_pacs(orthanc, good.study_uid) == {"SEG": 1, "SR": 1, "DOC": 1}  # once, after a restart too
-        assert "SEG" not in results_in_pacs(orthanc, partial.study_uid)
+        assert results_in_pacs(orthanc, partial.study_uid) == {"SR": 1}  # why it was not segmented
+        assert "did not segment" in _text_of_sr(orthanc, partial.study_uid)
         listen_log = (tmp_path / "node" / "work" / "listen.log").read_text()
         assert good.study_uid in listen_log and "segmented and sent" in listen_log
     finally:

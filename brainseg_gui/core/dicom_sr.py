@@ -234,3 +234,34 @@ def _flags_container(flags: Sequence[str]) -> highdicom.sr.ContainerContentItem:
         for flag in flags
     ])
     return container
+
+
+def build_failure_report(source_images: Sequence[pydicom.Dataset], reason: str, *,
+                         series_number: int = 2000) -> highdicom.sr.Comprehensive3DSR:
+    """An SR in the study of `source_images` saying BrainSeg did not segment it, and why.
+
+    A "Diagnostic imaging report" (LOINC 18748-4) observed by the BrainSeg device, holding the reason as
+    one TEXT comment, so a PACS shows it beside the study that was sent for segmentation. Not TID 1500:
+    that template needs measurements, and there are none.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=_device_uid("none"), name=f"BrainSeg {__version__}", manufacturer_name=MANUFACTURER,
+        model_name="BrainSeg")
+    context = hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(observer_type=codes.cid270.Device,
+                                                      observer_identifying_attributes=device))
+    report = hd.sr.ContainerContentItem(name=hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report"),
+                                        is_content_continuous=False)
+    report.ContentSequence = hd.sr.ContentSequence([
+        *context,
+        hd.sr.TextContentItem(name=hd.sr.CodedConcept(*COMMENT), value=f"BrainSeg did not segment this study: {reason}",
+                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS),
+    ], is_root=False)
+    return hd.sr.Comprehensive3DSR(
+        evidence=list(source_images), content=report, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name="BrainSeg",
+        software_versions=__version__, series_description="BrainSeg: not segmented", is_complete=True,
+        is_final=False)

@@ -2,7 +2,8 @@
 
     brainseg listen --config FILE     FILE (JSON): {"ae_title": "BRAINSEG", "port": 11112,
         "host": "0.0.0.0", "work_dir": "...", "destination": "<a node of brainseg pacs nodes>",
-        "stable_seconds": 30, "max_parallel": 1, "model": null, "device": "auto", "report_pdf": false}
+        "stable_seconds": 30, "max_parallel": 1, "model": null, "device": "auto", "report_pdf": false,
+        "report_failures": false}
 
 A study is taken as complete when nothing of it has arrived for `stable_seconds` (what PACS routers
 and Orthanc's StableAge do: DICOM has no end-of-study message). Each study is segmented in its own
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +59,7 @@ class ListenConfig:
     model: str | None = None
     device: str = "auto"
     report_pdf: bool = False  # also send the one-page report as an Encapsulated PDF
+    report_failures: bool = False  # send a study that cannot be segmented an SR saying why
 
     @classmethod
     def read(cls, path: Path) -> ListenConfig:
@@ -182,4 +185,21 @@ class ListenNode:
     def _failed(self, study: str, reason: str, *, retry: bool) -> None:
         state = self.queue.finish(study, ok=False, detail=reason, retry=retry)
         log.warning("%s: %s (%s)", study, reason, "will retry" if state == "queued" else state)
+        if state == "failed" and self.config.report_failures:
+            self._report_failure(study, reason)
+
+    def _report_failure(self, study: str, reason: str) -> None:
+        """Send the study an SR saying it was not segmented and why (the command-line advice left out)."""
+        import pydicom
+
+        from brainseg_gui.core.dicom_sr import build_failure_report
+
+        plain = re.split(r"[:;] (?:add|use) --|; run with", reason)[0]
+        try:
+            first = next(iter(sorted((self.queue.incoming / study).glob("*.dcm"))))
+            report = build_failure_report([pydicom.dcmread(first, stop_before_pixels=True)], plain)
+            connect(self.destination, self.nodes.secret(self.destination)).store([report])
+            log.info("%s: sent an SR saying why to %s", study, self.destination.name)
+        except (StopIteration, PacsError, OSError, ValueError) as error:
+            log.warning("%s: could not send the SR saying why: %s", study, error)
 
