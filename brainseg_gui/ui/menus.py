@@ -14,6 +14,7 @@ from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.edit_panel import class_title
 from brainseg_gui.ui.pacs_dialog import show_pacs_dialog
+from brainseg_gui.ui.pacs_nodes_dialog import show_pacs_nodes_dialog
 from brainseg_gui.ui.prepare_panel import add_prepare_actions
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
@@ -47,6 +48,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     # a retrieved study opens as a DICOM folder does: study chooser, series assignment, load
     _action(window, file_menu, "Open from &PACS…",
             lambda: show_pacs_dialog(window, window.runner, window.dicom.open))
+    _action(window, file_menu, "PACS &nodes…", lambda: show_pacs_nodes_dialog(window, window.runner))
     recent = file_menu.addMenu("Open &recent")
     _action(window, file_menu, "Open the &demo study (synthetic)", window.open_demo)
     file_menu.addSeparator()

@@ -9,7 +9,8 @@ all) and emits `study_retrieved` with that folder; the window opens it like any 
 Searches and retrieves run in workers (ui/pacs_tasks.py) with progress and Cancel in the dialog, so
 the window never freezes while a PACS answers slowly. A PACS fault is one message in the dialog, which
 stays usable. Tests drive it through methods and attributes: `select_node`, `search`, `select_study`,
-`set_series_checked`, `retrieve`, `cancel`, `busy`, `error`.
+`set_series_checked`, `retrieve`, `cancel`, `busy`, `error`. "Nodes…" opens the node settings
+(ui/pacs_nodes_dialog.py) over it; the node list follows what is changed there.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.pacs_cache import RetrievedStudy
 from brainseg_gui.core.pacs_client import SeriesMatch, StudyMatch, StudyQuery
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.ui import pacs_tasks as work
+from brainseg_gui.ui.pacs_nodes_dialog import (
+    ERROR_COLOUR,
+    PacsNodesDialog,
+    describe_error,
+    show_pacs_nodes_dialog,
+)
 from brainseg_gui.ui.pacs_tables import (
     SERIES_COLUMNS,
     STUDY_COLUMNS,
@@ -49,15 +55,9 @@ from brainseg_gui.ui.pacs_tables import (
 )
 from brainseg_gui.ui.workers import Job, JobRunner
 
-NO_NODES = ("No PACS node yet. Add one in a terminal, then open this dialog again:<br>"
+NO_NODES = ("No PACS node yet. Add one with <b>Nodes…</b> above, or in a terminal:<br>"
             "<code>brainseg pacs nodes add NAME --dicomweb URL [--auth basic --user USER]</code><br>"
             "<code>brainseg pacs nodes add NAME --dimse AET@HOST:PORT</code>")
-ERROR_COLOUR = "#d33"
-
-
-def describe_error(error: BaseException) -> str:
-    """The one message a fault shows: a BrainSeg error says what failed itself; anything else is named."""
-    return str(error) if isinstance(error, BrainSegError) else f"unexpected error ({type(error).__name__}): {error}"
 
 
 class PacsDialog(QDialog):
@@ -102,6 +102,9 @@ class PacsDialog(QDialog):
         row.addWidget(QLabel("PACS node:"))
         row.addWidget(self.node_combo)
         row.addWidget(self.node_info, 1)
+        self.nodes_button = self._button("Nodes…", self.edit_nodes)
+        self.nodes_button.setToolTip("Add, edit, remove or test PACS nodes")
+        row.addWidget(self.nodes_button)
         return row
 
     def _build_search(self) -> QGridLayout:
@@ -192,6 +195,10 @@ class PacsDialog(QDialog):
         self.node_combo.blockSignals(False)
         self.no_nodes.setVisible(not self.nodes)
         self._node_changed()
+
+    def edit_nodes(self) -> PacsNodesDialog:
+        """The node settings over this dialog; the node list here follows every change made there."""
+        return show_pacs_nodes_dialog(self, self.runner, self.store, self.refresh_nodes)
 
     @property
     def node(self) -> PacsNode | None:
@@ -400,6 +407,7 @@ class PacsDialog(QDialog):
                        self.modality, self.search_button, self.studies_table, self.series_table):
             widget.setEnabled(free and has_node)
         self.node_combo.setEnabled(free and bool(self.nodes))
+        self.nodes_button.setEnabled(free)
         study = self.study
         self.retrieve_button.setEnabled(free and has_node and study is not None
                                         and self.series_study == study.study_uid and bool(self.checked_series()))

@@ -1,4 +1,5 @@
-"""What the PACS dialog runs in workers: find studies, list one study's series, retrieve into the cache.
+"""What the PACS dialogs run in workers: find studies, list one study's series, retrieve into the cache,
+test a node (PACS nodes dialog).
 
 Plain functions called as ``fn(..., progress=..., cancel=...)`` (ui/workers.py), no Qt. Each opens
 its own connection in the worker, so no connection is shared between threads, and the secret is
@@ -8,6 +9,7 @@ whose message starts with what failed (refused:, DNS:, timeout:, auth:, ...).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from brainseg_gui.core.pacs_cache import RetrievedStudy, retrieve_study
@@ -45,3 +47,13 @@ def retrieve(store: NodeStore, node: PacsNode, study_uid: str, series_uids: Sequ
     progress(0.0, f"Asking {node.name} for the study…")
     return retrieve_study(_connection(store, node), study_uid, series_uids=list(series_uids),
                           limit_gb=store.cache_limit_gb, progress=progress, cancel=cancel)
+
+
+def echo(store: NodeStore, node: PacsNode, secret: str | None, *, progress: ProgressFn, cancel: CancelToken) -> str:
+    """'ok: ...' when `node` (as the form has it, maybe unsaved) answers an echo; `secret` as typed, or
+    None for the one kept for it. Timed, as `brainseg pacs nodes test` is."""
+    progress(0.0, f"Testing {node.name}…")
+    started = time.perf_counter()
+    answer = connect(node, secret if secret is not None else store.secret(node)).echo()
+    cancel.raise_if_cancelled()
+    return f"ok: {answer} ({time.perf_counter() - started:.2f} s)"
