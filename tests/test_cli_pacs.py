@@ -206,7 +206,7 @@ def test_a_study_without_mr_is_refused_before_anything_is_fetched(pacs_nodes: No
     ct_study, ct_series = generate_uid(), generate_uid()
     source = pydicom.dcmread(_files(study.root)[0])
     source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID = ct_study, ct_series, generate_uid()
-    source.Modality = "CT"
+    source.Modality, source.PatientID = "CT", "CT-ONLY"
     source.save_as(tmp_path / "ct.dcm", enforce_file_format=True)
     orthanc.upload([tmp_path / "ct.dcm"])
     connection = connect(pacs_nodes.get("web"), pacs_nodes.secret(pacs_nodes.get("web")))

@@ -73,6 +73,9 @@ class PacsNode:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise PacsError(f"node {self.name}: {self.url!r} is not a DICOMweb base URL "
                                 "(http:// or https://host[:port]/path)")
+            if parts.username or parts.password:  # it would be shown in lists and messages
+                raise PacsError(f"node {self.name}: give the user and password apart (--user, and the password "
+                                "when asked), not inside the URL")
             if self.auth not in AUTHS:
                 raise PacsError(f"node {self.name}: auth {self.auth!r} is not one of {', '.join(AUTHS)}")
             if self.auth == "basic" and not self.username:
@@ -163,6 +166,8 @@ class NodeStore:
                             + ("password" if node.auth == "basic" else "token"))
         if secret is not None:
             store_secret(self.root, node.name, secret)
+        elif not node.needs_secret:
+            delete_secret(self.root, node.name)  # a node replaced by one without authentication
         self._write({**data, "nodes": [*others, node.to_dict()]})
 
     def remove(self, name: str) -> None:
