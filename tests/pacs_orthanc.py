@@ -110,18 +110,22 @@ def make_test_ca(folder: Path) -> tuple[Path, Path]:
     return folder / "ca.pem", folder / "server.crt"
 
 
-class TlsProxy:
-    """HTTPS in front of Orthanc's HTTP, as a hospital's reverse proxy (nginx) puts it.
+class Relay:
+    """A TCP relay in front of Orthanc: HTTPS with a test CA (`tls_folder`), and/or a connection that is
+    cut once `cut_after` bytes have gone upstream (a network dropping mid-send).
 
-    Orthanc's own HTTPS is not used: Debian bookworm's Orthanc 1.10.1 dies (SIGSEGV) on the first TLS
-    connection. Each accepted connection is wrapped with the test certificate and its bytes relayed.
+    TLS is put in front, as a hospital's reverse proxy (nginx) does, because Debian bookworm's Orthanc
+    1.10.1 dies (SIGSEGV) on the first connection to its own HTTPS.
     """
 
-    def __init__(self, target_port: int, folder: Path) -> None:
-        self.ca_file, certificate = make_test_ca(folder)
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(certificate, folder / "server.key")
-        self.target_port = target_port
+    def __init__(self, target_port: int, *, tls_folder: Path | None = None, cut_after: int | None = None) -> None:
+        self.ca_file: Path | None = None
+        self.context: ssl.SSLContext | None = None
+        if tls_folder is not None:
+            self.ca_file, certificate = make_test_ca(tls_folder)
+            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.context.load_cert_chain(certificate, tls_folder / "server.key")
+        self.target_port, self.cut_after = target_port, cut_after
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         threading.Thread(target=self._accept, daemon=True).start()
@@ -135,23 +139,29 @@ class TlsProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            secure = self.context.wrap_socket(client, server_side=True)
-        except (ssl.SSLError, OSError):  # a client that does not trust the certificate hangs up here
-            client.close()
-            return
+        if self.context is not None:
+            try:
+                client = self.context.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):  # a client that does not trust the certificate hangs up here
+                client.close()
+                return
         upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=_relay, args=(upstream, secure), daemon=True).start()
-        _relay(secure, upstream)
+        threading.Thread(target=_relay, args=(upstream, client), daemon=True).start()
+        _relay(client, upstream, self.cut_after)
 
     def close(self) -> None:
         self.listener.close()
 
 
-def _relay(source: socket.socket, target: socket.socket) -> None:
+def _relay(source: socket.socket, target: socket.socket, limit: int | None = None) -> None:
+    sent = 0
     try:
         while chunk := source.recv(65536):
+            if limit is not None and sent + len(chunk) > limit:
+                target.sendall(chunk[: max(0, limit - sent)])
+                break  # the network drops: both ends are closed below
             target.sendall(chunk)
+            sent += len(chunk)
     except OSError:
         pass
     finally:
@@ -160,6 +170,8 @@ def _relay(source: socket.socket, target: socket.socket) -> None:
                 end.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            end.close()
+
 
 
 def start_orthanc(folder: Path, *, timeout: float = 60.0) -> Orthanc:

@@ -19,7 +19,7 @@ from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.progress import CancelToken
 from tests.cli_support import one_error_line, run
-from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, TlsProxy, free_port, orthanc_missing
+from tests.pacs_orthanc import AE_TITLE, PASSWORD, USER, Orthanc, Relay, free_port, orthanc_missing
 
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 from dicom_study_builder import BuiltStudy, build_study
@@ -222,7 +222,7 @@ def test_a_tls_node_is_trusted_only_with_the_sites_ca(capsys, pacs_nodes: NodeSt
 
     if which.which("openssl") is None:
         pytest.skip("the openssl tool is needed to make the test certificates")
-    proxy = TlsProxy(orthanc.http_port, tmp_path / "tls")
+    proxy = Relay(orthanc.http_port, tls_folder=tmp_path / "tls")
     try:
         url = f"https://127.0.0.1:{proxy.port}/dicom-web"
         os.environ["BRAINSEG_PACS_SECRET"] = PASSWORD
@@ -241,3 +241,30 @@ def test_a_tls_node_is_trusted_only_with_the_sites_ca(capsys, pacs_nodes: NodeSt
     finally:
         os.environ.pop("BRAINSEG_PACS_SECRET", None)
         proxy.close()
+
+
+@pytest.mark.parametrize("kind", ["dicomweb", "dimse"])
+def test_a_connection_dropped_mid_send_says_so_and_leaves_nothing_in_the_pacs(
+        capsys, pacs_nodes: NodeStore, orthanc: Orthanc, study: BuiltStudy, tmp_path: Path, kind: str) -> None:
+    from pydicom.uid import generate_uid
+
+    source = pydicom.dcmread(study.get("t1ce").files[0])
+    source.SOPInstanceUID, source.SeriesInstanceUID = generate_uid(), generate_uid()
+    source.save_as(tmp_path / "result.dcm", enforce_file_format=True)
+    size = (tmp_path / "result.dcm").stat().st_size
+    relay = Relay(orthanc.http_port if kind == "dicomweb" else orthanc.dicom_port, cut_after=size // 2)
+    try:
+        if kind == "dicomweb":
+            pacs_nodes.add(PacsNode("flaky", "dicomweb", url=f"http://127.0.0.1:{relay.port}/dicom-web", auth="basic",
+                                    username=USER), secret=PASSWORD)
+        else:
+            pacs_nodes.add(PacsNode("flaky", "dimse", ae_title=AE_TITLE, host="127.0.0.1", port=relay.port))
+        status, _, err = run(capsys, "pacs", "send", tmp_path / "result.dcm", "--to", "flaky", "--yes")
+        line = one_error_line(err)
+        assert status == 2 and line.startswith("brainseg: error: connection lost: ") and "again" in line, line
+    finally:
+        relay.close()
+    stored = orthanc.rest("POST", "/tools/find", json.dumps(
+        {"Level": "Instance", "Query": {"SOPInstanceUID": source.SOPInstanceUID}}).encode())
+    assert stored == []
+    assert not (Path(os.environ["BRAINSEG_CONFIG_DIR"]) / "pacs_sent.jsonl").exists()

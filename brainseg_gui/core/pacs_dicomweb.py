@@ -79,7 +79,10 @@ class DicomWebConnection:
         except requests.exceptions.ConnectionError:
             parts = urlsplit(self.node.url)
             check_reachable(self.node, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-            raise PacsError(f"refused: {self._host()} closed the connection during {what}") from None
+            raise PacsError(f"connection lost: {self._host()} closed the connection during {what}; a STOW-RS "
+                            "upload cut short stores nothing, and sending again is safe (the same UIDs)"
+                            if "STOW" in what else f"connection lost: {self._host()} closed the connection during "
+                            f"{what}; try again") from None
         except requests.exceptions.Timeout:
             raise PacsError(f"timeout: {self._host()} did not answer {what} within {TIMEOUT_S:.0f} s") from None
         except requests.exceptions.HTTPError as error:

@@ -180,9 +180,16 @@ class DimseConnection:
         stored = []
         with self._association("a C-STORE", classes) as assoc:
             for dataset in datasets:
+                uid = text_of(dataset, "SOPInstanceUID")
                 status = assoc.send_c_store(dataset)
-                _check_status(status, self.node, f"the C-STORE of {text_of(dataset, 'SOPInstanceUID')}")
-                stored.append(text_of(dataset, "SOPInstanceUID"))
+                if not status:  # pynetdicom gives no status when the connection drops or no answer comes
+                    assoc.abort()
+                    before = f"; stored before it: {', '.join(stored)}" if stored else "; nothing was stored"
+                    raise PacsError(f"connection lost: {self.node.name} gave no answer to the C-STORE of {uid} (the "
+                                    f"connection dropped, or no answer within {TIMEOUT_S:.0f} s){before}; sending "
+                                    "again is safe (the same UIDs)")
+                _check_status(status, self.node, f"the C-STORE of {uid}")
+                stored.append(uid)
         return stored
 
 
