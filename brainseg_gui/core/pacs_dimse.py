@@ -177,7 +177,7 @@ class DimseConnection:
     def store(self, datasets: Iterable[Any]) -> list[str]:
         datasets = list(datasets)
         classes = sorted({str(ds.SOPClassUID) for ds in datasets})
-        stored = []
+        stored: list[str] = []
         with self._association("a C-STORE", classes) as assoc:
             for dataset in datasets:
                 uid = text_of(dataset, "SOPInstanceUID")
