@@ -30,7 +30,6 @@ from brainseg_gui.cli import common
 from brainseg_gui.cli.common import EXIT_OK, UsageError
 
 SECRET_ENV = "BRAINSEG_PACS_SECRET"
-SENT_LOG = "pacs_sent.jsonl"
 
 
 def register(commands: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -230,7 +229,7 @@ def _copy_study(cached: Path, output: Path, series: list[str]) -> None:
 def _run_send(args: argparse.Namespace) -> int:
     from brainseg_gui.core.dicom_sources import is_part10
     from brainseg_gui.core.pacs_client import read_datasets, text_of
-    from brainseg_gui.core.pacs_nodes import config_dir
+    from brainseg_gui.core.pacs_send import send_files, sent_log_path
 
     common.require_exists(args.folder)
     folder = args.folder
@@ -239,8 +238,8 @@ def _run_send(args: argparse.Namespace) -> int:
     if not files:
         raise UsageError(f"{folder} holds no DICOM file to send")
     datasets = read_datasets(files)
-    connection = _connection(args.to)
-    print(f"to {connection.node.describe()}:")
+    store = _store()
+    print(f"to {store.get(args.to).describe()}:")
     for path, dataset in zip(files, datasets):
         print(f"  {path.name}: {text_of(dataset, 'Modality') or '?'} {text_of(dataset, 'SeriesDescription')!r} "
               f"patient {text_of(dataset, 'PatientID')!r}, study {text_of(dataset, 'StudyInstanceUID')}")
@@ -250,14 +249,8 @@ def _run_send(args: argparse.Namespace) -> int:
         if input(f"send {len(files)} file(s) to {args.to}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing sent")
             return EXIT_OK
-    sent = connection.store(datasets)
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "node": args.to, "files": [str(p) for p in files],
-              "sop_instance_uids": sent, "study_uids": sorted({text_of(d, "StudyInstanceUID") for d in datasets})}
-    log_path = config_dir() / SENT_LOG
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a", encoding="utf-8") as log:
-        log.write(json.dumps(record) + "\n")
+    sent = send_files(args.to, files, store, datasets=datasets)
     for uid in sent:
         print(f"sent {uid}")
-    print(f"{len(sent)} instance(s) stored on {args.to}; logged in {log_path}")
+    print(f"{len(sent)} instance(s) stored on {args.to}; logged in {sent_log_path()}")
     return EXIT_OK

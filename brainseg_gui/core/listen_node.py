@@ -36,9 +36,10 @@ from typing import Any
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.listen_queue import StudyQueue
 from brainseg_gui.core.pacs_cache import checked_uid
-from brainseg_gui.core.pacs_client import read_datasets, text_of
+from brainseg_gui.core.pacs_client import text_of
 from brainseg_gui.core.pacs_connect import connect
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
+from brainseg_gui.core.pacs_send import send_files
 from brainseg_gui.core.read_guard import read_small_text
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,7 @@ class ListenNode:
             self._failed(study, reason, retry=done.returncode != 2)  # 2: the study itself cannot be segmented
             return
         try:
-            files = sorted(dicom_out.glob("*.dcm"))
-            sent = connect(self.destination, self.nodes.secret(self.destination)).store(read_datasets(files))
+            sent = send_files(self.destination.name, sorted(dicom_out.glob("*.dcm")), self.nodes)  # logged too
         except PacsError as error:
             self._failed(study, f"sending to {self.destination.name} failed: {error}", retry=True)
             return

@@ -6,6 +6,10 @@ taken from what the window shows: on the prepared study it is mapped back throug
 registration; in the scanner-space view it is already on a series' grid and written there; on the
 study as opened (not prepared) it is resampled from the display grid. Nothing is ever written into
 the DICOM study's own folders. Missing sequences and rebuilt slices are flagged in the SR.
+
+File > Send to PACS… writes the same results (and, when asked, the report as an Encapsulated PDF)
+into a temporary folder and sends them to a PACS node (ui/pacs_send_dialog.py); both take the mask
+as a `ResultsRequest`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.prepared_space import PrepareRecord
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 from brainseg_gui.core.study import SEQUENCES, Grid
+from brainseg_gui.ui.pacs_send_dialog import PacsSendDialog, SentResults
 from brainseg_gui.ui.prepare_controller import Stage
 from brainseg_gui.ui.workers import Job
 
@@ -61,10 +66,37 @@ class ResultsSource:
         return self.series_files[self.target].name.removesuffix(SERIES_FILE_SUFFIX).rsplit("_", 1)[0]
 
 
+@dataclass(frozen=True)
+class ResultsRequest:
+    """The mask shown, taken at one moment, and the DICOM series it goes back to: what an export or a
+    send writes. `labels`: BraTS values, (i, j, k) on `grid` (the display grid), a read-only copy."""
+
+    source: ResultsSource
+    labels: np.ndarray
+    grid: Grid
+    model_version: str | None
+    edited: bool
+
+    @property
+    def series_file(self) -> Path:
+        """The staged series file of the series the SEG references."""
+        return self.source.series_files[self.source.target]
+
+    def write(self, out_dir: Path, *, with_report: bool = False, progress: ProgressFn,
+              cancel: CancelToken) -> tuple[WrittenResults, list[str]]:
+        """SEG + SR (+ the report with `with_report`) into `out_dir`, and the flags the SR carries."""
+        flags = result_flags(self.series_file)
+        written = write_results(self.source, self.labels, self.grid, out_dir, model_version=self.model_version,
+                                edited=self.edited, user=_user(), flags=flags, with_report=with_report,
+                                progress=progress, cancel=cancel)
+        return written, flags
+
+
 def write_results(source: ResultsSource, labels: np.ndarray, grid: Grid, out_dir: Path, *,
                   model_version: str | None, edited: bool, user: str, flags: list[str], progress: ProgressFn,
-                  cancel: CancelToken) -> WrittenResults:
-    """Put `labels` (BraTS, on the shown `grid`) on the target series' grid and write SEG + SR there."""
+                  cancel: CancelToken, with_report: bool = False) -> WrittenResults:
+    """Put `labels` (BraTS, on the shown `grid`) on the target series' grid and write SEG + SR there
+    (and, `with_report`, the one-page report as an Encapsulated PDF)."""
     from brainseg_gui.core.dicom_volume import read_series_volume
     from brainseg_gui.core.prepared_space import map_to_original
     from brainseg_gui.core.resample import resample_to_grid
@@ -80,10 +112,10 @@ def write_results(source: ResultsSource, labels: np.ndarray, grid: Grid, out_dir
             labels = resample_to_grid(labels, grid, series_grid, nearest=True)
         grid = series_grid
     cancel.raise_if_cancelled()
-    progress(0.4, "Writing the DICOM-SEG and the SR")
+    progress(0.4, "Writing the DICOM-SEG and the SR" + (" and the report" if with_report else ""))
     return write_study_results(out_dir, np.ascontiguousarray(labels, dtype=np.uint8), LabelConvention.BRATS, grid,
                                series_file, model_version=model_version, edited=edited, user=user,
-                               flags=flags, name=source.case_id)
+                               flags=flags, name=source.case_id, with_report=with_report)
 
 
 def inside(folder: Path, others: list[Path]) -> Path | None:
@@ -97,9 +129,10 @@ def inside(folder: Path, others: list[Path]) -> Path | None:
 
 
 class DicomResultsExporter(QObject):
-    """The File menu's DICOM-SEG + SR export for a study opened from DICOM."""
+    """The File menu's DICOM-SEG + SR export, and Send to PACS…, for a study opened from DICOM."""
 
     written = Signal(object)  # WrittenResults
+    sent = Signal(object)  # SentResults
 
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -107,6 +140,7 @@ class DicomResultsExporter(QObject):
         self.last: WrittenResults | None = None
         self.last_message: str | None = None
         self.ask_folder: Callable[[Path], Path | None] = self._ask_folder  # tests answer by themselves
+        self.send_dialog: PacsSendDialog | None = None  # made on first use, kept: a send may outlive it
         self._job: Job | None = None
 
     def source(self) -> ResultsSource | None:
@@ -131,6 +165,36 @@ class DicomResultsExporter(QObject):
     def can_export(self) -> bool:
         return self._job is None and self.window.editing.session is not None and self.source() is not None
 
+    def request(self) -> ResultsRequest | None:
+        """The mask shown as it is now and its DICOM series, or None without a DICOM study and a mask."""
+        editing, volume, source = self.window.editing, self.window.volume, self.source()
+        session = editing.session
+        if source is None or session is None or volume is None:
+            return None
+        return ResultsRequest(source, session.snapshot(), volume.study.grid, editing.model_version,
+                              bool(session.modified))
+
+    def ask_send(self) -> PacsSendDialog | None:
+        """File > Send to PACS…: the send dialog for the mask shown, window-modal without blocking (`open()`)."""
+        if self._job is not None:  # an export is being written (the menu item is disabled meanwhile)
+            return None
+        request = self.request()
+        if request is None:
+            self.window.show_error("Nothing to send", "Open a DICOM study and segment it first.")
+            return None
+        dialog = self.send_dialog
+        if dialog is None:
+            dialog = self.send_dialog = PacsSendDialog(self.window.runner, self.window)
+            dialog.sent.connect(self._sent)
+        dialog.set_request(request)
+        dialog.open()
+        return dialog
+
+    def _sent(self, result: SentResults) -> None:
+        """What the node took, with its UIDs, in the status bar (the send is logged in core)."""
+        self.window.statusBar().showMessage(result.describe(), 30000)
+        self.sent.emit(result)
+
     def ask_export(self) -> Job | None:
         source = self.source()
         if source is None or self.window.editing.session is None:
@@ -143,24 +207,20 @@ class DicomResultsExporter(QObject):
 
     def export(self, out_dir: Path | str) -> Job | None:
         """Write SEG + SR of the edited mask into `out_dir` in a worker; a dialog says what was written."""
-        window, editing = self.window, self.window.editing
-        source, session, volume = self.source(), editing.session, window.volume
-        if source is None or session is None or volume is None or self._job is not None:
+        window, session, request = self.window, self.window.editing.session, self.request()
+        if request is None or session is None or self._job is not None:
             return None
         out = Path(out_dir)
-        study_folder = inside(out, dicom_inputs(source.series_files[source.target]))
+        study_folder = inside(out, dicom_inputs(request.series_file))
         if study_folder is not None:
             window.show_error("Choose another folder",
                               f"{out} lies inside the DICOM study ({study_folder}). BrainSeg never writes into a "
                               "study's own folders: choose a folder outside it.")
             return None
-        labels, grid = session.snapshot(), volume.study.grid
-        version, edited, revision = editing.model_version, bool(session.modified), session.revision
+        revision = session.revision
 
         def work(**kw: Any) -> tuple[WrittenResults, list[str]]:
-            flags = result_flags(source.series_files[source.target])
-            return write_results(source, labels, grid, out, model_version=version, edited=edited,
-                                 user=_user(), flags=flags, **kw), flags
+            return request.write(out, **kw)
 
         self._job = window.runner.start(
             "Writing DICOM-SEG and SR", work, on_result=lambda done: self._written(*done, session, revision),

@@ -56,6 +56,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     _action(window, file_menu, "Export &DICOM-SEG…", window.exporter.ask_export_dicom_seg)
     study_results = _action(window, file_menu, "Export DICOM-SEG and SR for this s&tudy…",
                             window.dicom_results.ask_export)
+    send_results = _action(window, file_menu, "Send to P&ACS…", window.dicom_results.ask_send)
     _action(window, file_menu, "Export region &meshes (STL/OBJ)…", window.exporter.ask_export_meshes)
     _action(window, file_menu, "Export &report (HTML)…", window.exporter.ask_export_report, "Ctrl+Shift+E")
     _action(window, file_menu, "Save &screenshot…", window.ask_screenshot, "Ctrl+Shift+S")
@@ -107,6 +108,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
         """The DICOM entries follow the study shown: from a DICOM study, with a mask to export."""
         series.setEnabled(window.dicom.current is not None and not window.dicom.busy)
         study_results.setEnabled(window.dicom_results.can_export)
+        send_results.setEnabled(window.dicom_results.can_export)
 
     for signal in (window.dicom.changed, window.editing.session_changed, window.prepare.changed, window.study_opened,
                    window.dicom_results.written):
