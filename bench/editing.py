@@ -153,7 +153,7 @@ def heavy_bench(study, labels, centre) -> None:
 def gui_bench(study, labels, centre) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from brainseg_gui.ui.display_volume import DisplayVolume
+    from brainseg_gui.app.display_volume import DisplayVolume
     from brainseg_gui.ui.edit_controller import EditController
     from brainseg_gui.ui.view_grid import ViewGrid
     from brainseg_gui.ui.viewer_state import Tool, ViewerState

@@ -193,8 +193,8 @@ def bench_cold(case: Path | None, runs: int) -> None:
 
 
 def _load_volume(case: Path | None):
+    from brainseg_gui.app import tasks
     from brainseg_gui.core.progress import CancelToken, no_progress
-    from brainseg_gui.ui import tasks
 
     if case is None:
         return tasks.open_demo(progress=no_progress, cancel=CancelToken())
@@ -351,8 +351,8 @@ def child_mesh(case: Path | None) -> dict:
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
+    from brainseg_gui.app.display_volume import REGION_BITS
     from brainseg_gui.core.labels import REGIONS
-    from brainseg_gui.ui.display_volume import REGION_BITS
     from brainseg_gui.ui.meshing import region_meshes
 
     volume = _load_volume(case)

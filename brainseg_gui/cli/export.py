@@ -67,10 +67,10 @@ def _run_export(args: argparse.Namespace) -> int:
     if args.meshes is not None and args.meshes.exists() and not args.meshes.is_dir():
         raise UsageError(f"--meshes takes a folder; {args.meshes} is a file")
 
+    from brainseg_gui.app.exports import ExportRequest, export_all
     from brainseg_gui.core.export import default_export_name, provenance
     from brainseg_gui.core.io import load_study
     from brainseg_gui.core.labels import parse_convention
-    from brainseg_gui.ui.exports import ExportRequest, export_all
 
     study = load_study(args.study)
     mask = _mask_for(args, study)
@@ -81,7 +81,8 @@ def _run_export(args: argparse.Namespace) -> int:
     prov = provenance(study, mask.labels, mask.ai, model_version=mask.version, base=mask.origin)
     request = ExportRequest(nifti=output, convention=convention, dicom_seg=args.dicom_seg, meshes=args.meshes,
                             mesh_format=args.mesh_format, mesh_space=args.mesh_space, png=args.png,
-                            report=args.report, overwrite=args.force, protect=mask.inputs)
+                            report=args.report, overwrite=args.force, protect=mask.inputs,
+                            mesh_writer=_mesh_writer() if args.meshes is not None else None)
     if args.meshes is not None:
         args.meshes.mkdir(parents=True, exist_ok=True)
     with ProgressBar(study.case_id) as bar:
@@ -170,3 +171,11 @@ def _note_saved(contents: Any, path: Path) -> None:
         journal.record_saved({"path": str(path), "by": "brainseg export"})
     finally:
         journal.close()
+
+
+def _mesh_writer() -> Any:
+    """The mesh writer (VTK's surfaces, in the ui layer; the export itself is the app layer's)."""
+    from brainseg_gui.ui.mesh_export import export_meshes
+
+    return export_meshes
+

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QToolButton
 
+from brainseg_gui.app import dicom_tasks as work
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.dicom_index import DicomIndex
-from brainseg_gui.ui import dicom_tasks as work
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.series_table import SeriesAssignmentDialog
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.study_chooser import StudyChooserDialog

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.edit_session import Box, EditError, EditSession, Limits
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.journal import (
@@ -30,7 +31,6 @@ from brainseg_gui.core.journal import (
 )
 from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.orientation import Reorientation
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, Tool, ViewerState
 
 log = logging.getLogger(__name__)

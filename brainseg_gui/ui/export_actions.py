@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
+from brainseg_gui.app.exports import ExportRequest, export_all, targets
 from brainseg_gui.core.export import default_export_name, provenance
 from brainseg_gui.core.labels import LabelConvention
-from brainseg_gui.ui.exports import ExportRequest, export_all, targets
 from brainseg_gui.ui.workers import Job
 
 if TYPE_CHECKING:
@@ -96,8 +96,10 @@ class Exporter(QObject):
 
     def export_meshes(self, folder: Path | str, fmt: str = "stl", space: str = "ras", *,
                       overwrite: bool = False) -> Job | list[Path] | None:
+        from brainseg_gui.ui.mesh_export import export_meshes
+
         return self.export(ExportRequest(meshes=Path(folder), mesh_format=fmt, mesh_space=space,
-                                         overwrite=overwrite))
+                                         overwrite=overwrite, mesh_writer=export_meshes))
 
     def export_report(self, path: Path | str, *, overwrite: bool = False) -> Job | list[Path] | None:
         """The HTML report, with a picture of the views as they are now."""

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.app.corrected_cases import CorrectedCase, CorrectedCases
 from brainseg_gui.core.cases import CaseFiles
-from brainseg_gui.ui.corrected_cases import CorrectedCase, CorrectedCases
 from brainseg_gui.ui.workers import Job, JobRunner
 
 log = logging.getLogger(__name__)

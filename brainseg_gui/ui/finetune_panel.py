@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainseg_gui.ui.corrected_cases import CorrectedCases
+from brainseg_gui.app.corrected_cases import CorrectedCases
 from brainseg_gui.ui.finetune_cases import TRAIN, VAL, CasesBox
 from brainseg_gui.ui.finetune_plots import FinetunePlots
 from brainseg_gui.ui.finetune_result import ResultBox, duration

@@ -31,12 +31,13 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui import __version__
+from brainseg_gui.app import dicom_tasks, tasks
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.status_readout import describe_voxel
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
-from brainseg_gui.ui import dicom_tasks, tasks
 from brainseg_gui.ui.dicom_export import DicomResultsExporter
 from brainseg_gui.ui.dicom_open import DicomOpener
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.edit_panel import EditPanel
 from brainseg_gui.ui.export_actions import Exporter
@@ -50,7 +51,6 @@ from brainseg_gui.ui.review_panel import ReviewPanel
 from brainseg_gui.ui.segment_panel import RESEARCH_NOTE, SegmentPanel
 from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
-from brainseg_gui.ui.status_readout import describe_voxel
 from brainseg_gui.ui.view_grid import ViewGrid
 from brainseg_gui.ui.viewer_state import Layout, ViewerState
 from brainseg_gui.ui.welcome import WelcomePanel

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
+from brainseg_gui.app import tasks
+from brainseg_gui.app.corrected_cases import CorrectedCases
 from brainseg_gui.core.errors import BrainSegError
-from brainseg_gui.ui import tasks
-from brainseg_gui.ui.corrected_cases import CorrectedCases
 
 if TYPE_CHECKING:
     from brainseg_gui.ui.finetune_panel import FinetunePanel

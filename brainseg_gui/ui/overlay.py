@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QImage
 
-from brainseg_gui.ui.display_volume import REGION_BITS, tissue_of_code
+from brainseg_gui.app.display_volume import REGION_BITS, tissue_of_code
 
 
 class OverlayMode(str, Enum):

@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.pacs_cache import RetrievedStudy
 from brainseg_gui.core.pacs_client import SeriesMatch, StudyMatch, StudyQuery
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
-from brainseg_gui.ui import pacs_tasks as work
 from brainseg_gui.ui.pacs_nodes_dialog import (
     ERROR_COLOUR,
     PacsNodesDialog,

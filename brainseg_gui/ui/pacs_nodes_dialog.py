@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.pacs_nodes import AUTHS, NodeStore, PacsError, PacsNode
 from brainseg_gui.core.pacs_secrets import describe_store
-from brainseg_gui.ui import pacs_tasks as work
 from brainseg_gui.ui.workers import Job, JobRunner
 
 KIND_TITLES = {"dicomweb": "DICOMweb", "dimse": "DIMSE"}

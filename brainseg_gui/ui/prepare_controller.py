@@ -24,14 +24,14 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from brainseg_gui.app import prepare_tasks as work
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.prepare_tasks import MaskReview, PreparedMask, PrepareOptions, ScannerView
 from brainseg_gui.core.brain_extraction import BrainExtractionParams
 from brainseg_gui.core.labels import REGIONS, LabelConvention, to_regions
 from brainseg_gui.core.prepare import prepare_study
 from brainseg_gui.core.prepared_space import PrepareRecord
 from brainseg_gui.core.readiness import Readiness
-from brainseg_gui.ui import prepare_tasks as work
-from brainseg_gui.ui.display_volume import DisplayVolume
-from brainseg_gui.ui.prepare_tasks import MaskReview, PreparedMask, PrepareOptions, ScannerView
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.step_runner import StepRunner
 from brainseg_gui.ui.viewer_state import Tool

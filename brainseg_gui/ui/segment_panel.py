@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui.app.tasks import Segmentation
 from brainseg_gui.core.labels import REGIONS
-from brainseg_gui.ui.tasks import Segmentation
 
 #: Short form for the status bar; the panel shows the package's full note.
 RESEARCH_NOTE = "Research use only, not for diagnosis"

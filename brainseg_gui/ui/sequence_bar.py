@@ -5,8 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from brainseg_gui.app.display_volume import DEFAULT_PRESET, WINDOW_PRESETS, DisplayVolume
 from brainseg_gui.core.study import SEQUENCES
-from brainseg_gui.ui.display_volume import DEFAULT_PRESET, WINDOW_PRESETS, DisplayVolume
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import ViewerState
 

@@ -33,11 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.app.dicom_tasks import SeriesChoice, why_unusable
 from brainseg_gui.core.dicom_classify import CLASSES, OTHER, Assignment, reassign
 from brainseg_gui.core.dicom_index import DicomSeries
 from brainseg_gui.core.dicom_study import gap_problems
 from brainseg_gui.core.study import SEQUENCES
-from brainseg_gui.ui.dicom_tasks import SeriesChoice, why_unusable
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 
 COLUMNS = ("", "Series", "Plane", "Slices", "Spacing (mm)", "TR / TE / TI (ms)", "Class (automatic)", "Use as",

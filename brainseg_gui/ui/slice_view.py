@@ -22,8 +22,8 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem
 
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.study import SEQUENCES
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem
 from brainseg_gui.ui.slice_gestures import SliceViewBox
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState

@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from brainseg_gui.app.display_volume import REGION_BITS, DisplayVolume
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
-from brainseg_gui.ui.display_volume import REGION_BITS, DisplayVolume
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.viewer_state import ViewerState
 from brainseg_gui.ui.workers import Job, JobRunner

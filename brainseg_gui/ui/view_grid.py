@@ -11,8 +11,8 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
 
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.study import SEQUENCES
-from brainseg_gui.ui.display_volume import DisplayVolume
 from brainseg_gui.ui.slice_view import SliceView
 from brainseg_gui.ui.viewer_state import PLANES, Layout, ViewerState
 

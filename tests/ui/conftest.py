@@ -128,7 +128,7 @@ def make_view_3d(qtbot, toy_study):
     """Build a shown View3D on the toy study (skips without OpenGL); returns (view, volume, state)."""
 
     def make(size: tuple[int, int] | None = (420, 420), *, exposed: bool = True):
-        from brainseg_gui.ui.display_volume import DisplayVolume
+        from brainseg_gui.app.display_volume import DisplayVolume
         from brainseg_gui.ui.view_3d import View3D, gl_problem
         from brainseg_gui.ui.viewer_state import ViewerState
         from brainseg_gui.ui.workers import JobRunner

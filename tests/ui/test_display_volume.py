@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainseg_gui.app.display_volume import DisplayVolume, region_code, tissue_of_code
 from brainseg_gui.core.labels import LabelConvention, to_regions
-from brainseg_gui.ui.display_volume import DisplayVolume, region_code, tissue_of_code
 from tests.ui.conftest import TOY_SHAPE, TOY_SPACING
 
 

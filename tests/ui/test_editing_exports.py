@@ -10,10 +10,11 @@ import pytest
 from fault_injection import FAULT_POINTS, assert_all_or_nothing
 from vtkmodules.vtkIOGeometry import vtkOBJReader, vtkSTLReader
 
+from brainseg_gui.app.exports import ExportRequest, export_all
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.export import ExportExistsError, provenance
 from brainseg_gui.core.io import load_study
-from brainseg_gui.ui.exports import ExportRequest, export_all
+from brainseg_gui.ui.mesh_export import export_meshes
 
 
 def mesh_points(path: Path) -> np.ndarray:
@@ -31,7 +32,8 @@ def test_meshes_lie_where_the_regions_are_in_world_space(toy_case, tmp_path, spa
     folder = tmp_path / "meshes"
     folder.mkdir()
     prov = provenance(study, study.labels, None, model_version=None)
-    export_all(study, study.labels, prov, ExportRequest(meshes=folder, mesh_space=space, mesh_format="stl"))
+    export_all(study, study.labels, prov, ExportRequest(meshes=folder, mesh_space=space, mesh_format="stl",
+                                                        mesh_writer=export_meshes))
     assert sorted(p.name for p in folder.iterdir()) == ["toy_ET.stl", "toy_TC.stl", "toy_WT.stl"]
     points = mesh_points(folder / "toy_WT.stl")
     voxels = np.argwhere(study.labels > 0)
@@ -71,7 +73,7 @@ def test_an_export_set_is_written_whole_or_not_at_all(toy_case, tmp_path, point,
     (out / "meshes").mkdir(parents=True)
     prov = provenance(study, study.labels, None, model_version="v1")
     request = ExportRequest(nifti=out / "mask.nii.gz", meshes=out / "meshes", png=out / "views.png",
-                            report=out / "report.html", overwrite=True)
+                            report=out / "report.html", overwrite=True, mesh_writer=export_meshes)
     export_all(study, study.labels, prov, request)  # the earlier export, to be replaced
     edited = study.labels.copy()
     edited[edited == 4] = 1

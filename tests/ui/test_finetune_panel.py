@@ -14,11 +14,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from brainseg_gui.app.corrected_cases import CorrectedCases
 from brainseg_gui.core.phantom import write_phantom_case
 from brainseg_gui.ml.checkpoint import ModelCard, save_model
 from brainseg_gui.ml.model_registry import SHIPPED, ModelRegistry
 from brainseg_gui.ml.networks import build_generator
-from brainseg_gui.ui.corrected_cases import CorrectedCases
 from brainseg_gui.ui.finetune_cases import TRAIN, VAL
 from brainseg_gui.ui.finetune_panel import FinetunePanel
 from brainseg_gui.ui.models_dialog import ModelsDialog

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from brainseg_gui.app.corrected_cases import CorrectedCases
 from brainseg_gui.core.io import load_study
 from brainseg_gui.ml.checkpoint import ModelCard, save_model
 from brainseg_gui.ml.model_registry import SHIPPED, ModelRegistry
 from brainseg_gui.ml.networks import build_generator
-from brainseg_gui.ui.corrected_cases import CorrectedCases
 from brainseg_gui.ui.main_window import MainWindow
 from tests.ui.conftest import toy_arrays
 

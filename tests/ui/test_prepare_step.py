@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from brainseg_gui.app.prepare_tasks import BRAIN_LABEL, PrepareOptions
 from brainseg_gui.core.brain_extraction import BrainExtractionParams
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.prepared_space import PrepareRecord
@@ -25,7 +26,6 @@ from brainseg_gui.core.registration import RegistrationSettings
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.prepare_controller import Stage
-from brainseg_gui.ui.prepare_tasks import BRAIN_LABEL, PrepareOptions
 from brainseg_gui.ui.viewer_state import Tool
 from tests.core.raw_builders import RawCase, make_raw_case
 from tests.ui.conftest import REPO, colour_mask, rgb
@@ -308,9 +308,9 @@ def test_ready_study_says_so(qtbot, window) -> None:
 
 
 def test_replace_mask_is_one_undoable_step() -> None:
+    from brainseg_gui.app.prepare_tasks import replace_mask
     from brainseg_gui.core.edit_session import EditSession
     from brainseg_gui.core.study import Grid
-    from brainseg_gui.ui.prepare_tasks import replace_mask
 
     grid = Grid((24, 20, 12), np.diag([1.0, 1.2, 2.5, 1.0]))
     i, j, k = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from brainseg_gui.ui.display_volume import DisplayVolume
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.ui.overlay import COLOURS, Fill, OverlayLook
 from brainseg_gui.ui.slice_view import SliceView
 from brainseg_gui.ui.viewer_state import ViewerState

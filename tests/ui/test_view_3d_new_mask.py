@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from brainseg_gui.app.display_volume import REGION_BITS
 from brainseg_gui.core.labels import REGIONS
-from brainseg_gui.ui.display_volume import REGION_BITS
 
 
 def test_a_mask_set_right_after_the_study_keeps_the_camera_reset(qtbot, make_view_3d) -> None:

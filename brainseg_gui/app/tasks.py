@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from brainseg_gui.app.display_volume import DisplayVolume, region_code
 from brainseg_gui.core.labels import REGIONS, to_regions
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.progress import CancelToken, ProgressFn, sub_progress
 from brainseg_gui.core.study import Study
-from brainseg_gui.ui.display_volume import DisplayVolume, region_code
 
 #: Name shown for the synthetic demo study, so nobody mistakes it for a patient.
 DEMO_NAME = "Demo (synthetic phantom, not a patient)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,9 @@ class ExportRequest:
     png: Path | None = None
     overwrite: bool = False
     protect: tuple[Path, ...] = ()
+    #: What writes the meshes (ui.mesh_export.export_meshes): their surfaces are VTK's, which the app
+    #: layer does not import, so the caller that asks for meshes gives the writer.
+    mesh_writer: Callable[..., list[Path]] | None = field(default=None, repr=False)
 
 
 def export_all(study: Study, labels: np.ndarray, prov: Provenance, request: ExportRequest, *,
@@ -97,10 +101,10 @@ def _write_step(step: str, study: Study, labels: np.ndarray, prov: Provenance, r
         return [write_dicom_seg(request.dicom_seg, labels, study, prov, overwrite=request.overwrite, files=files),
                 files.add(dicom_sidecar_path(request.dicom_seg), json.dumps(sidecar, indent=2) + "\n")]
     if step == "meshes":
-        from brainseg_gui.ui.mesh_export import export_meshes
-
         assert request.meshes is not None
-        return export_meshes(request.meshes, labels, study.grid, prefix=study.case_id, fmt=request.mesh_format,
+        if request.mesh_writer is None:
+            raise BrainSegError("meshes were asked for without a mesh writer (ui.mesh_export.export_meshes)")
+        return request.mesh_writer(request.meshes, labels, study.grid, prefix=study.case_id, fmt=request.mesh_format,
                              space=request.mesh_space, overwrite=request.overwrite, cancel=cancel, files=files)
     from brainseg_gui.core.report import overview_png, report_html
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.brain_extraction import BrainExtractionParams, dilate_mask, erode_mask, extract_brain
 from brainseg_gui.core.cases import CaseFiles
 from brainseg_gui.core.edit_session import Box, EditSession, Limits
@@ -30,7 +31,6 @@ from brainseg_gui.core.progress import CancelToken, ProgressFn, sub_progress
 from brainseg_gui.core.readiness import Readiness, assess_readiness, read_sequences
 from brainseg_gui.core.registration import RegistrationSettings
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
-from brainseg_gui.ui.display_volume import DisplayVolume
 
 log = logging.getLogger(__name__)
 
