@@ -21,7 +21,6 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QGridLayout,
     QHBoxLayout,
@@ -39,6 +38,7 @@ from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.pacs_cache import RetrievedStudy
 from brainseg_gui.core.pacs_client import SeriesMatch, StudyMatch, StudyQuery
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
+from brainseg_gui.ui.pacs_node_combo import NodeCombo
 from brainseg_gui.ui.pacs_nodes_dialog import (
     ERROR_COLOUR,
     PacsNodesDialog,
@@ -71,7 +71,6 @@ class PacsDialog(QDialog):
         self.setWindowTitle("Open from PACS")
         self.runner = runner
         self.store = store or NodeStore()
-        self.nodes: list[PacsNode] = []
         self.studies: list[StudyMatch] = []
         self.series: list[SeriesMatch] = []
         self.series_study: str | None = None  # the study whose series are listed
@@ -91,7 +90,7 @@ class PacsDialog(QDialog):
     def _build_node_row(self) -> QHBoxLayout:
         """The node chooser with the chosen node in words, and the hint shown when there is none."""
         row = QHBoxLayout()
-        self.node_combo = QComboBox()
+        self.node_combo = NodeCombo()
         self.node_combo.setMinimumWidth(180)
         self.node_combo.currentIndexChanged.connect(lambda _index: self._node_changed())
         self.node_info = QLabel()
@@ -180,19 +179,12 @@ class PacsDialog(QDialog):
     # ---- nodes -----------------------------------------------------------------------------------
     def refresh_nodes(self) -> None:
         """Reread the node list (a node added in a terminal meanwhile appears), keeping the chosen one."""
-        chosen = self.node_combo.currentText()
         try:
-            self.nodes = self.store.nodes()
+            nodes = self.store.nodes()
         except PacsError as error:
-            self.nodes = []
+            nodes = []
             self._show_error(error)
-        self.node_combo.blockSignals(True)
-        self.node_combo.clear()
-        for node in self.nodes:
-            self.node_combo.addItem(node.name)
-            self.node_combo.setItemData(self.node_combo.count() - 1, node.describe(), Qt.ItemDataRole.ToolTipRole)
-        self.node_combo.setCurrentIndex(max(self.node_combo.findText(chosen), 0) if self.nodes else -1)
-        self.node_combo.blockSignals(False)
+        self.node_combo.fill(nodes)
         self.no_nodes.setVisible(not self.nodes)
         self._node_changed()
 
@@ -201,17 +193,17 @@ class PacsDialog(QDialog):
         return show_pacs_nodes_dialog(self, self.runner, self.store, self.refresh_nodes)
 
     @property
+    def nodes(self) -> list[PacsNode]:
+        return self.node_combo.nodes
+
+    @property
     def node(self) -> PacsNode | None:
         """The chosen node (None when the user has none)."""
-        index = self.node_combo.currentIndex()
-        return self.nodes[index] if 0 <= index < len(self.nodes) else None
+        return self.node_combo.node
 
     def select_node(self, name: str) -> None:
         """Choose a node by name, as the combo does (tests and scripts)."""
-        index = self.node_combo.findText(name)
-        if index < 0:
-            raise KeyError(f"no PACS node {name!r} in the dialog; it lists {[n.name for n in self.nodes]}")
-        self.node_combo.setCurrentIndex(index)
+        self.node_combo.select(name)
 
     def _node_changed(self) -> None:
         """Another node: the studies listed came from the last one, so they go."""

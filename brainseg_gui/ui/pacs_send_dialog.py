@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDialog,
     QFormLayout,
     QHBoxLayout,
@@ -43,6 +42,7 @@ from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.pacs_send import send_files
 from brainseg_gui.core.progress import CancelToken, ProgressFn
+from brainseg_gui.ui.pacs_node_combo import NodeCombo
 from brainseg_gui.ui.pacs_nodes_dialog import ERROR_COLOUR, describe_error
 from brainseg_gui.ui.workers import Job, JobRunner
 
@@ -129,7 +129,6 @@ class PacsSendDialog(QDialog):
         self.store = store or NodeStore()
         self.temp_root: Path | None = None  # where the temporary folder goes (None: the system's)
         self.request: ResultsRequest | None = None
-        self.nodes: list[PacsNode] = []
         self._job: Job | None = None
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_node_row())
@@ -141,7 +140,7 @@ class PacsSendDialog(QDialog):
     # ---- building --------------------------------------------------------------------------------
     def _build_node_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        self.node_combo = QComboBox()
+        self.node_combo = NodeCombo()
         self.node_combo.setMinimumWidth(160)
         self.node_combo.currentIndexChanged.connect(lambda _index: self._node_changed())
         self.node_info = QLabel()
@@ -236,33 +235,26 @@ class PacsSendDialog(QDialog):
     # ---- nodes -----------------------------------------------------------------------------------
     def refresh_nodes(self) -> None:
         """Reread the node list (one added meanwhile appears), keeping the chosen node."""
-        chosen = self.node_combo.currentText()
         try:
-            self.nodes = self.store.nodes()
+            nodes = self.store.nodes()
         except PacsError as error:
-            self.nodes = []
+            nodes = []
             self._show_error(error)
-        self.node_combo.blockSignals(True)
-        self.node_combo.clear()
-        for node in self.nodes:
-            self.node_combo.addItem(node.name)
-            self.node_combo.setItemData(self.node_combo.count() - 1, node.describe(), Qt.ItemDataRole.ToolTipRole)
-        self.node_combo.setCurrentIndex(max(self.node_combo.findText(chosen), 0) if self.nodes else -1)
-        self.node_combo.blockSignals(False)
+        self.node_combo.fill(nodes)
         self.no_nodes.setVisible(not self.nodes)
         self._node_changed()
 
     @property
+    def nodes(self) -> list[PacsNode]:
+        return self.node_combo.nodes
+
+    @property
     def node(self) -> PacsNode | None:
-        index = self.node_combo.currentIndex()
-        return self.nodes[index] if 0 <= index < len(self.nodes) else None
+        return self.node_combo.node
 
     def select_node(self, name: str) -> None:
         """Choose a node by name, as the combo does."""
-        index = self.node_combo.findText(name)
-        if index < 0:
-            raise KeyError(f"no PACS node {name!r} in the dialog; it lists {[n.name for n in self.nodes]}")
-        self.node_combo.setCurrentIndex(index)
+        self.node_combo.select(name)
 
     def _node_changed(self) -> None:
         node = self.node
