@@ -38,13 +38,7 @@ from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.pacs_cache import RetrievedStudy
 from brainseg_gui.core.pacs_client import SeriesMatch, StudyMatch, StudyQuery
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
-from brainseg_gui.ui.pacs_node_combo import NodeCombo
-from brainseg_gui.ui.pacs_nodes_dialog import (
-    ERROR_COLOUR,
-    PacsNodesDialog,
-    describe_error,
-    show_pacs_nodes_dialog,
-)
+from brainseg_gui.ui.pacs_nodes_dialog import PacsNodesDialog, show_pacs_nodes_dialog
 from brainseg_gui.ui.pacs_tables import (
     SERIES_COLUMNS,
     STUDY_COLUMNS,
@@ -53,6 +47,7 @@ from brainseg_gui.ui.pacs_tables import (
     series_cells,
     study_cells,
 )
+from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeCombo, push_button, show_fault
 from brainseg_gui.ui.workers import Job, JobRunner
 
 NO_NODES = ("No PACS node yet. Add one with <b>Nodes…</b> above, or in a terminal:<br>"
@@ -101,7 +96,7 @@ class PacsDialog(QDialog):
         row.addWidget(QLabel("PACS node:"))
         row.addWidget(self.node_combo)
         row.addWidget(self.node_info, 1)
-        self.nodes_button = self._button("Nodes…", self.edit_nodes)
+        self.nodes_button = push_button("Nodes…", self.edit_nodes)
         self.nodes_button.setToolTip("Add, edit, remove or test PACS nodes")
         row.addWidget(self.nodes_button)
         return row
@@ -158,9 +153,9 @@ class PacsDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel()
-        self.cancel_button = self._button("Cancel", self.cancel)
-        self.retrieve_button = self._button("Retrieve and open", self.retrieve)
-        self.close_button = self._button("Close", self.reject)
+        self.cancel_button = push_button("Cancel", self.cancel)
+        self.retrieve_button = push_button("Retrieve and open", self.retrieve)
+        self.close_button = push_button("Close", self.reject)
         row = QHBoxLayout()
         row.addWidget(self.progress)
         row.addWidget(self.status, 1)
@@ -169,12 +164,6 @@ class PacsDialog(QDialog):
         footer.addWidget(self.message)
         footer.addLayout(row)
         return footer
-
-    def _button(self, text: str, slot: Callable[[], Any]) -> QPushButton:
-        button = QPushButton(text)
-        button.setAutoDefault(False)  # Enter in a search field searches, never retrieves or closes
-        button.clicked.connect(lambda _checked=False: slot())
-        return button
 
     # ---- nodes -----------------------------------------------------------------------------------
     def refresh_nodes(self) -> None:
@@ -386,11 +375,7 @@ class PacsDialog(QDialog):
 
     def _show_error(self, error: BaseException | None) -> None:
         """One message for the fault (None: clear it); the dialog itself stays usable."""
-        text = "" if error is None else describe_error(error)
-        self.message.setText(text)
-        self.message.setVisible(bool(text))
-        if text:
-            self.status.setText("")
+        show_fault(self.message, self.status, error)
 
     def _sync(self) -> None:
         """Enable what makes sense now: only Cancel while retrieving; Retrieve once a study's series are ticked."""

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QMessageBox,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -39,21 +38,15 @@ from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.pacs_nodes import AUTHS, NodeStore, PacsError, PacsNode
 from brainseg_gui.core.pacs_secrets import describe_store
+from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, describe_error, push_button
 from brainseg_gui.ui.workers import Job, JobRunner
 
 KIND_TITLES = {"dicomweb": "DICOMweb", "dimse": "DIMSE"}
 DEFAULT_DIMSE_PORT = 104
-ERROR_COLOUR = "#d33"
 OK_COLOUR = "#2a2"
 #: The form of a new node: DICOMweb without authentication; a DIMSE node speaks as BRAINSEG.
 BLANK: dict[str, Any] = {"name": "", "kind": "dicomweb", "url": "", "auth": "none", "username": "", "ca_bundle": "",
                          "ae_title": "", "host": "", "port": DEFAULT_DIMSE_PORT, "our_ae_title": "BRAINSEG"}
-
-
-def describe_error(error: BaseException) -> str:
-    """One line for a fault (here and in the Open from PACS dialog): a BrainSeg error says what failed
-    itself; anything else is named."""
-    return str(error) if isinstance(error, BrainSegError) else f"unexpected error ({type(error).__name__}): {error}"
 
 
 class PacsNodesDialog(QDialog):
@@ -114,7 +107,7 @@ class PacsNodesDialog(QDialog):
         self.ca_edit.setPlaceholderText("empty: the system's CAs")
         self.ca_row = QHBoxLayout()
         self.ca_row.addWidget(self.ca_edit, 1)
-        self.ca_row.addWidget(self._button("Browse…", self._browse_ca))
+        self.ca_row.addWidget(push_button("Browse…", self._browse_ca))
         self.ae_edit = QLineEdit()
         self.ae_edit.setPlaceholderText("the PACS's AE title, e.g. ORTHANC")
         self.host_edit = QLineEdit()
@@ -135,22 +128,16 @@ class PacsNodesDialog(QDialog):
 
     def _build_buttons(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        self.new_button = self._button("New", self.new)
-        self.save_button = self._button("Save", self.save)
-        self.remove_button = self._button("Remove…", self.ask_remove)
-        self.test_button = self._button("Test connection", self.test_connection)
-        close = self._button("Close", self.accept)
+        self.new_button = push_button("New", self.new)
+        self.save_button = push_button("Save", self.save)
+        self.remove_button = push_button("Remove…", self.ask_remove)
+        self.test_button = push_button("Test connection", self.test_connection)
+        close = push_button("Close", self.accept)
         for button in (self.new_button, self.save_button, self.remove_button, self.test_button):
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(close)
         return row
-
-    def _button(self, text: str, slot: Callable[[], Any]) -> QPushButton:
-        button = QPushButton(text)
-        button.setAutoDefault(False)  # Enter in a field must not remove or close
-        button.clicked.connect(lambda _checked=False: slot())
-        return button
 
     def _browse_ca(self) -> None:
         chosen, _ = QFileDialog.getOpenFileName(self, "The CA certificate that signed the PACS's certificate",

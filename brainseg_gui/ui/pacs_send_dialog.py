@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -42,8 +40,7 @@ from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 from brainseg_gui.core.pacs_send import send_files
 from brainseg_gui.core.progress import CancelToken, ProgressFn
-from brainseg_gui.ui.pacs_node_combo import NodeCombo
-from brainseg_gui.ui.pacs_nodes_dialog import ERROR_COLOUR, describe_error
+from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeCombo, push_button, show_fault
 from brainseg_gui.ui.workers import Job, JobRunner
 
 if TYPE_CHECKING:
@@ -180,9 +177,9 @@ class PacsSendDialog(QDialog):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel()
-        self.send_button = self._button("Send", self.send)
+        self.send_button = push_button("Send", self.send)
         self.send_button.setDefault(True)
-        self.cancel_button = self._button("Cancel", self.cancel)
+        self.cancel_button = push_button("Cancel", self.cancel)
         row = QHBoxLayout()
         row.addWidget(self.progress)
         row.addWidget(self.status, 1)
@@ -191,12 +188,6 @@ class PacsSendDialog(QDialog):
         footer.addWidget(self.message)
         footer.addLayout(row)
         return footer
-
-    def _button(self, text: str, slot: Callable[[], Any]) -> QPushButton:
-        button = QPushButton(text)
-        button.setAutoDefault(False)
-        button.clicked.connect(lambda _checked=False: slot())
-        return button
 
     # ---- what is sent ----------------------------------------------------------------------------
     def set_request(self, request: ResultsRequest) -> None:
@@ -326,11 +317,8 @@ class PacsSendDialog(QDialog):
         self._sync()
 
     def _show_error(self, error: BaseException | None) -> None:
-        text = "" if error is None else describe_error(error)
-        self.message.setText(text)
-        self.message.setVisible(bool(text))
-        if text:
-            self.status.setText("")
+        """One message for the fault (None: clear it); the dialog itself stays usable."""
+        show_fault(self.message, self.status, error)
 
     def _sync(self) -> None:
         free = not self.busy

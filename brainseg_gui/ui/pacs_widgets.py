@@ -1,11 +1,41 @@
-"""The PACS node chooser of the Open-from-PACS and Send-to-PACS dialogs (one widget, not two copies)."""
+"""What the PACS dialogs share (Open from PACS, Send to PACS, PACS nodes): the node chooser, their
+buttons, and how a fault is shown (one red line, the dialog staying usable)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QWidget
+from collections.abc import Callable
+from typing import Any
 
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QWidget
+
+from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.pacs_nodes import PacsNode
+
+#: The colour of a fault's line.
+ERROR_COLOUR = "#d33"
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a fault: a BrainSeg error says what failed itself; anything else is named."""
+    return str(error) if isinstance(error, BrainSegError) else f"unexpected error ({type(error).__name__}): {error}"
+
+
+def push_button(text: str, slot: Callable[[], Any]) -> QPushButton:
+    """A button that is never the dialog's default: Enter in a field never sends, retrieves or closes."""
+    button = QPushButton(text)
+    button.setAutoDefault(False)
+    button.clicked.connect(lambda _checked=False: slot())
+    return button
+
+
+def show_fault(message: QLabel, status: QLabel, error: BaseException | None) -> None:
+    """The fault in `message` (None: clear it), and the progress line `status` emptied beside it."""
+    text = "" if error is None else describe_error(error)
+    message.setText(text)
+    message.setVisible(bool(text))
+    if text:
+        status.setText("")
 
 
 class NodeCombo(QComboBox):
