@@ -304,6 +304,10 @@ class EditSession:
             if not mask.any():
                 raise EditError(f"slice {index} (axis {axis}) holds no voxel of label {label} to interpolate from")
             masks.append(mask)
+        if not (masks[0] & masks[1]).any():
+            raise EditError(f"the shapes on slices {first} and {last} do not overlap, so no shape can be "
+                            "interpolated between them (it would vanish part-way); draw a slice between "
+                            "them, or make the two shapes overlap")
         union = masks[0] | masks[1]
         rows, cols = np.nonzero(union)
         plane_shape = union.shape
@@ -314,6 +318,9 @@ class EditSession:
         steps = np.arange(first + 1, last)
         weights = (steps - first) / (last - first)
         blend = (1 - weights)[:, None, None] * distance[0][None] + weights[:, None, None] * distance[1][None]
+        if not (blend < 0).any(axis=(1, 2)).all():
+            raise EditError(f"interpolating between slices {first} and {last} leaves a slice between them "
+                            "empty; draw a slice between them")
         inside = np.moveaxis(blend < 0, 0, axis)
         box_list = list(self._box_from_plane(axis, first + 1, box_2d))
         box_list[axis] = slice(first + 1, last)

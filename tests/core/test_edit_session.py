@@ -155,6 +155,17 @@ def test_interpolation_refuses_what_it_cannot_do() -> None:
         session.interpolate(2, 0, 5, 0)
 
 
+def test_shapes_that_do_not_overlap_are_not_interpolated_and_nothing_changes() -> None:
+    labels = np.zeros((30, 30, 6), np.uint8)
+    labels[2:6, 2:6, 0] = 1  # top left
+    labels[22:28, 22:28, 5] = 1  # bottom right: the blend would vanish half-way
+    session = EditSession(labels.copy(), grid((30, 30, 6)))
+    with pytest.raises(EditError, match="do not overlap"), session.stroke("interpolate"):
+        session.interpolate(2, 0, 5, 1)
+    np.testing.assert_array_equal(session.labels, labels)
+    assert session.undo_depth == 0
+
+
 def test_a_stroke_undoes_and_redoes_as_one_step() -> None:
     session = EditSession(np.zeros((20, 16, 10), np.uint8), grid())
     with session.stroke("brush"):

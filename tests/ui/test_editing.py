@@ -178,6 +178,19 @@ def test_each_tool_lands_on_the_right_file_voxels(qtbot, window, toy_case) -> No
     window.edit_panel.undo_button.click()
     np.testing.assert_array_equal(session.labels, before)
 
+    # shapes that do not overlap: said, and nothing changes
+    state.set_crosshair((8, 8, 4))
+    editing.press("axial", (8, 8, 4))
+    editing.release()
+    assert editing.interpolation_slices() == ("axial", 4, high)
+    said: list[str] = []
+    editing.message.connect(said.append)
+    unchanged, depth = session.labels.copy(), session.undo_depth
+    assert not editing.interpolate()
+    assert said and "do not overlap" in said[-1]
+    np.testing.assert_array_equal(session.labels, unchanged)
+    assert session.undo_depth == depth
+
 
 def test_ctrl_click_moves_the_crosshair_while_a_tool_is_chosen(qtbot, window, toy_case) -> None:
     open_and_segment(qtbot, window, toy_case)
