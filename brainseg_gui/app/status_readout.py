@@ -12,8 +12,12 @@ SHORT = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 
 
 def describe_voxel(volume: DisplayVolume, voxel: tuple[int, int, int],
-                   prediction: np.ndarray | None = None) -> str:
-    """One line for the status bar; `voxel` is a RAS index, shown as the file's own (i, j, k)."""
+                   prediction: np.ndarray | None = None, *, brain_mask: bool = False) -> str:
+    """One line for the status bar; `voxel` is a RAS index, shown as the file's own (i, j, k).
+
+    `brain_mask`: the layer under the cursor is the brain mask being checked (Prepare), not a tumour
+    prediction, so it is named as such (its code is no tissue class).
+    """
     i, j, k = volume.file_index(voxel)
     x, y, z = volume.world_mm(voxel)
     parts = [f"voxel ({i}, {j}, {k})", f"RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm"]
@@ -25,6 +29,8 @@ def describe_voxel(volume: DisplayVolume, voxel: tuple[int, int, int],
     truth = volume.truth_label(voxel)
     if truth is not None:
         parts.append(f"label {truth}")
-    if prediction is not None:
+    if prediction is not None and brain_mask:
+        parts.append("brain mask" if int(prediction[voxel]) else "outside the brain mask")
+    elif prediction is not None:
         parts.append(f"predicted {tissue_of_code(int(prediction[voxel])) or 'background'}")
     return "   |   ".join(parts)

@@ -43,7 +43,7 @@ from brainseg_gui.ui.edit_panel import EditPanel
 from brainseg_gui.ui.export_actions import Exporter
 from brainseg_gui.ui.model_actions import ModelActions
 from brainseg_gui.ui.overlay_panel import OverlayPanel
-from brainseg_gui.ui.prepare_controller import PrepareController
+from brainseg_gui.ui.prepare_controller import PrepareController, Stage
 from brainseg_gui.ui.prepare_panel import PreparePanel
 from brainseg_gui.ui.prompts import Prompter
 from brainseg_gui.ui.recent_studies import RecentStudies
@@ -302,7 +302,8 @@ class MainWindow(WindowEditing, QMainWindow):
             self.segmentation.code if self.segmentation is not None else None)
         target = voxel if voxel is not None else self.state.crosshair
         prefix = "" if voxel is not None else "crosshair: "
-        self.position_label.setText(prefix + describe_voxel(self.volume, target, prediction))
+        checking = self.prepare.stage is Stage.REVIEW  # the layer is the brain mask, not a prediction
+        self.position_label.setText(prefix + describe_voxel(self.volume, target, prediction, brain_mask=checking))
 
     # ---- segmentation --------------------------------------------------------------------
     def run_segmentation(self) -> Job | None:

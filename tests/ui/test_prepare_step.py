@@ -152,6 +152,10 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     assert panel.review_box.isVisible() and panel.accept_button.isEnabled()
     assert "Check the brain mask" in panel.banner.text()
     assert window.run_segmentation() is None  # not before the mask is accepted
+    inside = tuple(int(v) for v in np.argwhere(np.asarray(editing.code_ras) != 0)[0])  # a RAS voxel of the mask
+    window.state.set_crosshair(inside)
+    readout = window.position_label.text()
+    assert "brain mask" in readout and "predicted" not in readout, readout  # never "predicted ED" over the brain
     view = window.grid.views[0]
     assert colour_mask(rgb(view.grab()), COLOURS["WT"], tolerance=120).sum() > 100
     shot(qtbot, window, "2_brain_mask_check.png")
