@@ -38,8 +38,9 @@ def test_prepare_writes_the_case_and_says_what_it_did(capsys: pytest.CaptureFixt
     assert status == 0, err
     case_id = raw_case.name
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted([f"{case_id}_{s}.nii.gz" for s in ("t1", "t1ce", "t2", "flair", "brainmask")]
+    assert names == sorted([f"{case_id}_{s}.nii.gz" for s in ("t1", "t1ce", "t2", "flair", "brainmask", "seg")]
                            + [f"{case_id}_prepare.json", ".brainseg-output.json"])  # the marker: prepare's folder
+    # (the case's ground truth comes along onto the prepared grid, so the prepared case can be scored)
     assert f"case:        {case_id}" in out
     assert "grid:        40 x 48 x 36 voxels, 1 x 1 x 1 mm, LPS" in out
     assert "t2: orientation RAS differs from the training data's LPS" in out

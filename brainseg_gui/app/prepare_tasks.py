@@ -141,7 +141,9 @@ def prepare_for_review(study: Study, out_dir: Path, options: PrepareOptions, *,
                        cancel: CancelToken) -> MaskReview:
     """Prepare `study` into `out_dir` and build the unmasked view its brain mask is checked on."""
     source, files = prepare_source(study, options.single_as)
+    truth = study.sources.get("seg")  # the ground truth comes along, so the prepared case can be scored
     prepared = prepare_fn(source, out_dir, files=files, case_id=study.case_id, reference=options.reference,
+                          truth_file=Path(truth) if truth is not None and Path(truth).is_file() else None,
                           resolution_mm=options.resolution_mm, skull_strip=options.skull_strip,
                           brain_params=options.brain, registration=options.registration, keep_images=True,
                           progress=sub_progress(progress, 0.0, 0.95), cancel=cancel)

@@ -59,6 +59,8 @@ BRAIN_SEQUENCES = ("t1", "t1ce", "flair", "t2")
 #: Reference used when the requested one is missing, in order of preference.
 REFERENCE_FALLBACK = ("t1ce", "t1", "flair", "t2")
 MASK_NAME = "brainmask"
+#: The ground truth of a prepared case, when the study had one: `<case>_seg.nii.gz`, as BraTS names it.
+TRUTH_NAME = "seg"
 #: An extracted brain smaller than this (mL) is suspect (adults ~1000-1900 mL, infants less).
 MIN_BRAIN_ML = 600.0
 
@@ -101,6 +103,7 @@ def prepare_study(
     registration: RegistrationSettings | None = None,
     case_id: str | None = None,
     keep_images: bool = False,
+    truth_file: Path | None = None,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
     output: OutputFolder | None = None,
@@ -108,7 +111,8 @@ def prepare_study(
     """Register, resample, skull-strip and write a raw study as a BraTS-ready case in `out_dir`.
 
     `source`: a case folder or file, a CaseFiles, or a loaded Study; `files` ({sequence: path},
-    e.g. one DICOM folder per sequence) adds to or replaces its sequences. Sequences missing from
+    e.g. one DICOM folder per sequence) adds to or replaces its sequences; the study's ground truth
+    (or `truth_file`) is carried onto the prepared grid as `<case>_seg.nii.gz`, so it can be scored. Sequences missing from
     the study are reported in the record and the log, and the rest is prepared. With
     `skull_strip=False`, or when the study is already skull-stripped, the brain mask is the
     non-zero region. Raises StudyLoadError for unreadable input, RegistrationError for a failed
@@ -128,13 +132,14 @@ def prepare_study(
 
     progress(0.0, "reading the study")
     name_of_case, sources, volumes = _read(source, files)
+    truth = _read_truth(source) if truth_file is None else _read_labels(Path(truth_file))
     case_id = case_id or name_of_case
     _check(cancel)
     timings["read"] = time.perf_counter() - started
     present = [name for name in SEQUENCES if name in volumes]
     missing = [name for name in SEQUENCES if name not in volumes]
     if output is not None:  # a file of the user's with a name written below refuses before the work
-        output.refuse_foreign(*_output_names(out, case_id, present))
+        output.refuse_foreign(*_output_names(out, case_id, present, truth=truth is not None))
     warnings: list[str] = []
     if missing:
         warnings.append(f"missing sequences: {', '.join(missing)} (prepared what is there: {', '.join(present)})")
@@ -167,6 +172,7 @@ def prepare_study(
         array, grid = volumes[name]
         images[name] = resample_through(array, grid, target, transforms[name].matrix)
     del volumes
+    truth_prepared, truth_record = _truth_onto(truth, grids, chosen, transforms, target, warnings)
     timings["resample"] = time.perf_counter() - tick
 
     # 3. brain extraction (75% .. 90%)
@@ -204,9 +210,11 @@ def prepare_study(
         "registration": settings.as_dict(),
         "readiness_before": readiness_problems,
         "warnings": warnings,
+        **({"truth": {**truth_record, "file": _file_name(case_id, TRUTH_NAME)}} if truth_record else {}),
     }
-    prepared = _write(out, case_id, images, brain, record, extraction, protect=sources.values(), timings=timings,
-                      started=started, output=output)
+    protect = [*sources.values(), *([truth[2]] if truth is not None else [])]
+    prepared = _write(out, case_id, images, brain, record, extraction, protect=protect, timings=timings,
+                      started=started, output=output, truth=truth_prepared)
     for warning in warnings:
         log.warning("%s: %s", case_id, warning)
     progress(1.0, f"prepared {case_id}")
@@ -352,16 +360,57 @@ def _file_name(case_id: str, name: str) -> str:
     return f"{case_id}_{name}.nii.gz"
 
 
-def _output_names(out: Path, case_id: str, sequences: Iterable[str]) -> list[Path]:
-    """The files a prepare writes: one per sequence, the brain mask, and last the record."""
-    return [*(out / _file_name(case_id, name) for name in (*sequences, MASK_NAME)), out / f"{case_id}_prepare.json"]
+def _output_names(out: Path, case_id: str, sequences: Iterable[str], *, truth: bool = False) -> list[Path]:
+    """The files a prepare writes: one per sequence, the brain mask, the truth if any, and last the record."""
+    names = (*sequences, MASK_NAME, *([TRUTH_NAME] if truth else []))
+    return [*(out / _file_name(case_id, name) for name in names), out / f"{case_id}_prepare.json"]
+
+
+def _read_truth(source: Path | str | CaseFiles | Study | None) -> tuple[np.ndarray, Grid, Path] | None:
+    """The study's ground-truth label map on its own grid, with its file, when it has one."""
+    if isinstance(source, Study):
+        if source.labels is None:
+            return None
+        return np.asarray(source.labels), source.grid, Path(source.sources.get("seg", f"<{source.case_id} labels>"))
+    if source is None:
+        return None
+    case = source if isinstance(source, CaseFiles) else find_case(Path(source))
+    return None if case.seg is None else _read_labels(Path(case.seg))
+
+
+def _read_labels(path: Path) -> tuple[np.ndarray, Grid, Path]:
+    from brainseg_gui.core.image_io import read_image
+
+    labels, grid = read_image(path)
+    return np.asarray(labels), grid, path
+
+
+def _truth_onto(truth: tuple[np.ndarray, Grid, Path] | None, grids: Mapping[str, Grid], reference: str,
+                transforms: Mapping[str, RigidTransform], target: Grid,
+                warnings: list[str]) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The truth on the prepared grid, nearest neighbour through the transform of the sequence whose grid
+    it shares (the reference's first), so the prepared case can still be scored; and its record entry."""
+    if truth is None:
+        return None, {}
+    labels, grid, path = truth
+    if labels.ndim != 3 or np.issubdtype(labels.dtype, np.floating) and not np.all(np.mod(labels, 1) == 0):
+        warnings.append(f"the ground truth {path} is not a 3D label map: not carried into the prepared case")
+        return None, {}
+    on = next((name for name in (reference, *grids) if name in grids and grids[name].same_as(grid)), None)
+    if on is None:
+        warnings.append(f"the ground truth {path} lies on none of the sequences' grids: not carried into the "
+                        "prepared case (score on the original study instead)")
+        return None, {}
+    mapped = resample_through(labels.astype(np.uint8), grid, target, transforms[on].matrix, nearest=True)
+    return mapped, {"source": str(path), "on": on}
 
 
 def _write(out: Path, case_id: str, images: Mapping[str, np.ndarray], brain: np.ndarray,
            record: Mapping[str, Any], extraction: Mapping[str, Any], *, protect: Any,
-           timings: dict[str, float], started: float, output: OutputFolder | None = None) -> PreparedStudy:
-    """The masked images, the mask and the record, as one set: all of them replace an earlier
-    preparation of the case, or none does.
+           timings: dict[str, float], started: float, output: OutputFolder | None = None,
+           truth: np.ndarray | None = None) -> PreparedStudy:
+    """The masked images, the mask, the mapped ground truth (when given) and the record, as one set:
+    all of them replace an earlier preparation of the case, or none does.
 
     With `output`, every file is recorded as the command's before the first is written (a file of
     the user's with one of these names refuses the whole case).
@@ -371,7 +420,7 @@ def _write(out: Path, case_id: str, images: Mapping[str, np.ndarray], brain: np.
     protect = [Path(p) for p in protect]
     record_path = _output_names(out, case_id, images)[-1]
     if output is not None:
-        output.own(*_output_names(out, case_id, images))
+        output.own(*_output_names(out, case_id, images, truth=truth is not None))
     files: dict[str, Path] = {}
     mask_path = out / _file_name(case_id, MASK_NAME)
     with FileSet() as written:
@@ -384,6 +433,9 @@ def _write(out: Path, case_id: str, images: Mapping[str, np.ndarray], brain: np.
             files[name] = path
         write_image(mask_path, brain.astype(np.uint8), grid, description="BrainSeg brain mask", protect=protect,
                     files=written)
+        if truth is not None:  # the truth's labels as they were, on the prepared grid: BraTS's <case>_seg name
+            write_image(out / _file_name(case_id, TRUTH_NAME), truth.astype(np.uint8), grid,
+                        description="ground truth, prepared", protect=protect, files=written)
         timings["write"] = time.perf_counter() - tick
         timings["total"] = time.perf_counter() - started
         full = dict(record)

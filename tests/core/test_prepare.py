@@ -205,6 +205,33 @@ def test_a_skull_stripped_study_is_registered_and_kept_as_it_is(phantom_case: Pa
     assert prepared.record.data["brain_extraction"]["method"].startswith("already skull-stripped")
 
 
+def test_the_ground_truth_comes_along_so_the_prepared_case_can_be_scored(phantom_case: Path, tmp_path: Path) -> None:
+    brats = load_study(phantom_case)
+    assert brats.labels is not None
+    prepared = prepare_study(phantom_case, tmp_path / "out")
+    truth_file = prepared.out_dir / f"{prepared.case_id}_seg.nii.gz"
+    assert truth_file.is_file()
+    assert prepared.record.data["truth"]["on"] == "t1ce" and prepared.record.data["truth"]["file"] == truth_file.name
+    again = load_study(prepared.out_dir)  # found as the prepared case's own label map
+    assert again.labels is not None and set(np.unique(again.labels)) == set(np.unique(brats.labels))
+    back, grid = map_to_original(np.asarray(again.labels), prepared.record, "t1ce")
+    assert grid.same_as(brats.grid)
+    for value in (1, 2, 4):
+        assert dice(back == value, brats.labels == value) > 0.95, value
+
+
+def test_a_truth_on_no_sequence_grid_is_not_carried_and_said(phantom_case: Path, tmp_path: Path) -> None:
+    import shutil
+
+    case = Path(shutil.copytree(phantom_case, tmp_path / "case"))
+    seg = next(case.glob("*_seg.nii.gz"))
+    image = nib.load(seg)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:-2], image.affine), seg)  # another grid
+    prepared = prepare_study(case, tmp_path / "out", skull_strip=False)
+    assert not (prepared.out_dir / f"{prepared.case_id}_seg.nii.gz").exists()
+    assert any("ground truth" in warning for warning in prepared.record.data["warnings"])
+
+
 def test_a_faint_rim_of_a_thick_sequence_does_not_grow_a_stripped_brain(phantom_case: Path, tmp_path: Path) -> None:
     """Thick slices interpolated onto 1 mm leave faint values past the brain's edge: the brain is the
     thin sequence's non-zero region, not the union (which gave a 15 % larger brain and worse Dice)."""
