@@ -228,6 +228,7 @@ class MainWindow(WindowEditing, QMainWindow):
         sequence = self.state.sequence if self.state.sequence in volume.images else volume.sequences[0]
         if "t1ce" in volume.images and self.state.sequence not in volume.images:
             sequence = "t1ce"
+        sequence = _opened_sequence(volume, path) or sequence  # the file the user opened is the one shown
         windows = {name: volume.window(name) for name in volume.sequences}
         self.state.shape = volume.shape
         self.editing.set_volume(volume)
@@ -493,3 +494,15 @@ def _panel_dock(title: str, name: str, widgets: tuple[QWidget, ...]) -> QDockWid
     dock.setWidget(scroll)
     dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
     return dock
+
+
+def _opened_sequence(volume: DisplayVolume, path: Path | None) -> str | None:
+    """The sequence whose file the user opened (a case opened by one of its files), or None."""
+    if path is None or not path.is_file():
+        return None
+    opened = path.resolve()
+    for name, source in volume.study.sources.items():
+        if name in volume.images and Path(source).resolve() == opened:
+            return name
+    return None
+

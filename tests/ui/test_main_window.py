@@ -52,6 +52,15 @@ def test_open_toy_case_shows_three_oriented_views(qtbot, window, toy_case, scree
     window.save_screenshot(screenshots / "toy_1x3.png")
 
 
+def test_the_sequence_of_the_file_opened_is_the_one_shown(qtbot, window, toy_case) -> None:
+    open_and_wait(qtbot, window, toy_case / "toy_flair.nii.gz")
+    assert window.state.sequence == "flair"
+    open_and_wait(qtbot, window, toy_case / "toy_t2.nii.gz")
+    assert window.state.sequence == "t2"
+    open_and_wait(qtbot, window, toy_case)  # a folder: the sequence shown stays
+    assert window.state.sequence == "t2"
+
+
 def test_keys_switch_sequences_and_layouts(qtbot, window, toy_case, screenshots) -> None:
     volume = open_and_wait(qtbot, window, toy_case)
     window.activateWindow()
