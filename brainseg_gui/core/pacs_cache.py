@@ -25,10 +25,11 @@ from typing import Any
 
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.dicom_sources import cache_root
-from brainseg_gui.core.errors import Cancelled
+from brainseg_gui.core.errors import BrainSegError, Cancelled
 from brainseg_gui.core.pacs_client import PacsConnection, SeriesMatch, text_of
 from brainseg_gui.core.pacs_nodes import PacsError
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
+from brainseg_gui.core.read_guard import read_small_text
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ def retrieve_study(connection: PacsConnection, study_uid: str, *, series_uids: S
     progress(done / max(total, 1), f"{done} of {total} images in the cache")
     for series in chosen:
         uid = series.series_uid
-        missing = [sop for sop in listed[uid] if sop not in _present(folder, uid)]
+        present = _present(folder, uid)  # one listing of the folder, not one per instance
+        missing = [sop for sop in listed[uid] if sop not in present]
         if not missing:
             continue
 
@@ -114,7 +116,8 @@ def retrieve_study(connection: PacsConnection, study_uid: str, *, series_uids: S
         except PacsError:
             _forget_if_deleted(connection, study_uid, uid, folder)
             raise
-        still = [sop for sop in listed[uid] if sop not in _present(folder, uid)]
+        arrived = _present(folder, uid)
+        still = [sop for sop in listed[uid] if sop not in arrived]
         if still:
             _forget_if_deleted(connection, study_uid, uid, folder)
             raise PacsError(f"{len(still)} of {len(listed[uid])} images of series {series.description or uid} did not "
@@ -185,7 +188,7 @@ def _touch(folder: Path) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_small_text(path, "retrieve record", 1 << 20))
+    except (BrainSegError, OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
