@@ -40,10 +40,16 @@ class StudyQueue:
 
     def received(self, study_uid: str, sop_uid: str, write: Callable[[Path], object]) -> None:
         """Keep one arrived instance (`write(path)` writes it) and note the study is receiving."""
-        write_atomic(self.incoming / study_uid / f"{sop_uid}.dcm", write)
-        with self._lock:
-            state = self.state(study_uid) or {"study": study_uid, "attempts": 0}
-            count = len(list((self.incoming / study_uid).glob("*.dcm")))
+        target = self.incoming / study_uid / f"{sop_uid}.dcm"
+        new = not target.exists()  # an instance sent again replaces its file and is not counted twice
+        write_atomic(target, write)
+        with self._lock:  # counted as they come: listing the folder at every instance made a study O(n^2)
+            state = self.state(study_uid)
+            if state is None:  # the study's first instance (or its state lost): count what is there once
+                state = {"study": study_uid, "attempts": 0}
+                count = len(list((self.incoming / study_uid).glob("*.dcm")))
+            else:
+                count = int(state.get("instances", 0)) + int(new)
             self._save({**state, "state": RECEIVING, "instances": count, "last_arrival": time.time()})
 
     def settle(self, stable_seconds: float, now: float | None = None) -> list[str]:
