@@ -131,8 +131,8 @@ def prepare_study(
         BrainExtractionParams.from_dict(dict(brain_params or {}))  # bad settings fail before any work
 
     progress(0.0, "reading the study")
-    name_of_case, sources, volumes = _read(source, files)
-    truth = _read_truth(source) if truth_file is None else _read_labels(Path(truth_file))
+    name_of_case, sources, volumes, seg = _read(source, files)
+    truth = _read_truth(source, seg) if truth_file is None else _read_labels(Path(truth_file))
     case_id = case_id or name_of_case
     _check(cancel)
     timings["read"] = time.perf_counter() - started
@@ -284,14 +284,16 @@ def _check(cancel: CancelToken | None) -> None:
         cancel.raise_if_cancelled()
 
 
-def _read(source: Path | str | CaseFiles | Study | None,
-          files: Mapping[str, Path] | None) -> tuple[str, dict[str, Path], dict[str, tuple[np.ndarray, Grid]]]:
-    """(case id, source per sequence, (float32 array, grid) per sequence on its own grid)."""
+def _read(source: Path | str | CaseFiles | Study | None, files: Mapping[str, Path] | None
+          ) -> tuple[str, dict[str, Path], dict[str, tuple[np.ndarray, Grid]], Path | None]:
+    """(case id, source per sequence, (float32 array, grid) per sequence on its own grid, the case's
+    label map file or None)."""
     if isinstance(source, Study):
         volumes = {name: (np.asarray(image, dtype=np.float32), source.grid) for name, image in source.images.items()}
         sources = {name: Path(source.sources.get(name, f"<{source.case_id} {name}>")) for name in volumes}
         case_id = source.case_id
         extra = CaseFiles(case_id, "files", dict(files)) if files else None
+        seg = None
     else:
         if source is None and not files:
             raise BrainSegError("nothing to prepare: give a study folder or file, or the sequence files")
@@ -303,6 +305,7 @@ def _read(source: Path | str | CaseFiles | Study | None,
         merged = {**case.files, **{name: Path(path) for name, path in (files or {}).items()}}
         case = CaseFiles(case.case_id, case.layout, merged, case.seg, case.msd_image)
         volumes, sources, case_id, extra = {}, dict(case.files), case.case_id, case
+        seg = case.seg
     if extra is not None:
         for name, (array, grid) in read_sequences(extra).items():
             volumes[name] = (np.asarray(array, dtype=np.float32), grid)
@@ -314,7 +317,7 @@ def _read(source: Path | str | CaseFiles | Study | None,
             volumes[name] = (np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0), grid)
     if not volumes:
         raise BrainSegError(f"case {case_id!r} has no image to prepare")
-    return case_id, sources, volumes
+    return case_id, sources, volumes, Path(seg) if seg is not None else None
 
 
 def brain_sequence(original_grids: Mapping[str, Grid]) -> str:
@@ -366,16 +369,14 @@ def _output_names(out: Path, case_id: str, sequences: Iterable[str], *, truth: b
     return [*(out / _file_name(case_id, name) for name in names), out / f"{case_id}_prepare.json"]
 
 
-def _read_truth(source: Path | str | CaseFiles | Study | None) -> tuple[np.ndarray, Grid, Path] | None:
-    """The study's ground-truth label map on its own grid, with its file, when it has one."""
+def _read_truth(source: Path | str | CaseFiles | Study | None, seg: Path | None) -> tuple[np.ndarray, Grid, Path] | None:
+    """The study's ground-truth label map on its own grid, with its file, when it has one (`seg`: the
+    label file `_read` found with the case)."""
     if isinstance(source, Study):
         if source.labels is None:
             return None
         return np.asarray(source.labels), source.grid, Path(source.sources.get("seg", f"<{source.case_id} labels>"))
-    if source is None:
-        return None
-    case = source if isinstance(source, CaseFiles) else find_case(Path(source))
-    return None if case.seg is None else _read_labels(Path(case.seg))
+    return None if seg is None else _read_labels(seg)
 
 
 def _read_labels(path: Path) -> tuple[np.ndarray, Grid, Path]:
