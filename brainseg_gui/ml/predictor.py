@@ -67,8 +67,6 @@ class Predictor:
         self.settings = InferenceSettings.from_card(card)
         if windows is not None:
             self.settings = dataclasses.replace(self.settings, windows=windows)
-        self.resolution_mm = self.settings.resolution_mm
-        self.windows = self.settings.windows
         self.model_version = self.settings.model_version
         #: Why the shipped model is used instead of the active one ("" when it is not; see from_model_dir).
         self.model_note = ""
@@ -151,7 +149,7 @@ class Predictor:
     ) -> tuple[torch.Tensor, torch.device]:
         """(1, 4, x, y, z) at model resolution -> (1, 3, x, y, z) float32 CPU logits, and the device used."""
         padded = [n + (-n) % self.divisor for n in volume.shape[2:]]
-        roi = tuple(min(r, n) for r, n in zip(self.windows.roi, padded))  # halve what is really used
+        roi = tuple(min(r, n) for r, n in zip(self.settings.windows.roi, padded))  # halve what is really used
         for attempt in range(OOM_HALVINGS + 1):
             try:
                 network = self._network_on(self.device)
@@ -175,7 +173,7 @@ class Predictor:
         log.warning(message)
         notes.append(message)
         fallback = copy.deepcopy(self.network).to(cpu)
-        return self._logits(volume, fallback, cpu, self.windows.roi, progress, cancel), cpu
+        return self._logits(volume, fallback, cpu, self.settings.windows.roi, progress, cancel), cpu
 
     def _logits(
         self,
@@ -199,8 +197,8 @@ class Predictor:
                 step = sub_progress(progress, index / len(flips), (index + 1) / len(flips))
                 flipped = padded.flip(axes) if axes else padded
                 counted = _CountingNetwork(network, step, cancel, _window_count(padded.shape[2:], window,
-                                                                                self.windows.overlap))
-                out = _sliding_window(flipped, window, counted, self.windows)
+                                                                                self.settings.windows.overlap))
+                out = _sliding_window(flipped, window, counted, self.settings.windows)
                 total += (out.flip(axes) if axes else out).float()
         logits = total / len(flips)
         return logits[:, :, : size[0], : size[1], : size[2]].cpu()
