@@ -3,12 +3,13 @@
 The run is the ordinary adversarial training (ml/training.py) started from the base model's weights
 (`TrainConfig.base_model`; network, resolution and post-processing come from its card), on the
 chosen training cases, validated on held-apart cases after every epoch. Around it:
-  - case checks (ml/finetune_cases.py): nothing on both sides, not even the same patient;
-  - per-epoch events for the listener, and a watch (ml/finetune_events.py) that stops early when the
-    validation Dice (model resolution, cheap) has not beaten the best so far, the base model
-    included, by `min_improvement` for `patience` epochs, and gives a collapse notice when the
-    discriminator wins outright (its loss near 0 while the generator's adversarial loss is large):
-    the adversarial signal is then noise;
+  - case checks (ml/finetune_cases.py): nothing on both sides, not even the same patient; a
+    validation case the base model was trained on is flagged (its Dice before is inflated);
+  - per-step events (losses, time left) and per-epoch events for the listener, and a watch
+    (ml/finetune_events.py) that stops early when the validation Dice (model resolution, cheap) has
+    not beaten the best so far, the base model included, by `min_improvement` for `patience` epochs,
+    and gives a collapse notice when the discriminator wins outright (its loss near 0 while the
+    generator's adversarial loss is large): the adversarial signal is then noise;
   - Dice and HD95 per region before and after, with the real predictor at full resolution
     (ml/finetune_metrics.py).
 The new model is written only into `out_dir`, a staging folder claimed for `finetune`
@@ -39,6 +40,8 @@ from brainseg_gui.ml.finetune_cases import (
     CaseInput,
     FinetuneError,
     check_cases,
+    inflated_warning,
+    trained_cases,
 )
 from brainseg_gui.ml.finetune_events import (
     EpochDone,
@@ -47,6 +50,8 @@ from brainseg_gui.ml.finetune_events import (
     FinetuneEvent,
     Notice,
     Started,
+    StepDone,
+    StepMonitor,
     StopEarly,
 )
 from brainseg_gui.ml.finetune_metrics import (
@@ -59,10 +64,14 @@ from brainseg_gui.ml.finetune_metrics import (
 __all__ = [
     "MIN_TRAIN_CASES", "MIN_VAL_CASES", "SETTING_HELP", "CaseCheck", "CaseInput", "EpochDone", "Evaluated",
     "FinetuneError", "FinetuneEvent", "FinetuneResult", "FinetuneSettings", "Notice", "RegionScore", "Started",
-    "ValidationMetrics", "check_cases", "comparison_rows", "finetune",
+    "StepDone", "ValidationMetrics", "check_cases", "comparison_rows", "finetune", "trained_cases",
 ]
 
 log = logging.getLogger(__name__)
+
+#: The share of the job's progress (0-1) the training takes: caching and the before-evaluation come
+#: first, the after-evaluation last.
+TRAINING_SPAN = (0.12, 0.9)
 
 
 @dataclass
@@ -138,6 +147,8 @@ class FinetuneResult:
     warnings: list[str] = field(default_factory=list)
     device: str = ""
     seconds: float = 0.0
+    #: validation case id -> the base model's training case it repeats: its "before" Dice is inflated
+    inflated: dict[str, str] = field(default_factory=dict)
 
     @property
     def saved_epoch(self) -> int:
@@ -177,10 +188,11 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     settings.check()
     emit = on_event or _ignore
     started = time.perf_counter()
-    check = check_cases(train_cases, val_cases)
+    base_dir = Path(base_model) if base_model is not None else active_model_dir()
+    base_trained = trained_cases(base_dir)
+    check = check_cases(train_cases, val_cases, base_trained)
     if check.errors:
         raise FinetuneError("; ".join(check.errors))
-    base_dir = Path(base_model) if base_model is not None else active_model_dir()
     base = load_model(base_dir)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, base_dir)
@@ -192,6 +204,9 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     warnings = list(check.warnings)
     for text in check.warnings:
         emit(Notice("few_cases", text))
+    if check.inflated:
+        warnings.append(inflated_warning(check.inflated))
+        emit(Notice("inflated", warnings[-1]))
 
     train_ids = [case.case_id for case in check.train]
     val_ids = [case.case_id for case in check.val]
@@ -219,32 +234,36 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     before_seconds = 0.0
     if settings.evaluate and context.is_main:
         clock = time.perf_counter()
-        before = _evaluate(base_dir, check, device, sub_progress(progress, 0.05, 0.12), cancel, "before")
+        before = _evaluate(base_dir, check, device, sub_progress(progress, 0.05, TRAINING_SPAN[0]), cancel,
+                           "before")
         before_seconds = time.perf_counter() - clock
         emit(Evaluated("before", before))
 
     monitor = EpochMonitor(settings, sum(base_dice.values()) / len(base_dice), emit, warnings)
-    _train(config, monitor, _with_eta(progress, 0.12, 0.9, before_seconds), cancel)
+    steps_monitor = StepMonitor(settings, steps, emit, tail_seconds=before_seconds, span=TRAINING_SPAN)
+    _train(config, monitor, steps_monitor, _with_eta(progress, *TRAINING_SPAN, before_seconds), cancel)
 
     from brainseg_gui.ml.checkpoint import read_card
 
     card = None
     if context.is_main:
         if settings.evaluate:
-            after = _evaluate(out_dir, check, device, sub_progress(progress, 0.9, 1.0), cancel, "after")
+            after = _evaluate(out_dir, check, device, sub_progress(progress, TRAINING_SPAN[1], 1.0), cancel,
+                              "after")
             emit(Evaluated("after", after))
         text = _advice(monitor, before, after, settings.min_improvement)
         if text:
             warnings.append(text)
             emit(Notice("info", text))
-        card = _finish_card(out_dir, base_dir, settings, check, monitor, before, after, warnings, device_text)
+        card = _finish_card(out_dir, base_dir, settings, check, monitor, before, after, warnings, device_text,
+                            base_trained)
     distributed.barrier()
     if card is None:
         card = read_card(out_dir)  # other ranks (a shared file system) read what rank 0 wrote
     progress(1.0, "fine-tune finished")
     return FinetuneResult(out_dir, card, base_dir, base_version,
                           monitor.history, monitor.best_epoch, monitor.stopped_early, before, after, warnings,
-                          device_text, time.perf_counter() - started)
+                          device_text, time.perf_counter() - started, dict(check.inflated))
 
 
 def _advice(monitor: EpochMonitor, before: ValidationMetrics | None, after: ValidationMetrics | None,
@@ -306,11 +325,12 @@ def _train_config(settings: FinetuneSettings, out_dir: Path, cache_dir: Path, ba
     )
 
 
-def _train(config: Any, monitor: EpochMonitor, progress: ProgressFn, cancel: CancelToken | None) -> None:
+def _train(config: Any, monitor: EpochMonitor, steps: StepMonitor, progress: ProgressFn,
+           cancel: CancelToken | None) -> None:
     from brainseg_gui.ml.training import train
 
     try:
-        train(config, progress=progress, cancel=cancel, on_epoch=monitor)
+        train(config, progress=progress, cancel=cancel, on_epoch=monitor, on_step=steps)
     except StopEarly:
         pass
 
@@ -345,7 +365,7 @@ def _evaluate(model_dir: Path, check: CaseCheck, device: Any, progress: Progress
 
 def _finish_card(out_dir: Path, base_dir: Path, settings: FinetuneSettings, check: CaseCheck, monitor: EpochMonitor,
                  before: ValidationMetrics | None, after: ValidationMetrics | None, warnings: list[str],
-                 device: str) -> Any:
+                 device: str, base_trained: list[str]) -> Any:
     """Record the fine-tune in the new model's card (the weights, hence the version, are unchanged)."""
     from brainseg_gui.ml.checkpoint import CARD_FILE, atomic_write_bytes, read_card
 
@@ -355,6 +375,8 @@ def _finish_card(out_dir: Path, base_dir: Path, settings: FinetuneSettings, chec
     training["finetune"] = {
         "base_model": str(base_dir), "base_version": base_card.version,
         "train_cases": [c.case_id for c in check.train], "validation_cases": [c.case_id for c in check.val],
+        # what the base saw, so the next fine-tune knows all this model was trained on (trained_cases)
+        "base_trained_cases": base_trained, "inflated_before": sorted(check.inflated),
         "settings": settings.to_dict(), "best_epoch": monitor.best_epoch, "epochs_run": len(monitor.history),
         "saved_epoch": max((e.epoch for e in monitor.history if e.best), default=0),
         "stopped_early": monitor.stopped_early, "device": device, "warnings": warnings,

@@ -3,13 +3,15 @@
 A pick is a case folder, any file of a case, a folder holding several cases, or a `CaseFiles` (a
 case corrected in this app: its images plus the exported mask as `seg`). `check_cases` reads only
 file names, so the panel can call it on every change. Validation must be held apart by patient, not
-only by case id: BraTS re-issues patients under new names (`splits.patient_key`).
+only by case id: BraTS re-issues patients under new names (`splits.patient_key`). The same matching
+flags a validation case the base model was trained on (`trained_cases`, from its card): allowed, but
+its Dice before is inflated.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,8 @@ CaseInput = Path | str | CaseFiles
 #: Below these counts a fine-tune is allowed but warned about (overfitting, a noisy validation).
 MIN_TRAIN_CASES = 3
 MIN_VAL_CASES = 2
+#: Fine-tunes of fine-tunes followed back through their cards, at most (a loop of paths cannot hang).
+MAX_LINEAGE = 16
 
 
 class FinetuneError(BrainSegError):
@@ -39,6 +43,8 @@ class CaseCheck:
     val: list[CaseFiles] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: validation case id -> the training case of the base model it matches (itself or its patient)
+    inflated: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,8 +87,12 @@ def expand_cases(inputs: Sequence[CaseInput], side: str) -> tuple[list[CaseFiles
     return sorted(seen.values(), key=lambda c: c.case_id), errors, warnings
 
 
-def check_cases(train: Sequence[CaseInput], val: Sequence[CaseInput]) -> CaseCheck:
-    """Expand both sides and say whether a fine-tune may start (errors) and what to warn about."""
+def check_cases(train: Sequence[CaseInput], val: Sequence[CaseInput], trained: Sequence[str] = ()) -> CaseCheck:
+    """Expand both sides and say whether a fine-tune may start (errors) and what to warn about.
+
+    `trained`: the base model's training cases (`trained_cases`); validation cases among them are
+    listed in `inflated` (a warning of its own, `inflated_warning`, not in `warnings`).
+    """
     train_cases, errors, warnings = expand_cases(train, "training")
     val_cases, val_errors, val_warnings = expand_cases(val, "validation")
     errors += val_errors
@@ -106,7 +116,72 @@ def check_cases(train: Sequence[CaseInput], val: Sequence[CaseInput]) -> CaseChe
     if val_cases and len(val_cases) < MIN_VAL_CASES:
         warnings.append(f"only {len(val_cases)} validation case(s): with fewer than {MIN_VAL_CASES} the "
                         "before/after comparison and early stopping rest on very little")
-    return CaseCheck(train_cases, val_cases, errors, warnings)
+    return CaseCheck(train_cases, val_cases, errors, warnings,
+                     inflated_cases([case.case_id for case in val_cases], trained))
+
+
+def trained_cases(model_dir: Path) -> list[str]:
+    """The case ids a model was trained on, its base models' included, from the card(s); sorted.
+
+    A fine-tuned card lists its own training cases (`training.cases`) and, since issue 19, its base's
+    (`training.finetune.base_trained_cases`); an older one names its base's folder, which is read
+    when it is still there. An unreadable card gives what was found so far (logged): the check is a
+    warning, never a reason to refuse a run.
+    """
+    from brainseg_gui.core.errors import ModelError
+    from brainseg_gui.ml.model_card import read_card
+
+    found: set[str] = set()
+    folder: Path | None = Path(model_dir)
+    for _ in range(MAX_LINEAGE):
+        if folder is None:
+            break
+        try:
+            training = read_card(folder).training
+        except (ModelError, StudyLoadError, OSError) as error:
+            log.warning("cannot read which cases %s was trained on: %s", folder, error)
+            break
+        found.update(_ids(training.get("cases")))
+        tuned = training.get("finetune")
+        tuned = tuned if isinstance(tuned, Mapping) else {}
+        if "base_trained_cases" in tuned:
+            found.update(_ids(tuned["base_trained_cases"]))
+            break
+        folder = Path(tuned["base_model"]) if isinstance(tuned.get("base_model"), str) else None
+    return sorted(found)
+
+
+def _ids(value: object) -> list[str]:
+    """A card's list of case ids (anything else, from a hand-edited card, counts as none)."""
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []
+
+
+def inflated_cases(val_ids: Sequence[str], trained: Sequence[str]) -> dict[str, str]:
+    """Validation case id -> the training case it repeats: the same id, or the same patient
+    (`splits.patient_key`, as the overlap check between the two lists)."""
+    by_patient: dict[str, str] = {}
+    for case_id in sorted(trained):
+        by_patient.setdefault(patient_key(case_id), case_id)
+    trained_ids = set(trained)
+    out = {}
+    for case_id in val_ids:
+        if case_id in trained_ids:
+            out[case_id] = case_id
+        elif patient_key(case_id) in by_patient:
+            out[case_id] = by_patient[patient_key(case_id)]
+    return out
+
+
+def inflated_warning(inflated: Mapping[str, str]) -> str:
+    """One line naming the validation cases the base model was trained on ("" for none)."""
+    if not inflated:
+        return ""
+    names = [case if seen == case else f"{case} (as {seen}, the same patient)"
+             for case, seen in sorted(inflated.items())]
+    one = len(names) == 1
+    return (f"the base model was trained on validation case{'' if one else 's'} {', '.join(names)}: "
+            f"{'its' if one else 'their'} Dice before is inflated; validation cases the model never saw "
+            "give a fair before/after comparison")
 
 
 def cache_cases(cases: Sequence[CaseFiles], cache_dir: Path, resolution_mm: float, *,

@@ -1,7 +1,9 @@
-"""What a fine-tune tells its listener, and the per-epoch watch: early stopping and collapse.
+"""What a fine-tune tells its listener, the per-step clock, and the per-epoch watch: early stopping, collapse.
 
 Events are plain frozen dataclasses, so a child process can send them through a queue
-(ml/finetune_job.py). `EpochMonitor` is the training loop's epoch callback: it turns each epoch into
+(ml/finetune_job.py). `StepMonitor` is the training loop's step callback: an epoch takes minutes on a
+small CPU, so each step is reported (`StepDone`: its losses and the time left from the step rate),
+at most STEPS_PER_SECOND a second. `EpochMonitor` is the epoch callback: it turns each epoch into
 an `EpochDone`, raises `StopEarly` when the validation Dice has not beaten the best so far (the base
 model counted as epoch 0) for `patience` epochs, and emits a collapse `Notice` when the
 discriminator wins outright.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +32,8 @@ COLLAPSE_D_LOSS = 0.1
 COLLAPSE_G_ADV = 2.3
 #: ... for this many epochs in a row.
 COLLAPSE_EPOCHS = 2
+#: Most StepDone events a second (a GPU may run hundreds of steps a second; a CPU step takes seconds).
+STEPS_PER_SECOND = 10
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,26 @@ class EpochDone:
 
 
 @dataclass(frozen=True)
+class StepDone:
+    """One training step ended: its losses and the clock (epoch and step count from 1)."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    epochs: int
+    loss_g: float  # this step's g_adv + lambda_rec * g_rec (EpochDone.g_loss is the epoch's mean)
+    loss_d: float | None  # None when the adversarial term is off
+    seconds: float  # since training began
+    eta_seconds: float  # training left at the step rate so far, plus the after-evaluation
+    fraction: float = 0.0  # of the whole job (as Progress.fraction): the training's share, this far
+
+    @property
+    def position(self) -> float:
+        """Where the run is, in epochs: 1.25 is a quarter into epoch 2; the last step of epoch 1 is 1.0."""
+        return self.epoch - 1 + self.step / self.steps_per_epoch
+
+
+@dataclass(frozen=True)
 class Evaluated:
     stage: Literal["before", "after"]
     metrics: ValidationMetrics
@@ -66,15 +91,50 @@ class Evaluated:
 
 @dataclass(frozen=True)
 class Notice:
-    kind: Literal["collapse", "early_stop", "few_cases", "info"]
+    kind: Literal["collapse", "early_stop", "few_cases", "inflated", "info"]
     text: str
 
 
-FinetuneEvent = Started | EpochDone | Evaluated | Notice
+FinetuneEvent = Started | StepDone | EpochDone | Evaluated | Notice
 
 
 class StopEarly(Exception):
     """Raised from the epoch callback to end training (every rank decides alike: same Dice)."""
+
+
+class StepMonitor:
+    """The training loop's step callback: a `StepDone` now and then (always the first and last steps).
+
+    The time left is the training seconds per step so far times the steps left, plus `tail_seconds`
+    (the after-evaluation, as long as the before one took). Seconds are counted from the end of the
+    first step, so the model loading and case caching before it do not slow the estimate down.
+    """
+
+    def __init__(self, settings: FinetuneSettings, steps_per_epoch: int, emit: Callable[[FinetuneEvent], None],
+                 tail_seconds: float = 0.0, span: tuple[float, float] = (0.0, 1.0),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.settings, self.steps, self.emit = settings, steps_per_epoch, emit
+        self.tail, self.span, self.clock = tail_seconds, span, clock
+        self.began = clock()
+        self.first: tuple[float, int] | None = None  # (time, steps done) at the end of the first step seen
+        self.last_sent = -math.inf
+
+    def __call__(self, epoch: int, step: int, losses: Any) -> None:
+        now = self.clock()
+        done = (epoch - 1) * self.steps + step
+        total = self.settings.epochs * self.steps
+        if self.first is None:
+            self.first = (now, done)
+        elif now - self.last_sent < 1.0 / STEPS_PER_SECOND and done < total:
+            return  # too soon: the tensor is not read, so the device is not synced
+        self.last_sent = now
+        rec, adv, d_loss = (float(v) for v in losses.tolist())
+        first_at, first_done = self.first
+        per_step = (now - first_at) / (done - first_done) if done > first_done else now - self.began
+        start, stop = self.span
+        self.emit(StepDone(epoch, step, self.steps, self.settings.epochs, adv + self.settings.lambda_rec * rec,
+                           d_loss if self.settings.adversarial else None, now - self.began,
+                           per_step * (total - done) + self.tail, start + (stop - start) * done / total))
 
 
 class EpochMonitor:

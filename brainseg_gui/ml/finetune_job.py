@@ -1,7 +1,8 @@
 """A fine-tune in its own process, for the GUI: start, poll events, cancel at any moment.
 
 The child ("spawn": nothing of the GUI's Qt state is inherited) runs `finetune()` and sends every
-event through a queue, plus `Progress` (throttled), and a last `Finished(result)` or
+event through a queue (a `StepDone` per training step, throttled in ml/finetune_events.py), plus
+`Progress` (throttled), and a last `Finished(result)` or
 `Failed(kind, message)`. Cancel sets a flag the child checks between training steps; a child still
 running after the grace period is terminated, then killed. The new model only ever lives in the
 run's staging folder, so killing the child cannot harm the active or shipped model.

@@ -201,8 +201,12 @@ def _prepare_cases(config: TrainConfig, resolution: float, device: torch.device,
 
 
 def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: CancelToken | None = None,
-          on_epoch: Callable[[EpochLog], None] | None = None, output: OutputFolder | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochLog], None] | None = None, output: OutputFolder | None = None,
+          on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> TrainResult:
     """Run (or resume) a training run; returns the best model directory's card and the history.
+
+    `on_step(epoch, step, losses)` (both 1-based) follows every step with its detached (L_rec, L_adv,
+    L_D) still on the device: a listener that reads them pays the device sync, the loop does not.
 
     `output` (the claimed OUT_DIR of `brainseg train`) records the run's files before the first
     is written, once the data and the split have been checked; callers that own a folder above
@@ -286,8 +290,11 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = config.lr * (1 - done / total_steps) ** 0.9
             image, target = sampler.sample()
-            sums += _step(generator_ddp, discriminator_ddp, opt_g, opt_d, scaler, image, target, config, amp)
+            losses = _step(generator_ddp, discriminator_ddp, opt_g, opt_d, scaler, image, target, config, amp)
+            sums += losses
             progress(done / total_steps, f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{config.steps_per_epoch}")
+            if on_step is not None:
+                on_step(epoch + 1, step + 1, losses)
         sums = distributed.mean_across_ranks(sums)
         distributed.average_buffers(generator)
         distributed.average_buffers(discriminator)

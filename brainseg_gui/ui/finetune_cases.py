@@ -3,7 +3,9 @@
 A folder is searched for labelled cases in a worker (cases without a label map are skipped and
 named). The cases corrected in this app (see `corrected_cases`) can be added to either side. The
 ml side's `check_cases` (file names only, cheap) says what blocks Start and what deserves a warning,
-such as a case or patient on both sides or too few cases.
+such as a case or patient on both sides or too few cases; and, given the base model's training cases
+(`set_trained`), which validation cases it has seen: their Dice before is inflated, said on a line
+under the validation list and on the cases themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -63,6 +66,9 @@ class CasesBox(QGroupBox):
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.last_skipped: list[str] = []
+        self.trained: list[str] = []  # the base model's training cases (set_trained)
+        self.inflated: dict[str, str] = {}  # validation case -> the training case of the base it repeats
+        self.inflated_text = ""
         self.lists: dict[str, QListWidget] = {}
         column = QVBoxLayout(self)
         for side in (TRAIN, VAL):
@@ -70,13 +76,18 @@ class CasesBox(QGroupBox):
             row.addWidget(QLabel(f"<b>{SIDE_TITLES[side]}</b>"), 1)
             row.addLayout(self._buttons(side))
             column.addLayout(row)
-            listing = QListWidget()
+            listing = CaseList()
             listing.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
             listing.setMinimumHeight(70)
             listing.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             listing.setTextElideMode(Qt.TextElideMode.ElideMiddle)
             self.lists[side] = listing
             column.addWidget(listing, 1)
+        self.inflated_label = QLabel("")  # under the validation list, where the flagged cases are
+        self.inflated_label.setWordWrap(True)
+        self.inflated_label.setStyleSheet(f"color: {WARNING_COLOUR}; font-weight: bold")
+        self.inflated_label.hide()
+        column.addWidget(self.inflated_label)
         self.problems = QLabel("")
         self.problems.setWordWrap(True)
         self.problems.setTextFormat(Qt.TextFormat.RichText)
@@ -102,6 +113,11 @@ class CasesBox(QGroupBox):
         return row
 
     # ---- changing the lists (tests call these) --------------------------------------------------
+    def set_trained(self, case_ids: Sequence[str]) -> None:
+        """The cases the base model was trained on (ml `trained_cases`), then re-check the choice."""
+        self.trained = list(case_ids)
+        self.refresh()
+
     def add_cases(self, side: str, cases: Sequence[CaseFiles], origin: str = "") -> int:
         """Append cases not already in this list (same case id and label file); returns how many."""
         present = {(c.case_id, c.seg) for c in self.cases[side]}
@@ -174,27 +190,51 @@ class CasesBox(QGroupBox):
     # ---- checks -------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Redraw both lists and re-check the choice (blocking errors, warnings)."""
+        self.errors, self.warnings = self._check()
         for side, listing in self.lists.items():
             listing.clear()
             for case in self.cases[side]:
                 item = QListWidgetItem(f"{case.case_id}  —  {self.origin.get(id(case), '')}")
-                item.setToolTip("\n".join([f"{k}: {v}" for k, v in case.files.items()] + [f"labels: {case.seg}"]))
+                tip = [f"{k}: {v}" for k, v in case.files.items()] + [f"labels: {case.seg}"]
+                seen = self.inflated.get(case.case_id) if side == VAL else None
+                if seen is not None:
+                    item.setText(f"⚠ {case.case_id}  —  trained on by the base model: Dice before inflated")
+                    item.setForeground(QColor(WARNING_COLOUR))
+                    tip[:0] = [f"The base model was trained on {seen}: this case's Dice before is inflated",
+                               f"from {self.origin.get(id(case), '')}"]
+                item.setToolTip("\n".join(tip))
                 listing.addItem(item)
-        self.errors, self.warnings = self._check()
+        self.inflated_label.setText(f"⚠ {self.inflated_text[0].upper()}{self.inflated_text[1:]}"
+                                    if self.inflated_text else "")
+        self.inflated_label.setVisible(bool(self.inflated_text))
         lines = [_line(ERROR_COLOUR, e) for e in self.errors] + [_line(WARNING_COLOUR, w) for w in self.warnings]
         self.problems.setText("".join(lines) or f"{len(self.cases[TRAIN])} training and "
                                                 f"{len(self.cases[VAL])} validation cases.")
         self.changed.emit()
 
     def _check(self) -> tuple[list[str], list[str]]:
-        from brainseg_gui.ml.finetune import check_cases
+        """(errors, warnings); sets `inflated` and its line too."""
+        from brainseg_gui.ml.finetune_cases import check_cases, inflated_warning
 
         try:
-            check = check_cases(list(self.cases[TRAIN]), list(self.cases[VAL]))
+            check = check_cases(list(self.cases[TRAIN]), list(self.cases[VAL]), self.trained)
         except Exception as error:  # shown in the panel, Start stays off
             log.exception("checking the fine-tune cases failed")
+            self.inflated, self.inflated_text = {}, ""
             return [str(error)], []
+        self.inflated, self.inflated_text = dict(check.inflated), inflated_warning(check.inflated)
         return list(check.errors), list(check.warnings)
+
+
+class CaseList(QListWidget):
+    """A case list that asks for a few rows only: it grows with spare room, and on a small screen the
+    settings below stay within reach (a scroll area gives a column its preferred height)."""
+
+    PREFERRED_ROWS = 4
+
+    def sizeHint(self) -> QSize:
+        rows = self.PREFERRED_ROWS * self.fontMetrics().lineSpacing() + 2 * self.frameWidth() + 8
+        return QSize(super().sizeHint().width(), max(self.minimumHeight(), rows))
 
 
 class CorrectedPicker(QDialog):

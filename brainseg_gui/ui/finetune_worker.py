@@ -33,6 +33,7 @@ class FinetuneWorker(QObject):
     started = Signal(object)  # ml Started: device, base model, cases, epochs...
     progress = Signal(float, str)  # fraction of the whole job, message
     evaluated = Signal(str, object)  # "before" | "after", ValidationMetrics
+    step_done = Signal(object)  # ml StepDone: each training step (at most ten a second)
     epoch_done = Signal(object)  # ml EpochDone
     notice = Signal(str, str)  # kind ("collapse" | "early_stop" | ...), text
     finished = Signal(object)  # ml FinetuneResult (the staged model)
@@ -122,6 +123,8 @@ class FinetuneWorker(QObject):
             self.started.emit(event)
         elif kind == "Evaluated":
             self.evaluated.emit(str(event.stage), event.metrics)
+        elif kind == "StepDone":
+            self.step_done.emit(event)
         elif kind == "EpochDone":
             self.epoch_done.emit(event)
         elif kind == "Notice":

@@ -20,7 +20,7 @@ from brainseg_gui.ml import model_registry
 from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
 from brainseg_gui.ml.dataset import read_entry
 from brainseg_gui.ml.finetune_cases import cache_cases
-from brainseg_gui.ml.finetune_events import EpochMonitor
+from brainseg_gui.ml.finetune_events import STEPS_PER_SECOND, EpochMonitor, StepMonitor
 from brainseg_gui.ml.networks import build_generator
 from brainseg_gui.ml.training import EpochLog
 
@@ -114,8 +114,14 @@ def test_a_fine_tune_reports_each_epoch_and_before_after(cases: list[Path], base
     fractions: list[float] = []
     result = ft.finetune(cases[:3], [cases[3]], tmp_path / "run", base_model=base, settings=tiny_settings(),
                          on_event=events.append, progress=lambda f, m: fractions.append(f))
-    kinds = [type(e).__name__ for e in events if not isinstance(e, ft.Notice)]
+    kinds = [type(e).__name__ for e in events if not isinstance(e, ft.Notice | ft.StepDone)]
     assert kinds == ["Started", "Evaluated", "EpochDone", "EpochDone", "Evaluated"]
+    order = [type(e).__name__ for e in events]
+    assert order.index("StepDone") < order.index("EpochDone")  # a step is reported before its epoch ends
+    steps = [e for e in events if isinstance(e, ft.StepDone)]
+    assert steps[0].position == 1.0 and steps[-1].position == 2.0  # one step an epoch; the last always sent
+    assert all(s.loss_g > 0 and s.loss_d is not None and s.loss_d > 0 for s in steps)
+    assert steps[-1].eta_seconds >= 0 and steps[0].seconds <= steps[-1].seconds
     started = events[[type(e).__name__ for e in events].index("Started")]
     assert isinstance(started, ft.Started) and started.train_cases == ["Phantom_1", "Phantom_2", "Phantom_3"]
     assert started.base_version == load_model(base).card.version and set(started.base_val_dice) == {"WT", "TC", "ET"}
@@ -138,6 +144,7 @@ def test_a_fine_tune_reports_each_epoch_and_before_after(cases: list[Path], base
     card = load_model(result.model_dir).card  # the card was rewritten, the weights still match it
     tuned = card.training["finetune"]
     assert tuned["base_version"] == result.base_version and tuned["validation_cases"] == ["Phantom_4"]
+    assert tuned["base_trained_cases"] == [] and tuned["inflated_before"] == [] and result.inflated == {}
     assert tuned["settings"]["lr"] == 1e-4 and tuned["before"]["mean"]["WT"]["dice"] == pytest.approx(
         result.before.mean["WT"].dice, abs=1e-4)
     assert card.postprocess["et_min_voxels"] == 7 and card.inference == {"roi": [32, 32, 32]}
@@ -160,6 +167,25 @@ def test_early_stopping_and_the_no_improvement_notice(cases: list[Path], base: P
     assert result.before is None and result.after is None and "no before/after" in result.table()
 
 
+def test_a_validation_case_the_base_was_trained_on_is_reported_and_recorded(cases: list[Path],
+                                                                            tmp_path: Path) -> None:
+    base = tmp_path / "seen-base"
+    torch.manual_seed(0)
+    save_model(base, build_generator("generator3d", TINY),
+               ModelCard(architecture="generator3d", config=TINY, resolution_mm=2.0,
+                         training={"cases": ["Phantom_4", "Elsewhere_1"]}))
+    events: list[ft.FinetuneEvent] = []
+    result = ft.finetune(cases[:3], [cases[3]], tmp_path / "run", base_model=base,
+                         settings=tiny_settings(epochs=1, evaluate=False), on_event=events.append)
+    inflated = [e for e in events if isinstance(e, ft.Notice) and e.kind == "inflated"]
+    assert len(inflated) == 1 and "Phantom_4" in inflated[0].text and "inflated" in inflated[0].text
+    assert result.inflated == {"Phantom_4": "Phantom_4"} and inflated[0].text in result.warnings
+    tuned = load_model(result.model_dir).card.training["finetune"]
+    assert tuned["inflated_before"] == ["Phantom_4"] and tuned["base_trained_cases"] == ["Elsewhere_1", "Phantom_4"]
+    # the new model was trained on its base's cases and on its own: the next fine-tune knows both
+    assert ft.trained_cases(result.model_dir) == ["Elsewhere_1", "Phantom_1", "Phantom_2", "Phantom_3", "Phantom_4"]
+
+
 def _log(epoch: int, d_loss: float, g_adv: float, dice: float) -> EpochLog:
     return EpochLog(epoch, 10, 0.5, g_adv, d_loss, {"WT": dice, "TC": dice, "ET": dice}, 1.0, False)
 
@@ -176,6 +202,45 @@ def test_the_collapse_detector_warns_when_the_discriminator_wins_outright() -> N
     assert len(notices) == 1 and notices[0].kind == "collapse" and "since epoch 3" in notices[0].text
     with pytest.raises(ft.FinetuneError, match="diverged at epoch 5"):
         monitor(_log(5, float("nan"), 3.0, 0.6))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_step_is_reported_with_its_losses_and_the_time_left_from_the_step_rate() -> None:
+    events: list[ft.FinetuneEvent] = []
+    clock = FakeClock()
+    settings = ft.FinetuneSettings(epochs=2, lambda_rec=10.0)
+    monitor = StepMonitor(settings, 4, events.append, tail_seconds=30.0, span=(0.2, 0.6), clock=clock)
+    clock.now += 12.0  # loading and the first step
+    monitor(1, 1, torch.tensor([0.5, 2.0, 0.3]))
+    first = events[-1]
+    assert isinstance(first, ft.StepDone) and (first.epoch, first.step, first.steps_per_epoch) == (1, 1, 4)
+    assert first.position == 0.25 and first.loss_g == pytest.approx(2.0 + 10 * 0.5)
+    assert first.loss_d == pytest.approx(0.3) and first.seconds == 12.0
+    assert first.eta_seconds == pytest.approx(7 * 12.0 + 30.0)  # no rate yet: the first step's time
+    assert first.fraction == pytest.approx(0.2 + 0.4 / 8)  # in the job's share for the training
+    for step in (2, 3):
+        clock.now += 5.0
+        monitor(1, step, torch.tensor([0.4, 2.0, 0.3]))
+    assert events[-1].eta_seconds == pytest.approx(5 * 5.0 + 30.0)  # 5 s a step since the first
+    assert events[-1].position == 0.75
+    clock.now += 0.5 / STEPS_PER_SECOND  # too soon after the last one: skipped, tensor unread
+    monitor(1, 4, object())
+    assert len(events) == 3
+    clock.now += 0.5 / STEPS_PER_SECOND
+    monitor(2, 4, torch.tensor([0.4, 2.0, 0.3]))  # the last step is always sent
+    assert len(events) == 4 and events[-1].position == 2.0 and events[-1].eta_seconds == pytest.approx(30.0)
+    assert events[-1].fraction == pytest.approx(0.6)
+
+    quiet = StepMonitor(dataclasses.replace(settings, adversarial=False), 4, events.append, clock=clock)
+    quiet(1, 1, torch.tensor([0.5, 0.0, 0.0]))
+    assert events[-1].loss_d is None and events[-1].loss_g == pytest.approx(5.0)
 
 
 def test_the_advice_rests_on_the_full_resolution_comparison() -> None:
