@@ -154,7 +154,7 @@ def gui_bench(study, labels, centre) -> None:
     from PySide6.QtWidgets import QApplication
 
     from brainseg_gui.app.display_volume import DisplayVolume
-    from brainseg_gui.ui.edit_controller import EditController
+    from brainseg_gui.app.editing import Editing
     from brainseg_gui.ui.view_grid import ViewGrid
     from brainseg_gui.ui.viewer_state import Tool, ViewerState
 
@@ -162,7 +162,7 @@ def gui_bench(study, labels, centre) -> None:
     volume = DisplayVolume.from_study(study)
     state = ViewerState()
     with tempfile.TemporaryDirectory() as folder:
-        controller = EditController(state, journal_folder=Path(folder))
+        controller = Editing(state, journal_folder=Path(folder))
         grid = ViewGrid(state)
         grid.resize(1050, 780)
         grid.show()

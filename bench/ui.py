@@ -351,7 +351,7 @@ def child_mesh(case: Path | None) -> dict:
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
-    from brainseg_gui.app.display_volume import REGION_BITS
+    from brainseg_gui.app.region_codes import REGION_BITS
     from brainseg_gui.core.labels import REGIONS
     from brainseg_gui.ui.meshing import region_meshes
 

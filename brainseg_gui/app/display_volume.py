@@ -14,7 +14,7 @@ from types import MappingProxyType
 import numpy as np
 from nibabel import orientations as ornt
 
-from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.app.region_codes import label_code
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.study import SEQUENCES, Study
 
@@ -27,46 +27,6 @@ WINDOW_PRESETS: Mapping[str, tuple[float, float]] = MappingProxyType({
     "Full range": (0.0, 100.0),
 })
 DEFAULT_PRESET = "Auto (0.5-99.5%)"
-
-#: Bits of an overlay code: one per region, so nested and non-nested masks both fit in a uint8.
-REGION_BITS = {"WT": 1, "TC": 2, "ET": 4}
-
-
-def region_code(regions: np.ndarray) -> np.ndarray:
-    """(3, ...) bool WT, TC, ET -> uint8 bit code (WT=1, TC=2, ET=4) of the same spatial shape.
-
-    One small array per overlay source; what is drawn (regions or tissues, which ones, which
-    colours) is decided by a lookup table over the 8 codes, never by recomputing the array.
-    """
-    regions = np.asarray(regions, dtype=bool)
-    code = regions[0].astype(np.uint8)
-    code |= regions[1].astype(np.uint8) << 1
-    code |= regions[2].astype(np.uint8) << 2
-    return code
-
-
-def label_code(labels: np.ndarray, convention: LabelConvention) -> np.ndarray:
-    """Label map -> the region code `region_code(to_regions(labels, convention))` gives, ~5x faster
-    (three comparisons; no full-size boolean stack). Values outside the convention map to 0."""
-    labels = np.asarray(labels)
-    values = convention.tissue_values
-    wt, tc, et = REGION_BITS["WT"], REGION_BITS["TC"], REGION_BITS["ET"]
-    code = np.zeros(labels.shape, dtype=np.uint8)
-    for tissue, bits in (("ED", wt), ("NCR", wt | tc), ("ET", wt | tc | et)):
-        code |= (labels == values[tissue]).view(np.uint8) * np.uint8(bits)
-    return code
-
-
-def tissue_of_code(code: int) -> str | None:
-    """Tissue class a code stands for: ET where ET, NCR where TC, ED where WT (as from_regions)."""
-    if code & REGION_BITS["ET"]:
-        return "ET"
-    if code & REGION_BITS["TC"]:
-        return "NCR"
-    if code & REGION_BITS["WT"]:
-        return "ED"
-    return None
-
 
 @dataclass(frozen=True)
 class DisplayVolume:

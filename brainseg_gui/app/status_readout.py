@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainseg_gui.app.display_volume import DisplayVolume, tissue_of_code
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.region_codes import tissue_of_code
 from brainseg_gui.core.study import SEQUENCES
 
 SHORT = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from brainseg_gui.app.display_volume import DisplayVolume, region_code
-from brainseg_gui.core.labels import REGIONS, to_regions
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.region_codes import BRATS_LABEL_CODE
+from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions, to_regions
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.progress import CancelToken, ProgressFn, sub_progress
 from brainseg_gui.core.study import Study
@@ -90,13 +91,16 @@ def default_predictor_factory(model_dir: Path | None = None) -> Callable[[], Any
 class Segmentation:
     """A finished segmentation, ready for the views and the results table.
 
-    code: RAS region code (see `display_volume.region_code`). regions: (3, *grid.shape) bool in the
-    study's own axis order; regions_ras: the same in RAS order. volumes_ml: per region.
+    labels: BraTS labels (0/1/2/4) in the study's own axis order, the mask editing starts from.
+    code: RAS region code of `labels` (see `region_codes`), made here in the worker, so the GUI
+    re-orients nothing. regions: (3, *grid.shape) bool in the study's own axis order;
+    regions_ras: the same in RAS order. volumes_ml: per region.
     metrics: region -> object with .dice and .hd95 when the study has a ground truth, else None.
     probabilities: (3, *grid.shape) float16 WT/TC/ET in the study's own axis order (the Click tool's
     prior), or None when the predictor does not keep them.
     """
 
+    labels: np.ndarray
     code: np.ndarray
     regions: np.ndarray
     regions_ras: np.ndarray
@@ -136,10 +140,13 @@ def segment(volume: DisplayVolume, slot: PredictorSlot, *, progress: ProgressFn,
         truth = to_regions(study.labels, study.label_convention)
         metrics = evaluate_regions(regions, truth, study.grid.spacing)
     cancel.raise_if_cancelled()
-    regions_ras = Reorientation(study.grid).apply(regions)
+    reorient = Reorientation(study.grid)
+    regions_ras = reorient.apply(regions)
+    labels = from_regions(regions, LabelConvention.BRATS)
     progress(1.0, "Done")
     return Segmentation(
-        code=region_code(regions_ras),
+        labels=labels,
+        code=np.ascontiguousarray(reorient.apply(BRATS_LABEL_CODE[labels])),
         regions=regions,
         regions_ras=regions_ras,
         volumes_ml=volumes,

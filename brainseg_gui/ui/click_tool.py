@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from brainseg_gui.app.document import Workspace
+from brainseg_gui.app.editing import Editing
 from brainseg_gui.core.click_refine import Box, Click, RefineContext, apply_click
 from brainseg_gui.core.edit_session import EditSession
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 from brainseg_gui.core.study import Study
-from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, Tool, ViewerState
 from brainseg_gui.ui.workers import Job, JobRunner
 
@@ -88,11 +89,11 @@ class ClickTool(QObject):
     error = Signal(str, str)  # title, message: a correction that failed
     finished = Signal(object)  # the file box written, or None (nothing changed, dropped or failed)
 
-    def __init__(self, state: ViewerState, editing: EditController, runner: JobRunner,
+    def __init__(self, state: ViewerState, workspace: Workspace, runner: JobRunner,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.editing = editing
+        self.workspace = workspace
         self.runner = runner
         self.prior: np.ndarray | None = None
         self._context: RefineContext | None = None
@@ -100,6 +101,11 @@ class ClickTool(QObject):
         self._job: Job | None = None
         self._press: tuple[str, Voxel] | None = None
         self._drag_end: Voxel | None = None
+
+    @property
+    def editing(self) -> Editing:
+        """The shown study's editing."""
+        return self.workspace.document.editing
 
     # ---- state ------------------------------------------------------------------------------
     def set_prior(self, probabilities: np.ndarray | None) -> None:

@@ -18,7 +18,7 @@ import getpass
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
@@ -31,12 +31,10 @@ from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.prepared_space import PrepareRecord
 from brainseg_gui.core.progress import CancelToken, ProgressFn
 from brainseg_gui.core.study import SEQUENCES, Grid
+from brainseg_gui.ui.context import ViewerContext
 from brainseg_gui.ui.pacs_send_dialog import PacsSendDialog, SentResults
-from brainseg_gui.ui.prepare_controller import Stage
+from brainseg_gui.ui.prepare_controller import PrepareController, Stage
 from brainseg_gui.ui.workers import Job
-
-if TYPE_CHECKING:
-    from brainseg_gui.ui.main_window import MainWindow
 
 TARGET = "t1ce"
 
@@ -134,9 +132,10 @@ class DicomResultsExporter(QObject):
     written = Signal(object)  # WrittenResults
     sent = Signal(object)  # SentResults
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, context: ViewerContext, prepare: PrepareController) -> None:
+        super().__init__(context.parent)
+        self.context = context
+        self.prepare = prepare  # which grid the mask is on (prepared, scanner view, as opened)
         self.last: WrittenResults | None = None
         self.last_message: str | None = None
         self.ask_folder: Callable[[Path], Path | None] = self._ask_folder  # tests answer by themselves
@@ -145,14 +144,14 @@ class DicomResultsExporter(QObject):
 
     def source(self) -> ResultsSource | None:
         """The DICOM series behind the shown study, or None when it did not come from a DICOM study."""
-        window, prepare = self.window, self.window.prepare
-        if window.volume is None or prepare.stage is Stage.REVIEW:
+        volume, prepare = self.context.volume, self.prepare
+        if volume is None or prepare.stage is Stage.REVIEW:
             return None
         record = prepare.record
         if record is not None:
             files = {n: Path(e.source) for n, e in record.sequences.items() if Path(e.source).suffix == SERIES_FILE_SUFFIX}
         else:
-            files = {n: Path(p) for n, p in window.volume.study.sources.items()
+            files = {n: Path(p) for n, p in volume.study.sources.items()
                      if n in SEQUENCES and Path(p).suffix == SERIES_FILE_SUFFIX}
         if not files:
             return None
@@ -163,11 +162,11 @@ class DicomResultsExporter(QObject):
 
     @property
     def can_export(self) -> bool:
-        return self._job is None and self.window.editing.session is not None and self.source() is not None
+        return self._job is None and self.context.editing.session is not None and self.source() is not None
 
     def request(self) -> ResultsRequest | None:
         """The mask shown as it is now and its DICOM series, or None without a DICOM study and a mask."""
-        editing, volume, source = self.window.editing, self.window.volume, self.source()
+        editing, volume, source = self.context.editing, self.context.volume, self.source()
         session = editing.session
         if source is None or session is None or volume is None:
             return None
@@ -180,11 +179,11 @@ class DicomResultsExporter(QObject):
             return None
         request = self.request()
         if request is None:
-            self.window.show_error("Nothing to send", "Open a DICOM study and segment it first.")
+            self.context.show_error("Nothing to send", "Open a DICOM study and segment it first.")
             return None
         dialog = self.send_dialog
         if dialog is None:
-            dialog = self.send_dialog = PacsSendDialog(self.window.runner, self.window)
+            dialog = self.send_dialog = PacsSendDialog(self.context.runner, self.context.parent)
             dialog.sent.connect(self._sent)
         dialog.set_request(request)
         dialog.open()
@@ -192,28 +191,28 @@ class DicomResultsExporter(QObject):
 
     def _sent(self, result: SentResults) -> None:
         """What the node took, with its UIDs, in the status bar (the send is logged in core)."""
-        self.window.statusBar().showMessage(result.describe(), 30000)
+        self.context.status(result.describe(), 30000)
         self.sent.emit(result)
 
     def ask_export(self) -> Job | None:
         source = self.source()
-        if source is None or self.window.editing.session is None:
-            self.window.show_error("Nothing to export", "Open a DICOM study and segment it first.")
+        if source is None or self.context.editing.session is None:
+            self.context.show_error("Nothing to export", "Open a DICOM study and segment it first.")
             return None
-        saved = str(self.window.settings.value("export/folder", "") or "")
+        saved = str(self.context.settings.value("export/folder", "") or "")
         start = Path(saved) if saved and Path(saved).is_dir() else Path.home()
         folder = self.ask_folder(start / f"{source.case_id}_brainseg")
         return self.export(folder) if folder is not None else None
 
     def export(self, out_dir: Path | str) -> Job | None:
         """Write SEG + SR of the edited mask into `out_dir` in a worker; a dialog says what was written."""
-        window, session, request = self.window, self.window.editing.session, self.request()
+        context, session, request = self.context, self.context.editing.session, self.request()
         if request is None or session is None or self._job is not None:
             return None
         out = Path(out_dir)
         study_folder = inside(out, dicom_inputs(request.series_file))
         if study_folder is not None:
-            window.show_error("Choose another folder",
+            context.show_error("Choose another folder",
                               f"{out} lies inside the DICOM study ({study_folder}). BrainSeg never writes into a "
                               "study's own folders: choose a folder outside it.")
             return None
@@ -222,18 +221,17 @@ class DicomResultsExporter(QObject):
         def work(**kw: Any) -> tuple[WrittenResults, list[str]]:
             return request.write(out, **kw)
 
-        self._job = window.runner.start(
+        self._job = context.runner.start(
             "Writing DICOM-SEG and SR", work, on_result=lambda done: self._written(*done, session, revision),
-            on_error=lambda error: window.show_error("Could not write the DICOM results", str(error)),
-            on_finished=self._finished)
-        window.statusBar().showMessage(f"Writing the DICOM-SEG and SR into {out}…")
+            failure="Could not write the DICOM results", on_finished=self._finished)
+        context.status(f"Writing the DICOM-SEG and SR into {out}…", 0)
         return self._job
 
     def _written(self, result: WrittenResults, flags: list[str], session: Any, revision: int) -> None:
-        window = self.window
+        context = self.context
         self.last = result
-        window.settings.setValue("export/folder", str(result.seg.parent.parent))
-        editing = window.editing
+        context.settings.setValue("export/folder", str(result.seg.parent.parent))
+        editing = context.editing
         if editing.session is session:
             editing.mark_saved(result.seg)
             if session.revision != revision:  # painted on while it was written
@@ -243,10 +241,10 @@ class DicomResultsExporter(QObject):
                              f"series {result.series_uid})\n• {result.sr.name} (SR: {volumes})"
                              + ("\n\nFlagged: " + "; ".join(flags) if flags else ""))
         box = QMessageBox(QMessageBox.Icon.Information, "DICOM results written", self.last_message,
-                          QMessageBox.StandardButton.Ok, window)
+                          QMessageBox.StandardButton.Ok, context.parent)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
-        window.statusBar().showMessage(f"Wrote {result.seg.name} and {result.sr.name}", 8000)
+        context.status(f"Wrote {result.seg.name} and {result.sr.name}", 8000)
         self.written.emit(result)
 
     def _finished(self) -> None:
@@ -254,7 +252,7 @@ class DicomResultsExporter(QObject):
 
     def _ask_folder(self, suggested: Path) -> Path | None:
         chosen = QFileDialog.getExistingDirectory(
-            self.window, "Write the DICOM-SEG and SR into which folder?", str(suggested.parent))
+            self.context.parent, "Write the DICOM-SEG and SR into which folder?", str(suggested.parent))
         return Path(chosen) if chosen else None
 
 

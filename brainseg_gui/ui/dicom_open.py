@@ -14,21 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QToolButton
+from PySide6.QtWidgets import QLabel
 
 from brainseg_gui.app import dicom_tasks as work
 from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.document import Document
 from brainseg_gui.core.dicom_index import DicomIndex
+from brainseg_gui.core.prepared_space import PrepareRecord
+from brainseg_gui.ui.context import ViewerContext
+from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.series_table import SeriesAssignmentDialog
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.study_chooser import StudyChooserDialog
+from brainseg_gui.ui.study_loader import StudyLoader
 from brainseg_gui.ui.workers import Job
 
-if TYPE_CHECKING:
-    from brainseg_gui.ui.main_window import MainWindow
+#: The runner's slot of the DICOM steps (index, class, stage): a new one cancels the running one.
+SLOT = "dicom"
 
 
 class DicomOpener(QObject):
@@ -36,28 +41,26 @@ class DicomOpener(QObject):
     dialog_shown = Signal(object)  # SeriesAssignmentDialog
     changed = Signal()  # a DICOM study is (or is no longer) shown, or a step started or ended
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, context: ViewerContext, loader: StudyLoader, sequence_bar: SequenceBar, study_label: QLabel,
+                 record: Callable[[], PrepareRecord | None]) -> None:
+        super().__init__(context.parent)
+        self.context = context
+        self.loader = loader
+        self.sequence_bar = sequence_bar  # its tooltips say which series each sequence shows
+        self.study_label = study_label  # so does the study panel
+        self.record = record  # the prepared study's record (a prepared DICOM study is still this study)
         self.current: work.SeriesChoice | None = None  # the DICOM study shown, for Series and sequences…
         self.staged: work.StagedStudy | None = None  # how it was staged (choices, accepted gaps)
         self.segment_missing = False  # the user chose to segment without a missing sequence
         self.chooser: StudyChooserDialog | None = None
         self.dialog: SeriesAssignmentDialog | None = None
-        self._job: Job | None = None
         self._pending: tuple[work.SeriesChoice, work.StagedStudy, bool] | None = None
-        self.cancel_button = QToolButton()
-        self.cancel_button.setText("Cancel")
-        self.cancel_button.setToolTip("Stop reading the DICOM study")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setVisible(False)
-        window.statusBar().addPermanentWidget(self.cancel_button)
-        self._tips = {name: button.toolTip() for name, button in window.sequence_bar.buttons.items()}
-        window.study_opened.connect(self._on_opened)
+        self._tips = {name: button.toolTip() for name, button in sequence_bar.buttons.items()}
+        context.workspace.replaced.connect(self._on_document)
 
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self.context.runner.current(SLOT) is not None
 
     # ---- opening ---------------------------------------------------------------------------------
     def open(self, path: Path | str) -> Job:
@@ -67,14 +70,16 @@ class DicomOpener(QObject):
                          self._indexed, "Could not open the DICOM study")
 
     def cancel(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.busy:
+            self.context.runner.cancel(SLOT)
+            self.context.status("Stopped reading the DICOM study.", 8000)
+            self.changed.emit()
 
     def _indexed(self, index: DicomIndex) -> None:
         if len(index.studies) == 1:
             self._classify(index, index.studies[0].uid)
             return
-        chooser = StudyChooserDialog(index, self.window)
+        chooser = StudyChooserDialog(index, self.context.parent)
         chooser.accepted.connect(lambda: self._classify(index, chooser.chosen_uid))
         self.chooser = chooser
         chooser.open()
@@ -91,11 +96,11 @@ class DicomOpener(QObject):
         again = choice is None
         choice = choice or self.current
         if choice is None:
-            self.window.statusBar().showMessage("Series and sequences: open a DICOM study first.", 8000)
+            self.context.status("Series and sequences: open a DICOM study first.", 8000)
             return None
         staged = self.staged if again else None
         dialog = SeriesAssignmentDialog(
-            choice, self.window, chosen=staged.assignment.chosen if staged is not None else None,
+            choice, self.context.parent, chosen=staged.assignment.chosen if staged is not None else None,
             accept_gaps=staged.accept_gaps if staged is not None else False,
             segment_missing=self.segment_missing if again else False)
         dialog.accepted.connect(lambda: self._stage(choice, dialog))
@@ -110,7 +115,7 @@ class DicomOpener(QObject):
             self.dialog = None
 
     def _stage(self, choice: work.SeriesChoice, dialog: SeriesAssignmentDialog) -> None:
-        if not self.window.confirm_unsaved("use other series"):
+        if not self.context.confirm_unsaved("use other series"):
             return
         overrides = dialog.overrides()
         accept_gaps, missing_ok = dialog.accept_gaps, dialog.segment_missing
@@ -120,9 +125,11 @@ class DicomOpener(QObject):
 
     def _load(self, choice: work.SeriesChoice, staged: work.StagedStudy, missing_ok: bool) -> None:
         self._pending = (choice, staged, missing_ok)
-        self.window.open_staged(staged.folder, choice.source)
+        self.loader.open_staged(staged.folder, choice.source)
 
-    def _on_opened(self, volume: DisplayVolume) -> None:
+    def _on_document(self, document: Document, _old: Document) -> None:
+        volume = document.volume
+        assert volume is not None
         pending, self._pending = self._pending, None
         if pending is not None and self._in(volume, pending[1].folder):
             self.current, self.staged, self.segment_missing = pending
@@ -133,7 +140,7 @@ class DicomOpener(QObject):
 
     def _describe(self) -> None:
         """Say which series each sequence shows: the sequence buttons' tooltips and the study panel."""
-        bar = self.window.sequence_bar
+        bar = self.sequence_bar
         if self.staged is None:
             for name, button in bar.buttons.items():
                 button.setToolTip(self._tips[name])
@@ -150,12 +157,12 @@ class DicomOpener(QObject):
             ["missing slices rebuilt by interpolation (flagged)"] if self.staged.accept_gaps else [])
         text = "DICOM series: " + "; ".join(lines) + "".join(f"<br><span style='color:#c90'>{f}</span>"
                                                             for f in flags)
-        lines_shown = self.window.study_label.text().split("<br>")
-        self.window.study_label.setText("<br>".join([*lines_shown[:1], text, *lines_shown[1:]]))
+        lines_shown = self.study_label.text().split("<br>")
+        self.study_label.setText("<br>".join([*lines_shown[:1], text, *lines_shown[1:]]))
 
     def _in(self, volume: DisplayVolume, folder: Path) -> bool:
         """Whether the shown study was read from the staged `folder` (directly, prepared, or mapped back)."""
-        record = self.window.prepare.record
+        record = self.record()
         sources = [Path(e.source) for e in record.sequences.values()] if record is not None else []
         sources += [Path(p) for p in volume.study.sources.values()]
         folder = folder.resolve()
@@ -164,32 +171,13 @@ class DicomOpener(QObject):
     # ---- plumbing --------------------------------------------------------------------------------
     def _run(self, message: str, fn: Callable[..., Any], on_result: Callable[[Any], None], failure: str) -> Job:
         """One step at a time: a new one cancels the running one; progress and Cancel in the status bar."""
-        window = self.window
-        self.cancel()
-        window.statusBar().showMessage(message)
-        window.load_progress.setValue(0)
-        window.load_progress.setVisible(True)
-        self.cancel_button.setVisible(True)
-        job = window.runner.start(
-            message, fn,
-            on_progress=lambda f, m: self._progress(job, f, m),
-            on_result=lambda result: on_result(result) if job is self._job else None,
-            on_error=lambda error: window.show_error(failure, str(error)) if job is self._job else None,
-            on_cancelled=lambda: window.statusBar().showMessage("Stopped reading the DICOM study.", 8000),
-            on_finished=lambda: self._finished(job))
-        self._job = job
+        context = self.context
+        context.status(message, 0)
+        job = context.runner.start(
+            message, fn, slot=SLOT, failure=failure, on_result=on_result,
+            on_progress=lambda _fraction, text: context.status(text, 0),
+            on_cancelled=lambda: context.status("Stopped reading the DICOM study.", 8000),
+            on_finished=self.changed.emit)
+        context.activity.track(job, "Stop reading the DICOM study")
         self.changed.emit()
         return job
-
-    def _progress(self, job: Job, fraction: float, message: str) -> None:
-        if job is self._job:
-            self.window.load_progress.setValue(int(1000 * fraction))
-            self.window.statusBar().showMessage(message)
-
-    def _finished(self, job: Job) -> None:
-        if job is self._job:
-            self._job = None
-            self.cancel_button.setVisible(False)
-            if self.window._load_job is None:
-                self.window.load_progress.setVisible(False)
-            self.changed.emit()

@@ -25,10 +25,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from brainseg_gui.app.document import Workspace
+from brainseg_gui.app.editing import Editing
 from brainseg_gui.core.labels import TISSUES, LabelConvention
 from brainseg_gui.ui.click_tool import TOOLTIP as CLICK_TOOLTIP
-from brainseg_gui.ui.edit_controller import EditController
-from brainseg_gui.ui.overlay import Fill, OverlayMode, colour_of
+from brainseg_gui.ui.overlay import Fill, label_colour
 from brainseg_gui.ui.overlay_panel import swatch
 from brainseg_gui.ui.viewer_state import BRUSH_MM_RANGE, CLICK_TARGETS, Tool, ViewerState
 
@@ -53,10 +54,15 @@ def class_title(tissue: str, convention: LabelConvention) -> str:
 
 
 class EditPanel(QGroupBox):
-    def __init__(self, state: ViewerState, controller: EditController, parent=None) -> None:
+    @property
+    def editing(self) -> Editing:
+        """The shown study's editing (a new study, a new one)."""
+        return self.workspace.document.editing
+
+    def __init__(self, state: ViewerState, workspace: Workspace, parent=None) -> None:
         super().__init__("Edit the mask", parent)
         self.state = state
-        self.controller = controller
+        self.workspace = workspace
         outer = QVBoxLayout(self)
 
         tools = QGridLayout()
@@ -103,7 +109,6 @@ class EditPanel(QGroupBox):
         self.label_buttons: dict[str, QRadioButton] = {}
         for number, tissue in enumerate(TISSUES, start=1):
             button = QRadioButton()
-            button.setIcon(swatch(colour_of(tissue, OverlayMode.TISSUES), Fill.FILLED))
             button.setToolTip(f"Paint this class (Alt+{number})")
             button.toggled.connect(lambda on, t=tissue: on and state.set_label(t))
             self.label_group.addButton(button)
@@ -146,13 +151,13 @@ class EditPanel(QGroupBox):
 
         commands = QHBoxLayout()
         self.interpolate_button = QPushButton("Interpolate (I)")
-        self.interpolate_button.clicked.connect(controller.interpolate)
+        self.interpolate_button.clicked.connect(lambda: self.editing.interpolate())
         self.undo_button = QPushButton("Undo")
         self.undo_button.setToolTip("Ctrl+Z")
-        self.undo_button.clicked.connect(controller.undo)
+        self.undo_button.clicked.connect(lambda: self.editing.undo())
         self.redo_button = QPushButton("Redo")
         self.redo_button.setToolTip("Ctrl+Shift+Z")
-        self.redo_button.clicked.connect(controller.redo)
+        self.redo_button.clicked.connect(lambda: self.editing.redo())
         for button in (self.interpolate_button, self.undo_button, self.redo_button):
             commands.addWidget(button)
         outer.addLayout(commands)
@@ -161,11 +166,13 @@ class EditPanel(QGroupBox):
         outer.addWidget(self.status)
 
         state.edit_changed.connect(self._sync)
+        state.overlay_changed.connect(self._sync_colours)
         state.window_changed.connect(self._sync_range)
         state.sequence_changed.connect(self._sync_range)
-        controller.history_changed.connect(self._sync_history)
-        controller.session_changed.connect(self._sync_history)
+        workspace.history_changed.connect(self._sync_history)
+        workspace.session_changed.connect(self._sync_history)
         self._sync()
+        self._sync_colours()
         self._sync_history()
 
     def threshold_from_window(self) -> None:
@@ -175,9 +182,21 @@ class EditPanel(QGroupBox):
     def _threshold_edited(self, _value: float) -> None:
         self.state.set_threshold(self.low_box.value(), self.high_box.value())
 
+    def _sync_colours(self) -> None:
+        """Each class's swatch in the colour the overlay draws it (regions mode: NCR as TC, ED as WT)."""
+        for tissue, button in self.label_buttons.items():
+            button.setIcon(swatch(label_colour(tissue, self.state.look), Fill.FILLED))
+
     def _sync(self) -> None:
         state = self.state
-        self.tool_buttons[state.tool].setChecked(True)
+        button = self.tool_buttons.get(state.tool)
+        if button is not None:
+            button.setChecked(True)
+        else:  # a measuring tool (ui/measure_panel.py): no edit tool is checked
+            self.tool_group.setExclusive(False)
+            for other in self.tool_buttons.values():
+                other.setChecked(False)
+            self.tool_group.setExclusive(True)
         self.click_target_box.blockSignals(True)
         self.click_target_box.setCurrentIndex(self.click_target_box.findData(state.click_target))
         self.click_target_box.blockSignals(False)
@@ -215,11 +234,11 @@ class EditPanel(QGroupBox):
                 box.blockSignals(False)
 
     def _sync_history(self) -> None:
-        controller = self.controller
-        session = controller.session
+        editing = self.editing
+        session = editing.session
         self.undo_button.setEnabled(session is not None and session.can_undo)
         self.redo_button.setEnabled(session is not None and session.can_redo)
-        chosen = controller.interpolation_slices()
+        chosen = editing.interpolation_slices()
         self.interpolate_button.setEnabled(chosen is not None)
         self.interpolate_button.setToolTip(
             f"Fill the chosen class between {chosen[0]} slices {chosen[1] + 1} and {chosen[2] + 1} (I)"
@@ -228,7 +247,7 @@ class EditPanel(QGroupBox):
             self.status.setText("Choose a tool and paint on a slice: editing starts from the segmentation "
                                 "(or the study's label map, or an empty mask).")
             return
-        origin = f"model {controller.model_version}" if controller.model_version else controller.base
-        state = "unsaved edits" if controller.unsaved else "all exported" if controller.last_export else "no edits"
+        origin = f"model {editing.model_version}" if editing.model_version else editing.base
+        state = "unsaved edits" if editing.unsaved else "all exported" if editing.last_export else "no edits"
         self.status.setText(f"Editing the mask from {origin}: {session.undo_depth} undoable stroke"
                             f"{'s' if session.undo_depth != 1 else ''}, {state}.")

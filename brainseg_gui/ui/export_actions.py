@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from brainseg_gui.app.exports import ExportRequest, export_all, targets
 from brainseg_gui.core.export import default_export_name, provenance
 from brainseg_gui.core.labels import LabelConvention
+from brainseg_gui.ui.context import ViewerContext
 from brainseg_gui.ui.workers import Job
-
-if TYPE_CHECKING:
-    from brainseg_gui.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,10 @@ NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
 class Exporter(QObject):
     exported = Signal(object)  # list of written paths
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, context: ViewerContext, grab_views: Callable[[], QPixmap]) -> None:
+        super().__init__(context.parent)
+        self.context = context
+        self.grab_views = grab_views  # the window's picture, 3D view included (for the report)
         self.last_paths: list[Path] = []
 
     # ---- programmatic (tests, and the dialogs below) ------------------------------------------
@@ -42,15 +42,15 @@ class Exporter(QObject):
 
         With `blocking`, writes on the calling thread and returns the paths (used when closing).
         """
-        window = self.window
-        controller = window.editing
-        if controller.session is None or window.volume is None:
-            window.show_error("Nothing to export", "Segment the study (or edit a mask) first.")
+        context = self.context
+        controller = context.editing
+        if controller.session is None or context.volume is None:
+            context.show_error("Nothing to export", "Segment the study (or edit a mask) first.")
             return None
-        study = window.volume.study
+        study = context.volume.study
         existing = [p for p in targets(study, request) if p.exists()]
         if existing and not request.overwrite:
-            if not window.prompter.overwrite(existing[0]):
+            if not context.prompter.overwrite(existing[0]):
                 return None
             request = dataclasses.replace(request, overwrite=True)
         session = controller.session
@@ -69,7 +69,7 @@ class Exporter(QObject):
                 controller.mark_saved(request.nifti or request.dicom_seg)  # type: ignore[arg-type]
                 if session.revision != revision:  # painted on while it was written
                     controller.saved_revision = revision
-            window.statusBar().showMessage(f"Exported {', '.join(p.name for p in paths)}", 8000)
+            context.status(f"Exported {', '.join(p.name for p in paths)}", 8000)
             self.exported.emit(paths)
 
         if blocking:
@@ -78,17 +78,16 @@ class Exporter(QObject):
             try:
                 paths = work(progress=no_progress, cancel=CancelToken())
             except Exception as error:  # noqa: BLE001 - shown to the user, the close is cancelled
-                window.show_error("Export failed", str(error))
+                context.show_error("Export failed", str(error))
                 return None
             done(paths)
             return paths
-        return window.runner.start("Exporting", work, on_result=done,
-                                   on_error=lambda error: window.show_error("Export failed", str(error)))
+        return context.runner.start("Exporting", work, on_result=done, failure="Export failed")
 
     def export_mask(self, path: Path | str, convention: LabelConvention | None = None, *,
                     overwrite: bool = False, blocking: bool = False) -> Job | list[Path] | None:
         """The corrected mask as NIfTI in `convention` (default: the one the labels are shown in)."""
-        return self.export(ExportRequest(nifti=Path(path), convention=convention or self.window.state.convention,
+        return self.export(ExportRequest(nifti=Path(path), convention=convention or self.context.state.convention,
                                          overwrite=overwrite), blocking=blocking)
 
     def export_dicom_seg(self, path: Path | str, *, overwrite: bool = False) -> Job | list[Path] | None:
@@ -103,12 +102,12 @@ class Exporter(QObject):
 
     def export_report(self, path: Path | str, *, overwrite: bool = False) -> Job | list[Path] | None:
         """The HTML report, with a picture of the views as they are now."""
-        return self.export(ExportRequest(report=Path(path), convention=self.window.state.convention,
+        return self.export(ExportRequest(report=Path(path), convention=self.context.state.convention,
                                          report_png=self.views_png(), overwrite=overwrite))
 
     def views_png(self) -> bytes:
         """The window's slice views (and 3D view) as PNG bytes."""
-        pixmap = self.window.grab_with_3d()
+        pixmap = self.grab_views()
         data = QByteArray()
         buffer = QBuffer(data)
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -118,21 +117,21 @@ class Exporter(QObject):
 
     # ---- dialogs --------------------------------------------------------------------------------
     def default_folder(self) -> Path:
-        saved = self.window.settings.value("export/folder", "")
+        saved = self.context.settings.value("export/folder", "")
         if saved and Path(str(saved)).is_dir():
             return Path(str(saved))
-        volume = self.window.volume
+        volume = self.context.volume
         if volume is not None and volume.study.sources:
             first = Path(next(iter(volume.study.sources.values())))
             return first.parent
         return Path.home()
 
     def ask_mask_path(self) -> Path | None:
-        if self.window.volume is None:
+        if self.context.volume is None:
             return None
-        convention = self.window.state.convention
-        suggestion = self.default_folder() / default_export_name(self.window.volume.study, convention)
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export the corrected mask (NIfTI)", str(suggestion),
+        convention = self.context.state.convention
+        suggestion = self.default_folder() / default_export_name(self.context.volume.study, convention)
+        path, _ = QFileDialog.getSaveFileName(self.context.parent, "Export the corrected mask (NIfTI)", str(suggestion),
                                               NIFTI_FILTER, options=QFileDialog.Option.DontConfirmOverwrite)
         return self._remember(path)
 
@@ -142,29 +141,29 @@ class Exporter(QObject):
             self.export_mask(path)
 
     def ask_export_dicom_seg(self) -> None:
-        if self.window.volume is None:
+        if self.context.volume is None:
             return
-        suggestion = self.default_folder().parent / f"{self.window.volume.study.case_id}_seg.dcm"
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export DICOM-SEG", str(suggestion), "DICOM (*.dcm)",
+        suggestion = self.default_folder().parent / f"{self.context.volume.study.case_id}_seg.dcm"
+        path, _ = QFileDialog.getSaveFileName(self.context.parent, "Export DICOM-SEG", str(suggestion), "DICOM (*.dcm)",
                                               options=QFileDialog.Option.DontConfirmOverwrite)
         if (chosen := self._remember(path)) is not None:
             self.export_dicom_seg(chosen)
 
     def ask_export_meshes(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window, "Export region meshes into", str(self.default_folder()))
+        folder = QFileDialog.getExistingDirectory(self.context.parent, "Export region meshes into", str(self.default_folder()))
         if not folder:
             return
-        fmt, ok = QInputDialog.getItem(self.window, "Mesh format", "Format and coordinates",
+        fmt, ok = QInputDialog.getItem(self.context.parent, "Mesh format", "Format and coordinates",
                                        ["STL, RAS (scanner)", "STL, LPS (3D Slicer)", "OBJ, RAS", "OBJ, LPS"], 0, False)
         if ok:
             kind, space = (part.strip().split(" ")[0].lower() for part in fmt.split(","))
             self.export_meshes(folder, kind, space)
 
     def ask_export_report(self) -> None:
-        if self.window.volume is None:
+        if self.context.volume is None:
             return
-        suggestion = self.default_folder() / f"{self.window.volume.study.case_id}_report.html"
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export a report", str(suggestion), "HTML (*.html)",
+        suggestion = self.default_folder() / f"{self.context.volume.study.case_id}_report.html"
+        path, _ = QFileDialog.getSaveFileName(self.context.parent, "Export a report", str(suggestion), "HTML (*.html)",
                                               options=QFileDialog.Option.DontConfirmOverwrite)
         if (chosen := self._remember(path)) is not None:
             self.export_report(chosen)
@@ -173,5 +172,5 @@ class Exporter(QObject):
         if not path:
             return None
         chosen = Path(path)
-        self.window.settings.setValue("export/folder", str(chosen.parent))
+        self.context.settings.setValue("export/folder", str(chosen.parent))
         return chosen

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, cast
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon
@@ -23,16 +23,23 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLayout,
+    QMenuBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from brainseg_gui import RESEARCH_USE_NOTE, __version__
-from brainseg_gui.ui.app import RESOURCES
+from brainseg_gui import RESEARCH_USE_NOTE, __version__, resources_dir
 
-if TYPE_CHECKING:
-    from brainseg_gui.ui.main_window import MainWindow
+
+class WelcomeHost(Protocol):
+    """The window the welcome opens over: its settings, job runner, demo and Help menu."""
+
+    settings: QSettings
+    runner: Any
+
+    def open_demo(self) -> Any: ...
+    def menuBar(self) -> QMenuBar: ...
 
 #: QSettings key: true once the welcome was shown (false again when the user asks for it every start).
 WELCOME_SHOWN_KEY = "welcome_shown"
@@ -99,7 +106,7 @@ class WelcomeDialog(QDialog):
         icon = QLabel()
         app_icon = self.windowIcon()  # the application's, set by make_application
         if app_icon.isNull():
-            app_icon = QIcon(str(RESOURCES / "icons" / "brainseg.svg"))
+            app_icon = QIcon(str(resources_dir() / "icons" / "brainseg.svg"))
         icon.setPixmap(app_icon.pixmap(64, 64))
         header.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
         header.addWidget(_text(f"<h2>Welcome to BrainSeg {escape(__version__)}</h2>"
@@ -164,14 +171,14 @@ def _device_html(device: DeviceSummary) -> str:
     return f"<b>This computer:</b> {escape(device.name)}<br>{escape(device.speed)}"
 
 
-def show_welcome(window: MainWindow, *, device: DeviceSummary | None = None, demo_open: bool = False) -> WelcomeDialog:
+def show_welcome(window: WelcomeHost, *, device: DeviceSummary | None = None, demo_open: bool = False) -> WelcomeDialog:
     """Open the welcome over `window` (non-blocking) and remember in its settings that it was shown.
 
     Without `device`, the device is found out in a worker (it imports torch: seconds at a cold start)
     and filled in when known, so the window and the dialog never freeze for it.
     """
     settings = window.settings
-    dialog = WelcomeDialog(device, demo_open=demo_open, parent=window)
+    dialog = WelcomeDialog(device, demo_open=demo_open, parent=cast(QWidget, window))
     if device is None:  # after the window's own start-up work, which a torch import would slow down
         QTimer.singleShot(DEVICE_DELAY_MS, lambda: window.runner.start(
             "device", lambda progress, cancel: device_summary(),
@@ -190,7 +197,7 @@ def show_welcome(window: MainWindow, *, device: DeviceSummary | None = None, dem
     return dialog
 
 
-def show_at_first_start(window: MainWindow, *, demo_open: bool, environ: Mapping[str, str] | None = None,
+def show_at_first_start(window: WelcomeHost, *, demo_open: bool, environ: Mapping[str, str] | None = None,
                         device: DeviceSummary | None = None) -> WelcomeDialog | None:
     """The app's hook: add Help > Welcome and device, and show the welcome when `should_show` says so."""
     add_help_action(window)
@@ -199,12 +206,12 @@ def show_at_first_start(window: MainWindow, *, demo_open: bool, environ: Mapping
     return show_welcome(window, device=device, demo_open=demo_open)
 
 
-def add_help_action(window: MainWindow) -> QAction | None:
+def add_help_action(window: WelcomeHost) -> QAction | None:
     """Help > Welcome and device… (added from here so the shared menus module stays untouched)."""
     for action in window.menuBar().actions():
         menu = action.menu()
         if menu is not None and action.text().replace("&", "") == "Help":
-            welcome = QAction("&Welcome and device…", window)
+            welcome = QAction("&Welcome and device…", cast(QWidget, window))
             welcome.triggered.connect(lambda: show_welcome(window))
             menu.addAction(welcome)
             return welcome

@@ -1,11 +1,12 @@
-"""The main window: opens studies, arranges the views and panels, runs long work in workers.
+"""The main window: builds the application's parts, arranges the views and panels, follows the study.
 
-Every user action is a method tests can call without a display: open_study, open_demo,
-set_sequence, move_crosshair, set_layout, run_segmentation, cancel_segmentation, save_screenshot;
-editing goes through `editing` (an EditController), exports through `exporter`, questions to the
-user through `prompter` (tests replace it with one that answers by itself). A DICOM study opens
-through `dicom` (study chooser, series assignment dialog) and its results go back through
-`dicom_results` (DICOM-SEG + SR).
+The open study is the workspace's `Document` (app/document.py); opening another replaces it, and
+the window redraws from the new one in `_on_document`. Controllers (prepare, DICOM, exports,
+models, menus) get a `ViewerContext` (the workspace, one job runner, one error route, the status
+line), never this window. Every user action is a method tests can call without a display:
+open_study, open_demo, set_sequence, move_crosshair, set_layout, run_segmentation,
+cancel_segmentation, save_screenshot; the mask is `editing` (the Document's), exports go through
+`exporter`, questions through `prompter` (tests replace it with one that answers by itself).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -33,14 +33,18 @@ from PySide6.QtWidgets import (
 from brainseg_gui import __version__
 from brainseg_gui.app import dicom_tasks, tasks
 from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.document import Document, Workspace
+from brainseg_gui.app.editing import JOURNAL_INTERVAL_MS, Editing
 from brainseg_gui.app.status_readout import describe_voxel
 from brainseg_gui.core.atomic import write_atomic
-from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
+from brainseg_gui.ui.activity import ActivityBar
+from brainseg_gui.ui.context import ViewerContext
 from brainseg_gui.ui.dicom_export import DicomResultsExporter
 from brainseg_gui.ui.dicom_open import DicomOpener
-from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.edit_panel import EditPanel
+from brainseg_gui.ui.errors import ErrorReporter
 from brainseg_gui.ui.export_actions import Exporter
+from brainseg_gui.ui.measure_panel import attach_measurements
 from brainseg_gui.ui.model_actions import ModelActions
 from brainseg_gui.ui.overlay_panel import OverlayPanel
 from brainseg_gui.ui.prepare_controller import PrepareController, Stage
@@ -51,17 +55,21 @@ from brainseg_gui.ui.review_panel import ReviewPanel
 from brainseg_gui.ui.segment_panel import RESEARCH_NOTE, SegmentPanel
 from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
+from brainseg_gui.ui.study_loader import StudyLoader
 from brainseg_gui.ui.view_grid import ViewGrid
 from brainseg_gui.ui.viewer_state import Layout, ViewerState
 from brainseg_gui.ui.welcome import WelcomePanel
 from brainseg_gui.ui.window_editing import WindowEditing
 from brainseg_gui.ui.workers import Job, JobRunner
 
+#: The runner's slot of the segmentation (one at a time).
+SEGMENT_SLOT = "segment"
+
 log = logging.getLogger(__name__)
 
 
 class MainWindow(WindowEditing, QMainWindow):
-    study_opened = Signal(object)  # DisplayVolume
+    study_opened = Signal(object)  # DisplayVolume: a new Document is shown (tests wait for it)
     segmentation_done = Signal(object)  # tasks.Segmentation
 
     def __init__(self, settings: QSettings | None = None,
@@ -73,20 +81,19 @@ class MainWindow(WindowEditing, QMainWindow):
         self.settings = settings or QSettings("BrainSeg", "BrainSeg")
         self.recent = RecentStudies(self.settings)
         self.state = ViewerState(self)
-        self.runner = JobRunner(self)
-        self.predictors = tasks.PredictorSlot(predictor_factory or tasks.default_predictor_factory(model_dir))
-        self.volume: DisplayVolume | None = None
-        self.segmentation: tasks.Segmentation | None = None
-        self.last_error: str | None = None
-        self._load_job: Job | None = None
-        self._segment_job: Job | None = None
-        self._segment_volume: DisplayVolume | None = None
-        self._study_name = ""
-        self.prompter = Prompter(self)
-        self.editing = EditController(self.state, journal_folder, self)
-        self.exporter = Exporter(self)
-        self.prepare = PrepareController(self)  # raw studies: readiness, prepare, brain-mask check
-        self.models = ModelActions(self, follow_active=predictor_factory is None and model_dir is None)
+        self.workspace = Workspace(self.state, journal_folder)
+        self.errors = ErrorReporter(self)
+        self.runner = JobRunner(self, errors=self.errors)
+        self.activity = ActivityBar()
+        self.context = ViewerContext(
+            workspace=self.workspace, state=self.state, runner=self.runner, errors=self.errors,
+            activity=self.activity, status=self._status, prompter=Prompter(self), settings=self.settings,
+            parent=self, confirm_unsaved=self.confirm_unsaved)
+        self.loader = StudyLoader(self.context, self.recent)
+        self.loader.finished.connect(self._load_finished)
+        # the window redraws first when a Document is replaced; the controllers follow
+        self.workspace.replaced.connect(self._on_document)
+        self.workspace.segmented.connect(self._on_segmented)
 
         self.welcome = WelcomePanel()
         self.welcome.open_file_requested.connect(self.ask_open_file)
@@ -95,10 +102,22 @@ class MainWindow(WindowEditing, QMainWindow):
         self.welcome.recent_requested.connect(self.open_study)
         self.grid = ViewGrid(self.state, placeholder=self.welcome)
         self.grid.hovered.connect(self._on_hover)
-        self.grid.edit_pressed.connect(self.editing.press)
-        self.grid.edit_moved.connect(self.editing.move)
-        self.grid.edit_released.connect(self.editing.release)
+        # the gestures go to the shown study's mask (looked up at each press: a new study, a new mask)
+        self.grid.edit_pressed.connect(lambda plane, voxel: self.editing.press(plane, voxel))
+        self.grid.edit_moved.connect(lambda voxel: self.editing.move(voxel))
+        self.grid.edit_released.connect(lambda: self.editing.release())
         self.setCentralWidget(self.grid)
+        self._journal_timer = QTimer(self)  # an open stroke goes to the journal every few seconds
+        self._journal_timer.setInterval(JOURNAL_INTERVAL_MS)
+        self._journal_timer.timeout.connect(lambda: self.editing.checkpoint())
+        self._journal_timer.start()
+
+        self.exporter = Exporter(self.context, self.grab_with_3d)
+        self.prepare = PrepareController(self.context, self.loader)  # raw studies: readiness, prepare, brain mask
+        self.models = ModelActions(
+            self.context, tasks.PredictorSlot(predictor_factory or tasks.default_predictor_factory(model_dir)),
+            follow_active=predictor_factory is None and model_dir is None)
+        self.exporter.exported.connect(self.models.record_corrected)
 
         self.sequence_bar = SequenceBar(self.state)
         toolbar = self.addToolBar("Sequences")
@@ -113,9 +132,13 @@ class MainWindow(WindowEditing, QMainWindow):
         self.segment_panel = SegmentPanel()
         self.segment_panel.segment_requested.connect(self.run_segmentation)
         self.segment_panel.cancel_requested.connect(self.cancel_segmentation)
+        self.models.model_named.connect(self._show_model_name)
         self.prepare_panel = PreparePanel(self.prepare, self.state)
-        self.edit_panel = EditPanel(self.state, self.editing)
-        self.review_panel = ReviewPanel(self.state, self.editing)
+        self.prepare_panel.attention_wanted.connect(lambda: self.controls_dock.raise_())
+        self.prepare.attention_wanted.connect(lambda: self.controls_dock.raise_())
+        self.prepare.changed.connect(self._sync_segment_button)
+        self.edit_panel = EditPanel(self.state, self.workspace)
+        self.review_panel = ReviewPanel(self.state, self.workspace)
         self.controls_dock = _panel_dock("Study and segmentation", "controlsDock",
                                          # the main action (Segment) above the fold: study, readiness,
                                          # segmentation, then the overlay settings
@@ -125,6 +148,13 @@ class MainWindow(WindowEditing, QMainWindow):
         self.edit_dock = _panel_dock("Edit and review", "editDock", (self.edit_panel, self.review_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.edit_dock)
         self.tabifyDockWidget(self.controls_dock, self.edit_dock)
+        # rulers, ellipse ROIs and their statistics, RANO: drawn on the views, kept by the Document
+        self.measure_panel = attach_measurements(self.grid, self.state, None, report_error=self.errors.show)
+        self.measure_dock = _panel_dock("Measure", "measureDock", (self.measure_panel,))
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measure_dock)
+        self.tabifyDockWidget(self.edit_dock, self.measure_dock)
+        self.workspace.stroke_finished.connect(self.measure_panel.refresh_statistics)
+        self.workspace.session_changed.connect(self.measure_panel.refresh_statistics)
         self.controls_dock.raise_()
         self.dock_3d = QDockWidget("3D view")
         self.dock_3d.setObjectName("dock3d")
@@ -135,17 +165,14 @@ class MainWindow(WindowEditing, QMainWindow):
         self._vtk_loading = False
 
         self.position_label = QLabel("")
-        self.load_progress = QProgressBar()
-        self.load_progress.setRange(0, 1000)
-        self.load_progress.setMaximumWidth(180)
-        self.load_progress.setVisible(False)
         note = QLabel(RESEARCH_NOTE)
         note.setObjectName("researchNote")
         self.statusBar().addWidget(self.position_label, 1)
-        self.statusBar().addPermanentWidget(self.load_progress)
+        self.statusBar().addPermanentWidget(self.activity)
         self.statusBar().addPermanentWidget(note)
-        self.dicom = DicomOpener(self)  # a DICOM study: study chooser, series assignment, staging
-        self.dicom_results = DicomResultsExporter(self)  # its DICOM-SEG and SR
+        self.dicom = DicomOpener(self.context, self.loader, self.sequence_bar, self.study_label,
+                                 lambda: self.prepare.record)  # a DICOM study: chooser, series, staging
+        self.dicom_results = DicomResultsExporter(self.context, self.prepare)  # its DICOM-SEG and SR
         self._build_menus()
 
         self.state.crosshair_changed.connect(self._on_crosshair)
@@ -156,6 +183,46 @@ class MainWindow(WindowEditing, QMainWindow):
         self.controls_dock.setMinimumWidth(400)
         self.resizeDocks([self.controls_dock, self.dock_3d], [460, 420], Qt.Orientation.Vertical)
         self.resizeDocks([self.controls_dock], [440], Qt.Orientation.Horizontal)
+
+    # ---- the open study -------------------------------------------------------------------
+    @property
+    def document(self) -> Document:
+        return self.workspace.document
+
+    @property
+    def volume(self) -> DisplayVolume | None:
+        return self.workspace.document.volume
+
+    @property
+    def segmentation(self) -> tasks.Segmentation | None:
+        return self.workspace.document.segmentation
+
+    @property
+    def editing(self) -> Editing:
+        """The shown study's mask being corrected (a new study, a new one)."""
+        return self.workspace.document.editing
+
+    @property
+    def prompter(self) -> Prompter:
+        """The questions to the user (tests set one that answers by itself; every controller asks it)."""
+        return self.context.prompter
+
+    @prompter.setter
+    def prompter(self, prompter: Prompter) -> None:
+        self.context.prompter = prompter
+
+    @property
+    def predictors(self) -> tasks.PredictorSlot:
+        """What Segment runs: the active model's predictor, built on first use (see ModelActions)."""
+        return self.models.predictors
+
+    @property
+    def last_error(self) -> str | None:
+        return self.errors.last
+
+    @property
+    def load_progress(self) -> ActivityBar:
+        return self.activity
 
     # ---- opening -------------------------------------------------------------------------
     def open_study(self, path: Path | str) -> Job | None:
@@ -168,21 +235,16 @@ class MainWindow(WindowEditing, QMainWindow):
         if dicom_tasks.is_dicom_study(path):  # index, choose the study and its series, then load
             return self.dicom.open(path)
         self.dicom.cancel()
-        return self._start_load(f"Opening {path}", lambda **kw: tasks.open_study(path, **kw), path)
+        return self.loader.open_path(path)
 
     def open_staged(self, folder: Path, source: Path) -> Job:
         """Load a DICOM study staged in `folder` (the cache); Open recent keeps `source`, the DICOM path."""
-        return self._start_load(f"Opening {source}", lambda **kw: tasks.open_study(folder, **kw), source)
+        return self.loader.open_staged(folder, source)
 
     def open_demo(self) -> Job | None:
         if not self.confirm_unsaved("open another study"):
             return None
-        return self._start_load("Opening the demo study", tasks.open_demo, None)
-
-    def show_volume(self, message: str, fn: Callable[..., DisplayVolume], name: str) -> Job:
-        """Show a volume another workflow builds in a worker (a prepared study, a scanner-space view)
-        as `name`; it is not added to the recent studies."""
-        return self._start_load(message, fn, None, name)
+        return self.loader.open_demo()
 
     def ask_open_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -197,73 +259,47 @@ class MainWindow(WindowEditing, QMainWindow):
         if path:
             self.open_study(path)
 
-    def _start_load(self, message: str, fn: Callable[..., DisplayVolume], path: Path | None,
-                    name: str | None = None) -> Job:
-        if self._load_job is not None:
-            self._load_job.cancel()
-        self.statusBar().showMessage(message)
-        self.load_progress.setValue(0)
-        self.load_progress.setVisible(True)
-        job = self.runner.start(
-            message, fn,
-            on_progress=lambda f, m: self._load_progress(job, f, m),
-            on_result=lambda volume: self._loaded(job, volume, path, name),
-            on_error=lambda error: self._load_failed(job, error, path, name),
-            on_finished=lambda: self._load_finished(job))
-        self._load_job = job
-        return job
+    def _status(self, text: str, ms: int = 0) -> None:
+        self.statusBar().showMessage(text, ms)
 
-    def _load_progress(self, job: Job, fraction: float, message: str) -> None:
-        if job is self._load_job:
-            self.load_progress.setValue(int(1000 * fraction))
-            self.statusBar().showMessage(message)
-
-    def _loaded(self, job: Job, volume: DisplayVolume, path: Path | None, name: str | None = None) -> None:
-        if job is not self._load_job:
-            return
-        self.cancel_segmentation()
-        self.volume = volume
-        self.segmentation = None
-        self._study_name = name or (tasks.DEMO_NAME if path is None else volume.study.case_id)
-        sequence = self.state.sequence if self.state.sequence in volume.images else volume.sequences[0]
-        if "t1ce" in volume.images and self.state.sequence not in volume.images:
+    def _on_document(self, document: Document, old: Document) -> None:
+        """A new study (or a view of it) replaces the one shown: every view starts again from it."""
+        self.runner.cancel(SEGMENT_SLOT)  # a result for the old study must not land on this one
+        volume = document.volume
+        assert volume is not None
+        state = self.state
+        sequence = state.sequence if state.sequence in volume.images else volume.sequences[0]
+        if "t1ce" in volume.images and state.sequence not in volume.images:
             sequence = "t1ce"
-        sequence = _opened_sequence(volume, path) or sequence  # the file the user opened is the one shown
+        sequence = _opened_sequence(volume, document.source) or sequence  # the file opened is the one shown
         windows = {name: volume.window(name) for name in volume.sequences}
-        self.state.shape = volume.shape
-        self.editing.set_volume(volume)
+        state.shape = volume.shape
         self.grid.set_volume(volume)
-        self.state.reset(volume.shape, volume.centre(), windows, sequence)
+        state.reset(volume.shape, volume.centre(), windows, sequence)
+        self.measure_panel.set_measurements(document.measurements)
+        if document.restore_problem:
+            self._status(document.restore_problem, 15000)
         self.sequence_bar.set_volume(volume)
         self.overlay_panel.set_available(prediction=False, truth=volume.truth_code is not None)
-        self.segment_panel.set_enabled_for_study(self._segment_job is None)
-        self.segment_panel.show_truth_volumes(self._truth_volumes())
-        self.segment_panel.stopped("")
-        self._describe_study(volume, path)
-        if path is not None:
-            self.recent.add(path)
+        self.segment_panel.clear()
+        self._sync_segment_button()
+        self.segment_panel.show_truth_volumes(document.truth_volumes_ml())
+        self._describe_study(document)
+        if document.source is not None:
             self._refresh_recent()
         if self.view_3d is not None:
             self.view_3d.set_volume(volume)
-        self.statusBar().showMessage(f"Opened {volume.study.case_id}", 5000)
         self.offer_restore()
         self.study_opened.emit(volume)
 
-    def _load_failed(self, job: Job, error: BaseException, path: Path | None, name: str | None = None) -> None:
-        if job is self._load_job:
-            self.statusBar().showMessage(f"Could not open {path or name or 'the demo'}", 10000)
-            self.show_error("Could not open the study", str(error))
+    def _load_finished(self) -> None:
+        if self.view_3d is None and self.dock_3d.isVisible():
+            QTimer.singleShot(250, self._build_3d)  # the 3D view waited for the study to be drawn
 
-    def _load_finished(self, job: Job) -> None:
-        if job is self._load_job:
-            self._load_job = None
-            self.load_progress.setVisible(False)
-            if self.view_3d is None and self.dock_3d.isVisible():
-                QTimer.singleShot(250, self._build_3d)  # the 3D view waited for the study to be drawn
-
-    def _describe_study(self, volume: DisplayVolume, path: Path | None) -> None:
-        study = volume.study
-        lines = [f"<b>{self._study_name}</b>", study.grid.describe()]
+    def _describe_study(self, document: Document) -> None:
+        assert document.volume is not None
+        study = document.volume.study
+        lines = [f"<b>{document.name}</b>", study.grid.describe()]
         if study.missing:
             lines.append("Missing: " + ", ".join(SEQUENCE_TITLES[s] for s in study.missing))
         lines.append("Ground truth: " + (study.label_convention.description
@@ -278,7 +314,7 @@ class MainWindow(WindowEditing, QMainWindow):
             self.setWindowTitle("BrainSeg (research use only)")
             return
         edited = " (unsaved edits)" if self.editing.unsaved else ""
-        self.setWindowTitle(f"{self._study_name}{edited} — {SEQUENCE_TITLES[self.state.sequence]} — "
+        self.setWindowTitle(f"{self.document.name}{edited} — {SEQUENCE_TITLES[self.state.sequence]} — "
                             f"BrainSeg {__version__} (research use only)")
 
     # ---- viewing -------------------------------------------------------------------------
@@ -309,69 +345,68 @@ class MainWindow(WindowEditing, QMainWindow):
     # ---- segmentation --------------------------------------------------------------------
     def run_segmentation(self) -> Job | None:
         """Segment the shown study in a worker; the result replaces the prediction overlay."""
-        if self.volume is None or self._segment_job is not None:
+        document = self.document
+        volume = document.volume
+        if volume is None or self.runner.current(SEGMENT_SLOT) is not None:
             return None
         if not self.prepare.allow_segmentation():  # not BraTS-ready, or its brain mask is being checked
             return None
         if not self.confirm_unsaved("segment again (the new result replaces the edited mask)"):
             return None
-        volume = self.volume
-        self._segment_volume = volume
         self.segment_panel.started()
-        job = self.runner.start(
-            "Segmenting", lambda **kw: tasks.segment(volume, self.predictors, **kw),
+        return self.runner.start(
+            "Segmenting", lambda **kw: tasks.segment(volume, self.predictors, **kw), slot=SEGMENT_SLOT,
             on_progress=self.segment_panel.report,
-            on_result=lambda result: self._segmented(job, result),
-            on_error=lambda error: self._segment_failed(job, error),
-            on_cancelled=lambda: self._segment_ended(job, "Cancelled; the previous overlays are kept."),
-            on_finished=lambda: self._segment_finished(job))
-        self._segment_job = job
-        return job
+            on_result=lambda result: self._segmented(document, result),
+            on_error=lambda error: self._segment_failed(error),
+            on_cancelled=lambda: self.segment_panel.stopped("Cancelled; the previous overlays are kept."),
+            on_finished=self._segment_finished)
 
     def cancel_segmentation(self) -> None:
-        if self._segment_job is not None:
-            self._segment_job.cancel()
+        job = self.runner.current(SEGMENT_SLOT)
+        if job is not None:
+            job.cancel()
             self.segment_panel.message.setText("Cancelling…")
 
-    def _segmented(self, job: Job, result: tasks.Segmentation) -> None:
-        if job is not self._segment_job or self._segment_volume is not self.volume:
+    def _segmented(self, document: Document, result: tasks.Segmentation) -> None:
+        if document is not self.document:  # another study was opened meanwhile
             return
-        self.segmentation = result
-        self.grid.set_prediction(result.code)
-        self.editing.start(from_regions(result.regions, LabelConvention.BRATS), model_version=result.model_version,
-                           base=f"model {result.model_version}")
-        self.overlay_panel.set_available(prediction=True, truth=self.volume.truth_code is not None)
-        self.segment_panel.show_result(result, self._truth_volumes())
+        document.set_segmentation(result)
+
+    def _on_segmented(self, result: tasks.Segmentation) -> None:
+        """The shown study's new AI result: editing starts from it, which draws it once in every view
+        (the worker made its RAS code; `_on_edit_session` shows it and schedules one 3D update)."""
+        volume = self.volume
+        assert volume is not None
+        self.editing.start(result.labels, model_version=result.model_version, base=f"model {result.model_version}",
+                           code_ras=result.code)
+        self.overlay_panel.set_available(prediction=True, truth=volume.truth_code is not None)
+        self.segment_panel.show_result(result, self.document.truth_volumes_ml())
         flag = f" Flagged: {result.flag}." if result.flag else ""
         self.segment_panel.stopped(f"Done in {result.seconds:.1f} s on {result.device}.{flag}")
-        if self.view_3d is not None:
-            self.view_3d.set_prediction(result.regions_ras)
         self._on_hover(None)
         self.segmentation_done.emit(result)
 
-    def _segment_failed(self, job: Job, error: BaseException) -> None:
-        self._segment_ended(job, "Failed; the previous overlays are kept.")
+    def _segment_failed(self, error: BaseException) -> None:
+        self.segment_panel.stopped("Failed; the previous overlays are kept.")
         self.show_error("Segmentation failed", str(error))
 
-    def _segment_ended(self, job: Job, message: str) -> None:
-        if job is self._segment_job:
-            self.segment_panel.stopped(message)
+    def _segment_finished(self) -> None:
+        self._sync_segment_button()
+        self.segment_panel.cancel_button.setEnabled(False)
+        predictor = self.predictors.loaded
+        if predictor is not None and self.segmentation is None:
+            self.segment_panel.show_model(predictor.model_version, predictor.device_description)
 
-    def _segment_finished(self, job: Job) -> None:
-        if job is self._segment_job:
-            self._segment_job = None
-            self.segment_panel.segment_button.setEnabled(self.volume is not None)
-            self.segment_panel.cancel_button.setEnabled(False)
-            predictor = self.predictors.loaded
-            if predictor is not None and self.segmentation is None:
-                self.segment_panel.show_model(predictor.model_version, predictor.device_description)
+    def _show_model_name(self, text: str, replace: bool) -> None:
+        label = self.segment_panel.model_label
+        if replace or label.text().startswith("Model: not loaded"):  # not over a segmentation's own line
+            label.setText(text)
 
-    def _truth_volumes(self) -> dict[str, float] | None:
-        if self.volume is None or self.volume.truth_code is None:
-            return None
-        voxel_ml = self.volume.study.grid.voxel_volume_ml
-        bits = {"WT": 1, "TC": 2, "ET": 4}
-        return {r: float(((self.volume.truth_code & bits[r]) != 0).sum()) * voxel_ml for r in REGIONS}
+    def _sync_segment_button(self) -> None:
+        """Segment applies to a shown study, when nothing segments and the Prepare step allows it."""
+        self.segment_panel.set_enabled_for_study(
+            self.volume is not None and self.runner.current(SEGMENT_SLOT) is None and self.prepare.segmentable)
 
     # ---- output --------------------------------------------------------------------------
     def save_screenshot(self, path: Path | str) -> Path:
@@ -405,11 +440,7 @@ class MainWindow(WindowEditing, QMainWindow):
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         """A dialog that does not block (the app stays usable; tests read `last_error`)."""
-        self.last_error = message
-        box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-        return box
+        return self.errors.show(title, message)
 
     # ---- 3D ------------------------------------------------------------------------------
     def _on_3d_visibility(self, visible: bool) -> None:
@@ -419,7 +450,7 @@ class MainWindow(WindowEditing, QMainWindow):
 
     def _build_3d(self) -> None:
         # Not while a study opens (it is drawn first: cold start), and VTK is imported in a worker.
-        if self.view_3d is None and not self._vtk_loading and self._load_job is None:
+        if self.view_3d is None and not self._vtk_loading and not self.loader.busy:
             from brainseg_gui.ui.view_3d import load_vtk
 
             self._vtk_loading = True

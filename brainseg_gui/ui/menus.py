@@ -5,10 +5,10 @@ Every shortcut is an action in a menu, so Help > Keyboard shortcuts can list the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QDockWidget, QMenu, QMenuBar
 
 from brainseg_gui.core.labels import TISSUES
 from brainseg_gui.core.study import SEQUENCES
@@ -17,17 +17,49 @@ from brainseg_gui.ui.pacs_dialog import show_pacs_dialog
 from brainseg_gui.ui.pacs_nodes_dialog import show_pacs_nodes_dialog
 from brainseg_gui.ui.prepare_panel import add_prepare_actions
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
+from brainseg_gui.ui.view_link import link_views_action
 from brainseg_gui.ui.viewer_state import PLANES, Layout, Tool
 
-if TYPE_CHECKING:
-    from brainseg_gui.ui.main_window import MainWindow
+
+class MenuHost(Protocol):
+    """What the menus act on: the window's parts and its user actions (no import of the window)."""
+
+    state: Any
+    workspace: Any
+    runner: Any
+    dicom: Any
+    dicom_results: Any
+    exporter: Any
+    prepare: Any
+    models: Any
+    review_panel: Any
+    grid: Any
+    controls_dock: QDockWidget
+    edit_dock: QDockWidget
+    dock_3d: QDockWidget
+    measure_dock: QDockWidget
+
+    @property
+    def editing(self) -> Any: ...
+    def menuBar(self) -> QMenuBar: ...
+    def addAction(self, action: QAction) -> None: ...
+    def close(self) -> bool: ...
+    def ask_open_file(self) -> None: ...
+    def ask_open_folder(self) -> None: ...
+    def open_demo(self) -> Any: ...
+    def ask_screenshot(self) -> None: ...
+    def set_sequence(self, name: str) -> None: ...
+    def set_layout(self, layout: Any, plane: str | None = None) -> None: ...
+    def run_segmentation(self) -> Any: ...
+    def cancel_segmentation(self) -> None: ...
+    def show_shortcuts(self) -> Any: ...
 
 LAYOUT_TITLES = {Layout.ROW: "1×3: axial, coronal, sagittal", Layout.GRID: "2×2: one view per sequence",
                  Layout.SINGLE: "Single view"}
 LAYOUT_KEYS = {Layout.ROW: "F2", Layout.GRID: "F3", Layout.SINGLE: "F4"}
 
 
-def _action(window: MainWindow, menu: QMenu, text: str, slot, shortcut: str | QKeySequence | None = None,
+def _action(window: MenuHost, menu: QMenu, text: str, slot, shortcut: str | QKeySequence | None = None,
             checkable: bool = False) -> QAction:
     action = QAction(text, window)
     if shortcut is not None:
@@ -39,7 +71,7 @@ def _action(window: MainWindow, menu: QMenu, text: str, slot, shortcut: str | QK
     return action
 
 
-def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
+def build_menus(window: MenuHost) -> tuple[QMenu, dict[str, QAction]]:
     """Fill the menu bar; returns the Recent submenu and the sequence actions (keys 1-4)."""
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
@@ -89,7 +121,9 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
         action.setChecked(window.state.main_plane == plane)
         planes.addAction(action)
     view_menu.addSeparator()
-    _action(window, view_menu, "Reset &zoom", lambda: [v.reset_zoom() for v in window.grid.views], "Home")
+    _action(window, view_menu, "Reset &zoom (fit the brain)", lambda: [v.reset_zoom() for v in window.grid.views], "Home")
+    link = link_views_action(window.state, window.menuBar())
+    view_menu.addAction(link)
     view_menu.addSeparator()
     review = _action(window, view_menu, "&Review: AI vs corrected", window.review_panel.set_active, "V",
                      checkable=True)
@@ -100,6 +134,7 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
     view_menu.addAction(window.controls_dock.toggleViewAction())
     view_menu.addAction(window.edit_dock.toggleViewAction())
     view_menu.addAction(window.dock_3d.toggleViewAction())
+    view_menu.addAction(window.measure_dock.toggleViewAction())
 
     study_menu = bar.addMenu("S&tudy")
     series = _action(window, study_menu, "Series and se&quences…", lambda: window.dicom.show_dialog())
@@ -110,8 +145,8 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
         study_results.setEnabled(window.dicom_results.can_export)
         send_results.setEnabled(window.dicom_results.can_export)
 
-    for signal in (window.dicom.changed, window.editing.session_changed, window.prepare.changed, window.study_opened,
-                   window.dicom_results.written):
+    for signal in (window.dicom.changed, window.workspace.session_changed, window.prepare.changed,
+                   window.workspace.replaced, window.dicom_results.written):
         signal.connect(lambda *_: sync_dicom())
     sync_dicom()
 
@@ -132,22 +167,23 @@ def build_menus(window: MainWindow) -> tuple[QMenu, dict[str, QAction]]:
 TOOL_KEYS = {Tool.NAVIGATE: ("&Navigate (move the crosshair)", "C"), Tool.BRUSH: ("&Brush", "B"),
              Tool.CLICK: ("Cl&ick correction (AI: click adds, right click removes, drag a box)", "A"),
              Tool.ERASER: ("&Eraser", "E"), Tool.FILL: ("&Fill (connected region in the slice)", "F"),
-             Tool.THRESHOLD: ("&Threshold brush (intensity range)", "T")}
+             Tool.THRESHOLD: ("&Threshold brush (intensity range)", "T"),
+             Tool.RULER: ("&Ruler (distance in mm)", "M"), Tool.ROI: ("Ellipse R&OI (statistics)", "O")}
 
 
-def _build_edit_menu(window: MainWindow, menu: QMenu) -> None:
+def _build_edit_menu(window: MenuHost, menu: QMenu) -> None:
     """Undo/redo, the tools, brush size and shape, the class painted, interpolation."""
-    state, editing = window.state, window.editing
-    undo = _action(window, menu, "&Undo stroke", editing.undo, QKeySequence.StandardKey.Undo)
-    redo = _action(window, menu, "&Redo stroke", editing.redo, "Ctrl+Shift+Z")
+    state = window.state  # the mask is the shown study's: looked up when used
+    undo = _action(window, menu, "&Undo stroke", lambda: window.editing.undo(), QKeySequence.StandardKey.Undo)
+    redo = _action(window, menu, "&Redo stroke", lambda: window.editing.redo(), "Ctrl+Shift+Z")
     redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
 
     def sync_history() -> None:
-        session = editing.session
+        session = window.editing.session
         undo.setEnabled(session is not None and session.can_undo)
         redo.setEnabled(session is not None and session.can_redo)
 
-    editing.history_changed.connect(sync_history)
+    window.workspace.history_changed.connect(sync_history)
     sync_history()
     menu.addSeparator()
     tools = QActionGroup(window)
@@ -171,7 +207,7 @@ def _build_edit_menu(window: MainWindow, menu: QMenu) -> None:
         labels.addAction(action)
         label_actions[tissue] = action
     menu.addSeparator()
-    _action(window, menu, "&Interpolate between the last two edited slices", editing.interpolate, "I")
+    _action(window, menu, "&Interpolate between the last two edited slices", lambda: window.editing.interpolate(), "I")
 
     def sync_tools() -> None:
         tool_actions[state.tool].setChecked(True)

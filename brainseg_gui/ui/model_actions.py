@@ -1,4 +1,4 @@
-"""The main window's link to the models: the fine-tune window, the Models dialog, the active model.
+"""The viewer's link to the models: the fine-tune window, the Models dialog, the active model.
 
 - Segmentation follows the active model of the per-user registry: after Keep, Set active or
   Rollback, the next segmentation loads the new active model.
@@ -21,10 +21,10 @@ from PySide6.QtWidgets import QApplication
 from brainseg_gui.app import tasks
 from brainseg_gui.app.corrected_cases import CorrectedCases
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.ui.context import ViewerContext
 
 if TYPE_CHECKING:
     from brainseg_gui.ui.finetune_panel import FinetunePanel
-    from brainseg_gui.ui.main_window import MainWindow
     from brainseg_gui.ui.models_dialog import ModelsDialog
 
 log = logging.getLogger(__name__)
@@ -50,43 +50,44 @@ def active_predictor_factory() -> Any:
 
 
 class ModelActions(QObject):
-    """Owned by the main window; `follow_active` is off when the window was given its own model."""
+    """Holds the predictor that Segment uses (`predictors`); `follow_active` is off when the viewer
+    was given its own model."""
 
     active_changed = Signal(object)  # the new active ModelEntry
+    model_named = Signal(str, bool)  # text for the model line, whether it replaces one already shown
 
-    def __init__(self, window: MainWindow, *, follow_active: bool = True, registry: Any = None,
-                 corrected: CorrectedCases | None = None) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, context: ViewerContext, predictors: tasks.PredictorSlot, *, follow_active: bool = True,
+                 registry: Any = None, corrected: CorrectedCases | None = None) -> None:
+        super().__init__(context.parent)
+        self.context = context
+        self.predictors = predictors
         self.follow_active = follow_active
         self._registry = registry
         self.corrected = corrected or CorrectedCases()
         self.panel: FinetunePanel | None = None
         self.dialog: ModelsDialog | None = None
         if follow_active:
-            window.predictors = tasks.PredictorSlot(active_predictor_factory())
+            self.predictors = tasks.PredictorSlot(active_predictor_factory())
             # Name the active model before the first segmentation. Reading it loads torch, so it
             # waits until the first study is drawn: a worker importing torch slows the start.
-            window.study_opened.connect(self._read_active_soon)
-        window.exporter.exported.connect(self._record_corrected)
+            context.workspace.replaced.connect(self._read_active_soon)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
 
     def _read_active_soon(self, *_: Any) -> None:
-        self.window.study_opened.disconnect(self._read_active_soon)
-        QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, lambda: self.window.runner.start(
+        self.context.workspace.replaced.disconnect(self._read_active_soon)
+        QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, lambda: self.context.runner.start(
             "active model", lambda *, progress, cancel: self.registry.resolve_active(), on_result=self._name_active))
 
     def _name_active(self, resolved: Any) -> None:
         entry, problem = resolved  # problem: why the shipped model stands in for a broken active one
         try:
-            label = self.window.segment_panel.model_label
-            if label.text().startswith("Model: not loaded"):  # a segmentation has not named it already
-                label.setText(f"Model: {entry.name} ({entry.version}); loads at the first segmentation"
-                              + (f". {problem}" if problem else ""))
+            # not over a name a segmentation has shown already
+            self.model_named.emit(f"Model: {entry.name} ({entry.version}); loads at the first segmentation"
+                                  + (f". {problem}" if problem else ""), False)
             if problem:
-                self.window.statusBar().showMessage(problem, 15000)
+                self.context.status(problem, 15000)
         except RuntimeError:  # the window closed before the registry was read
             pass
 
@@ -107,7 +108,7 @@ class ModelActions(QObject):
         if self.panel is None:
             from brainseg_gui.ui.finetune_panel import FinetunePanel
 
-            self.panel = FinetunePanel(self.registry, self.corrected, self.window)
+            self.panel = FinetunePanel(self.registry, self.corrected, self.context.parent)
             self.panel.setWindowFlag(Qt.WindowType.Window, True)
             self.panel.models_changed.connect(self._changed)
             self.panel.open_models_requested.connect(self.show_models)
@@ -123,7 +124,7 @@ class ModelActions(QObject):
         if self.dialog is None:
             from brainseg_gui.ui.models_dialog import ModelsDialog
 
-            self.dialog = ModelsDialog(self.registry, self.window)
+            self.dialog = ModelsDialog(self.registry, self.context.parent)
             self.dialog.models_changed.connect(self._changed)
         self.dialog.refresh()
         self.dialog.show()
@@ -135,16 +136,14 @@ class ModelActions(QObject):
         window does not freeze for the seconds torch takes to load."""
         if all(name in sys.modules for name in ML_MODULES):
             return show()
-        self.window.statusBar().showMessage("Loading the model tools…")
+        self.context.status("Loading the model tools…", 0)
 
         def load(*, progress: Any, cancel: Any) -> None:
             for name in ML_MODULES:
                 importlib.import_module(name)
 
-        def failed(error: BaseException) -> None:
-            self.window.show_error("Could not load the model tools", str(error))
-
-        self.window.runner.start("Loading the model tools", load, on_result=lambda _: show(), on_error=failed)
+        self.context.runner.start("Loading the model tools", load, on_result=lambda _: show(),
+                                  failure="Could not load the model tools")
         return None
 
     def rollback(self) -> Any:
@@ -156,7 +155,7 @@ class ModelActions(QObject):
         try:
             entry = self.registry.rollback_to_shipped()
         except (BrainSegError, OSError) as error:  # shown to the user
-            self.window.show_error("Could not roll back", str(error))
+            self.context.show_error("Could not roll back", str(error))
             return None
         self._changed(entry)
         return entry
@@ -164,26 +163,25 @@ class ModelActions(QObject):
     def _changed(self, entry: Any) -> None:
         """The active model changed: the next segmentation loads it; the open windows show it."""
         if self.follow_active:
-            self.window.predictors = tasks.PredictorSlot(active_predictor_factory())
-            self.window.segment_panel.model_label.setText(
-                f"Model: {entry.name} ({entry.version}); loads at the next segmentation")
+            self.predictors = tasks.PredictorSlot(active_predictor_factory())
+            self.model_named.emit(f"Model: {entry.name} ({entry.version}); loads at the next segmentation", True)
         if self.panel is not None:
             self.panel.show_base()
         if self.dialog is not None:
             self.dialog.refresh()
-        self.window.statusBar().showMessage(f"Active model: {entry.name} ({entry.version})", 8000)
+        self.context.status(f"Active model: {entry.name} ({entry.version})", 8000)
         self.active_changed.emit(entry)
 
-    def _record_corrected(self, paths: list[Path]) -> None:
+    def record_corrected(self, paths: list[Path]) -> None:
         """A corrected mask exported as NIfTI becomes a case the fine-tune panel offers."""
-        window = self.window
-        mask = getattr(window.editing, "last_export", None)
-        if window.volume is None or mask is None or Path(mask) not in [Path(p) for p in paths]:
+        context = self.context
+        mask = context.editing.last_export
+        if context.volume is None or mask is None or Path(mask) not in [Path(p) for p in paths]:
             return
         if not str(mask).lower().endswith(NIFTI_SUFFIXES):
             return
         try:
-            self.corrected.record(window.volume.study, Path(mask), window.state.convention.value)
+            self.corrected.record(context.volume.study, Path(mask), context.state.convention.value)
         except Exception:  # the export worked; only the list for fine-tuning missed it
             log.exception("could not remember %s as a corrected case", mask)
 

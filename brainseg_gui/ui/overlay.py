@@ -4,7 +4,10 @@ Each source (prediction, ground truth) is a uint8 region code per voxel (WT=1, T
 see `display_volume.region_code`). What a code looks like (regions or tissues, which are shown,
 colour, opacity) is an 8-entry RGBA lookup table, so toggling a region or moving the opacity slider
 changes only the table, never the image. Outline mode keeps only the boundary pixels of the
-visible classes of the current slice.
+current slice: in regions mode the border of each visible region (TC's border is that of NCR+ET,
+WT's that of the whole tumour), in tissues mode the border of each class. This module is the one
+place that says which colour a region or label is drawn in (`colour_of`, `label_colour`): the
+legend, the edit panel's class swatches and the brush outline ask it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QImage
 
-from brainseg_gui.app.display_volume import REGION_BITS, tissue_of_code
+from brainseg_gui.app.region_codes import REGION_BITS, tissue_of_code
 
 
 class OverlayMode(str, Enum):
@@ -56,6 +59,21 @@ def colour_of(name: str, mode: OverlayMode) -> tuple[int, int, int]:
     if mode is OverlayMode.TISSUES and name == "ET":
         return TISSUE_ET_COLOUR
     return COLOURS[name]
+
+
+def label_colour(tissue: str, look: OverlayLook) -> tuple[int, int, int]:
+    """The colour the overlay draws a voxel of a tissue class (NCR, ED, ET) in, under `look`.
+
+    In regions mode a painted NCR voxel shows as TC, ED as WT (the innermost visible region that holds
+    it): the edit panel and the brush show this colour, so what is painted looks like the swatch.
+    A class whose regions are all hidden gets the colour it has when they are shown.
+    """
+    code = max(c for c in range(1, 8) if tissue_of_code(c) == tissue)  # the nested code: NCR = WT|TC
+    for visible in (look.visible, frozenset(CLASSES[look.mode])):
+        drawn = int(class_of_code(look.mode, visible)[code])
+        if drawn:
+            return colour_of(CLASSES[look.mode][drawn - 1], look.mode)
+    raise ValueError(f"unknown tissue class {tissue!r}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,26 @@ def outline(classes: np.ndarray) -> np.ndarray:
     return edge & (centre != 0)
 
 
+#: Code drawn on each region's border in `region_outline`: the nested code whose innermost region it is.
+_BORDER_CODES = (("ET", 7), ("TC", 3), ("WT", 1))
+
+
+def region_outline(code: np.ndarray, visible: frozenset[str]) -> np.ndarray:
+    """uint8 code image of the borders of the visible regions of a 2D code slice, 0 elsewhere.
+
+    Each region's border is that of its whole extent (TC = NCR+ET, WT = all labels), so a ring of
+    enhancing tumour around necrosis shows the TC border at its outside and the ET border inside.
+    Where borders coincide the outer region is drawn: with the inner one drawn instead, TC would
+    vanish under ET's outer border wherever ET forms the rim of the core (the usual case).
+    Each border pixel holds a code whose innermost region is the border's, so the code LUT colours it.
+    """
+    drawn = np.zeros(code.shape, dtype=np.uint8)
+    for name, border_code in _BORDER_CODES:  # inner first: outer borders overwrite
+        if name in visible:
+            drawn[outline((code & REGION_BITS[name]) != 0)] = border_code
+    return drawn
+
+
 class SliceImageItem(pg.ImageItem):
     """A pyqtgraph ImageItem that hands Qt an image in the raster engine's native format.
 
@@ -150,14 +188,13 @@ class OverlayLayer:
     def set_look(self, look: OverlayLook, fill: Fill | None = None) -> None:
         """Change mode, visible classes, opacity or fill. Filled mode only swaps the table."""
         outline_before = self.fill is Fill.OUTLINE
-        classes_before = class_of_code(self._look.mode, self._look.visible)
+        shown_before = (self._look.mode, self._look.visible)
         self._look = look
         if fill is not None:
             self.fill = fill
         self.item.setLookupTable(code_lut(look, self.fill))
         outline_now = self.fill is Fill.OUTLINE
-        if outline_before != outline_now or (
-                outline_now and not np.array_equal(classes_before, class_of_code(look.mode, look.visible))):
+        if outline_before != outline_now or (outline_now and shown_before != (look.mode, look.visible)):
             self._redraw()
 
     def set_slice(self, code: np.ndarray | None) -> None:
@@ -176,7 +213,9 @@ class OverlayLayer:
             self.item.setVisible(False)
             return
         image = self._code
-        if self.fill is Fill.OUTLINE:
+        if self.fill is Fill.OUTLINE and self._look.mode is OverlayMode.REGIONS:
+            image = region_outline(image, self._look.visible)
+        elif self.fill is Fill.OUTLINE:  # tissue classes do not nest: each one's own border
             classes = class_of_code(self._look.mode, self._look.visible)[image]
             image = np.where(outline(classes), image, 0).astype(np.uint8)
         self.item.setImage(np.ascontiguousarray(image), autoLevels=False)

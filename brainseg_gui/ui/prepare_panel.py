@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -45,6 +45,8 @@ ADJUST_MM = (0.5, 10.0)
 
 
 class PreparePanel(QGroupBox):
+    attention_wanted = Signal()  # keep this panel in sight (the window raises its dock)
+
     def __init__(self, controller: PrepareController, state: ViewerState, parent=None) -> None:
         super().__init__("Raw studies: prepare for the model", parent)
         self.controller = controller
@@ -101,7 +103,7 @@ class PreparePanel(QGroupBox):
         controller.progress.connect(self._progressed)
         controller.message.connect(self.message.setText)
         state.edit_changed.connect(self._sync_tools)
-        controller.window.editing.history_changed.connect(self._sync_volumes)
+        controller.context.workspace.history_changed.connect(self._sync_volumes)
         self.sync()
 
     # ---- building ----------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class PreparePanel(QGroupBox):
     # ---- actions -----------------------------------------------------------------------------
     def _choose_tool(self, tool: Tool) -> None:
         self.state.set_tool(tool)
-        self.controller.window.controls_dock.raise_()  # choosing a tool raises the edit dock: keep Accept in sight
+        self.attention_wanted.emit()  # choosing a tool raises the edit dock: keep Accept in sight
 
     def redo(self) -> None:
         params = BrainExtractionParams(**{**self.controller.options.brain.as_dict(),

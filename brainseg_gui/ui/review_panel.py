@@ -23,19 +23,25 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from brainseg_gui.app.document import Workspace
+from brainseg_gui.app.editing import Editing
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.review import Comparison, difference_slices
-from brainseg_gui.ui.edit_controller import EditController
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, ViewerState
 
 COLUMNS = ("Region", "AI mL", "Corrected mL", "Dice")
 
 
 class ReviewPanel(QGroupBox):
-    def __init__(self, state: ViewerState, controller: EditController, parent=None) -> None:
+    @property
+    def editing(self) -> Editing:
+        """The shown study's editing (a new study, a new one)."""
+        return self.workspace.document.editing
+
+    def __init__(self, state: ViewerState, workspace: Workspace, parent=None) -> None:
         super().__init__("Review: AI vs corrected", parent)
         self.state = state
-        self.controller = controller
+        self.workspace = workspace
         self.comparison: Comparison | None = None
         self.differences: list[tuple[int, int]] = []
         self.position = -1
@@ -66,8 +72,8 @@ class ReviewPanel(QGroupBox):
         self.where = QLabel("")
         self.where.setWordWrap(True)
         layout.addWidget(self.where)
-        controller.history_changed.connect(self.refresh)
-        controller.session_changed.connect(self.refresh)
+        workspace.history_changed.connect(self.refresh)
+        workspace.session_changed.connect(self.refresh)
         state.layout_changed.connect(self.refresh)
         self.refresh()
 
@@ -116,8 +122,8 @@ class ReviewPanel(QGroupBox):
     def refresh(self, force: bool = False) -> None:
         """Recompute Dice and the differing slices (on stroke end, not while painting; ~40 ms on a
         full case, so only while the panel is on screen or review mode is on)."""
-        controller = self.controller
-        session = controller.session
+        editing = self.editing
+        session = editing.session
         if session is not None and not (force or self.isVisible() or self.active):
             self._stale = True
             return
@@ -125,13 +131,13 @@ class ReviewPanel(QGroupBox):
         enabled = session is not None
         for widget in (self.toggle, self.table, self.next_button, self.previous_button):
             widget.setEnabled(enabled)
-        if session is None or controller.code_ras is None or controller.ai_code_ras is None:
+        if session is None or editing.code_ras is None or editing.ai_code_ras is None:
             self.comparison, self.differences, self.position = None, [], -1
             self.where.setText("Segment (or edit) a study to compare the AI mask with the corrected one.")
             self._fill_table()
             return
         self.comparison = session.comparison()
-        self.differences = difference_slices(controller.ai_code_ras, controller.code_ras, AXIS_OF_PLANE[self.plane])
+        self.differences = difference_slices(editing.ai_code_ras, editing.code_ras, AXIS_OF_PLANE[self.plane])
         self.position = min(self.position, len(self.differences) - 1)
         self._fill_table()
         if not self.differences:
@@ -153,11 +159,11 @@ class ReviewPanel(QGroupBox):
         axis = AXIS_OF_PLANE[self.plane]
         voxel = list(self.state.crosshair)
         voxel[axis] = index
-        controller = self.controller
-        if controller.code_ras is not None and controller.ai_code_ras is not None:
+        editing = self.editing
+        if editing.code_ras is not None and editing.ai_code_ras is not None:
             key: list[slice | int] = [slice(None)] * 3
             key[axis] = index
-            rows, cols = np.nonzero(controller.code_ras[tuple(key)] != controller.ai_code_ras[tuple(key)])
+            rows, cols = np.nonzero(editing.code_ras[tuple(key)] != editing.ai_code_ras[tuple(key)])
             in_plane = [a for a in range(3) if a != axis]
             voxel[in_plane[0]], voxel[in_plane[1]] = int(rows.mean()), int(cols.mean())
         self.state.set_crosshair((voxel[0], voxel[1], voxel[2]))
@@ -167,7 +173,7 @@ class ReviewPanel(QGroupBox):
 
     def _fill_table(self) -> None:
         comparison = self.comparison
-        voxel_ml = self.controller.volume.study.grid.voxel_volume_ml if self.controller.volume is not None else 0
+        voxel_ml = self.editing.volume.study.grid.voxel_volume_ml if self.editing.volume is not None else 0
         for row, region in enumerate(REGIONS):
             values = (region, "", "", "") if comparison is None else (
                 region, f"{comparison.voxels_ai[region] * voxel_ml:.2f}",

@@ -80,6 +80,11 @@ class SegmentPanel(QGroupBox):
     def set_enabled_for_study(self, has_study: bool) -> None:
         self.segment_button.setEnabled(has_study)
 
+    def clear(self) -> None:
+        """A new study: no result, no message, no progress of the previous one."""
+        self.stopped("")
+        self.show_truth_volumes(None)
+
     def started(self) -> None:
         self.segment_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

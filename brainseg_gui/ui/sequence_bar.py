@@ -1,4 +1,5 @@
-"""Sequence buttons (T1, T1ce, T2, FLAIR; keys 1-4) and the window/level presets of the active one."""
+"""Sequence buttons (T1, T1ce, T2, FLAIR; keys 1-4), the window presets of the active one and its
+window width / level typed as numbers (`window_level.WindowLevelBox`): the contrast controls in one row."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from brainseg_gui.app.display_volume import DEFAULT_PRESET, WINDOW_PRESETS, Disp
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.viewer_state import ViewerState
+from brainseg_gui.ui.window_level import WindowLevelBox
 
 
 class SequenceBar(QWidget):
@@ -39,12 +41,11 @@ class SequenceBar(QWidget):
         self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.presets.activated.connect(lambda _index: self.apply_preset(self.presets.currentText()))
         layout.addWidget(self.presets)
-        self.window_label = QLabel("")
-        self.window_label.setMinimumWidth(120)
-        layout.addWidget(self.window_label)
+        layout.addSpacing(6)
+        self.window_level = WindowLevelBox(state)
+        layout.addWidget(self.window_level)
         layout.addStretch(1)
         state.sequence_changed.connect(self._on_sequence)
-        state.window_changed.connect(self._on_window)
         self.set_volume(None)
 
     def set_volume(self, volume: DisplayVolume | None) -> None:
@@ -66,14 +67,3 @@ class SequenceBar(QWidget):
         button = self.buttons.get(name)
         if button is not None:
             button.setChecked(True)
-        self._on_window(name)
-
-    def _on_window(self, name: str) -> None:
-        if name != self.state.sequence:
-            return
-        window = self.state.windows.get(name)
-        if window is None:
-            self.window_label.setText("")
-        else:
-            low, high = window
-            self.window_label.setText(f"W {high - low:.4g}  L {(high + low) / 2:.4g}")

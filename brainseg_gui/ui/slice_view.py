@@ -5,7 +5,8 @@ radiological convention, the patient's right on the screen's left. Axial: anteri
 superior up; sagittal: anterior on the left, superior up. Each image pixel is drawn `spacing` mm
 wide, so anisotropic voxels keep their true aspect. Mouse: left click/drag moves the crosshair,
 wheel (or Page Up/Down, arrows) steps slices, right drag changes window/level, middle drag pans,
-Ctrl+wheel zooms. With an edit tool chosen (see `ViewerState.tool`), left click/drag edits instead:
+Ctrl+wheel zooms, Home fits the brain in the view (the default framing; linked views fit together,
+see `view_link`). With an edit tool chosen (see `ViewerState.tool`), left click/drag edits instead:
 the view reports the RAS voxels under the mouse through `edit_pressed` / `edit_moved` /
 `edit_released` and shows the brush outline; Ctrl+left still moves the crosshair. With the Click
 tool, a right click is reported through `edit_negative` and a left drag shows the box it spans.
@@ -24,8 +25,9 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem
 
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.study import SEQUENCES
-from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem
+from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem, label_colour
 from brainseg_gui.ui.slice_gestures import SliceViewBox
+from brainseg_gui.ui.view_link import brain_box_mm
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState
 
 #: (left, right, top, bottom) labels of each plane on screen.
@@ -50,6 +52,8 @@ class SliceView(pg.GraphicsView):
     edit_moved = Signal(object)  # RAS voxel the stroke moved to
     edit_released = Signal()
     edit_negative = Signal(str, object)  # Click tool, right click: plane, RAS voxel
+    view_moved = Signal(object)  # this view, after the user zoomed or panned it
+    zoom_reset = Signal(object)  # this view, after it fitted the brain (Home): linked views fit too
 
     def __init__(self, state: ViewerState, plane: str, sequence: str | None = None, parent=None) -> None:
         super().__init__(parent, background="k")
@@ -100,6 +104,7 @@ class SliceView(pg.GraphicsView):
         self.edge_labels = [self._label(text, 13, bold=True) for text in EDGE_LABELS[plane]]
         self.title = self._label("", 10, bold=False)
         self.box.sigResized.connect(self._place_labels)
+        self.box.sigRangeChangedManually.connect(lambda _axes: self.view_moved.emit(self))
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
         state.crosshair_changed.connect(self._on_crosshair)
@@ -108,6 +113,7 @@ class SliceView(pg.GraphicsView):
         state.overlay_changed.connect(self._on_overlay)
         state.edit_changed.connect(self._on_edit_settings)
         self._place_labels()
+        self._colour_brush()
 
     # ---- data --------------------------------------------------------------------------------
     @property
@@ -157,10 +163,21 @@ class SliceView(pg.GraphicsView):
         self.layers[name].set_slice(self._slice(code) if shown else None)
 
     def reset_zoom(self) -> None:
+        """Fit the brain's box (with a small margin) in the view, at the true aspect: the default framing.
+
+        The box stays the view's target, so it keeps fitting as the view is resized. Linked views then
+        fit together at one scale (`ViewLink.fit`, through `zoom_reset`).
+        """
         if self.volume is not None:
-            w, h = self._plane_size()
-            sh, sv = self._pixel_mm()
-            self.box.setRange(xRange=(-w * sh, 0), yRange=(0, h * sv), padding=0.02)
+            box = brain_box_mm(self.volume)
+            h, v = self.in_plane_axes
+            self.box.setRange(xRange=(-box[h][1], -box[h][0]), yRange=box[v], padding=0)
+            self.zoom_reset.emit(self)
+
+    @property
+    def in_plane_axes(self) -> tuple[int, int]:
+        """RAS axes shown (horizontal, vertical): axial (x, y), coronal (x, z), sagittal (y, z)."""
+        return self._plane_axes()
 
     # ---- gestures (also called by tests) -----------------------------------------------------
     def move_crosshair_to(self, scene_pos: QPointF) -> None:
@@ -271,12 +288,24 @@ class SliceView(pg.GraphicsView):
         for name, layer in self.layers.items():
             layer.set_look(self.state.look, self.state.fills[name])
         self._refresh_overlays()
+        self._colour_brush()
 
     def _on_edit_settings(self) -> None:
         if not self.state.tool.paints:
             self.brush.setVisible(False)
+        self._colour_brush()
         clicking = self.state.tool is Tool.CLICK
         self.viewport().setCursor(Qt.CursorShape.CrossCursor if clicking else Qt.CursorShape.ArrowCursor)
+
+    def _colour_brush(self) -> None:
+        """The brush outline in the colour the painted class is drawn in (white for the eraser)."""
+        painting = self.state.tool in (Tool.BRUSH, Tool.THRESHOLD)
+        colour = (*label_colour(self.state.label, self.state.look), 230) if painting else BRUSH_COLOUR
+        pen = QPen(pg.mkColor(colour))
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        if pen != self.brush.pen():
+            self.brush.setPen(pen)
 
     def _place_drag_box(self, voxel: tuple[int, int, int]) -> None:
         """The Click tool's drag: outline the in-plane box from the pressed voxel to this one."""

@@ -1,4 +1,5 @@
-"""The 3D view: WT/TC/ET surfaces, an optional translucent brain, the current slice planes (VTK).
+"""The 3D view: WT/TC/ET surfaces, an optional translucent brain, the current slice planes (VTK),
+and an R/L A/P S/I orientation cube in the lower-left corner (`orientation_marker`).
 
 Meshes are built by `meshing.region_meshes` in a worker. Where no OpenGL is available (offscreen
 Qt without OSMesa, a display without GLX, BRAINSEG_NO_3D=1) the panel says so instead of failing.
@@ -27,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainseg_gui.app.display_volume import REGION_BITS, DisplayVolume
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.region_codes import REGION_BITS
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
@@ -53,6 +55,8 @@ def load_vtk(*, progress: ProgressFn = no_progress, cancel: CancelToken | None =
     progress(0.0, "Loading VTK")
     import vtkmodules.vtkFiltersSources
     import vtkmodules.vtkInteractionStyle
+    import vtkmodules.vtkInteractionWidgets
+    import vtkmodules.vtkRenderingAnnotation
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - registers the OpenGL backend
     from vtkmodules.qt import QVTKRenderWindowInteractor  # noqa: F401
 
@@ -143,6 +147,9 @@ class View3D(QWidget):
         window.AddRenderer(self.renderer)
         self.vtk_widget.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
         self.vtk_widget.Initialize()
+        from brainseg_gui.ui.orientation_marker import orientation_marker
+
+        self.orientation_marker = orientation_marker(window.GetInteractor())
         layout.addWidget(self.vtk_widget, 1)
 
     def _build_controls(self, layout: QVBoxLayout) -> None:
@@ -383,5 +390,6 @@ class View3D(QWidget):
             self._job.cancel()
             self._job = None
         if self.vtk_widget is not None:
+            self.orientation_marker.SetEnabled(0)  # its renderer goes before the window it draws in
             self.vtk_widget.Finalize()
         return super().close()

@@ -2,7 +2,9 @@
 
 1x3: axial, coronal, sagittal of the active sequence. 2x2: the main plane once per sequence.
 Single: the main plane of the active sequence. Views are rebuilt on a layout change; each one
-follows the shared `ViewerState`, so the crosshair stays linked across all of them.
+follows the shared `ViewerState`, so the crosshair stays linked across all of them; while
+`state.link_views` is on, zoom and pan are linked too (`view_link.ViewLink`), and a new layout or
+study opens with the brain fitted in every view.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QStackedLayout, QWidget
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.slice_view import SliceView
+from brainseg_gui.ui.view_link import ViewLink
 from brainseg_gui.ui.viewer_state import PLANES, Layout, ViewerState
 
 
@@ -23,6 +26,7 @@ class ViewGrid(QWidget):
     edit_moved = Signal(object)
     edit_released = Signal()
     edit_negative = Signal(str, object)  # the Click tool's right click: plane, RAS voxel
+    views_rebuilt = Signal()  # the views were replaced (layout or study): overlays re-attach (measure_items)
 
     def __init__(self, state: ViewerState, placeholder: QWidget | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -31,6 +35,7 @@ class ViewGrid(QWidget):
         self.prediction: np.ndarray | None = None
         self.original: np.ndarray | None = None
         self.views: list[SliceView] = []
+        self.link = ViewLink(state, self)
         self._stack = QStackedLayout(self)
         self._placeholder = placeholder or QLabel("No study open")
         self._grid_host = QWidget()
@@ -73,6 +78,7 @@ class ViewGrid(QWidget):
         raise KeyError(f"no {plane} view{' of ' + sequence if sequence else ''} in layout {self.state.layout.value}")
 
     def _rebuild(self) -> None:
+        self.link.set_views([])
         for view in self.views:
             self._grid.removeWidget(view)
             view.hide()
@@ -84,6 +90,7 @@ class ViewGrid(QWidget):
         self.views = []
         if self.volume is None:
             self._stack.setCurrentWidget(self._placeholder)
+            self.views_rebuilt.emit()
             return
         layout = self.state.layout
         if layout is Layout.ROW:
@@ -105,3 +112,5 @@ class ViewGrid(QWidget):
                 view.set_original(self.original)
             self.views.append(view)
         self._stack.setCurrentWidget(self._grid_host)
+        self.link.set_views(self.views)
+        self.views_rebuilt.emit()

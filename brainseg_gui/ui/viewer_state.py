@@ -12,12 +12,12 @@ from enum import Enum
 
 from PySide6.QtCore import QObject, Signal
 
+from brainseg_gui.app.edit_settings import AXIS_OF_PLANE, PLANES, Tool
 from brainseg_gui.core.labels import TISSUES, LabelConvention
 from brainseg_gui.ui.overlay import Fill, OverlayLook
 
-#: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
-AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
-PLANES = ("axial", "coronal", "sagittal")
+__all__ = ["AXIS_OF_PLANE", "PLANES", "Layout", "Tool", "ViewerState"]
+
 #: Overlay sources: the (editable) segmentation, the study's own labels, and the AI's original
 #: mask (shown in review mode, against the corrected one).
 SOURCES = ("prediction", "truth", "original")
@@ -27,20 +27,6 @@ BRUSH_MM_RANGE = (0.5, 40.0)
 CLICK_TARGETS = ("label", "WT", "TC", "ET")
 #: `[` / `]` scale the brush radius by this ratio (3 -> 30 mm in 10 presses, not 54 half-mm steps).
 BRUSH_STEP_RATIO = 1.25
-
-
-class Tool(str, Enum):
-    NAVIGATE = "navigate"  # left click moves the crosshair
-    BRUSH = "brush"
-    ERASER = "eraser"
-    FILL = "fill"
-    THRESHOLD = "threshold"  # brush limited to an intensity range of the shown sequence
-    CLICK = "click"  # AI-assisted correction: a click re-segments around it (see ui/click_tool.py)
-
-    @property
-    def paints(self) -> bool:
-        """Tools drawn with the round brush (they show its outline under the mouse)."""
-        return self in (Tool.BRUSH, Tool.ERASER, Tool.THRESHOLD)
 
 
 class Layout(str, Enum):
@@ -55,6 +41,7 @@ class ViewerState(QObject):
     window_changed = Signal(str)  # the sequence whose window changed
     overlay_changed = Signal()
     layout_changed = Signal()
+    link_views_changed = Signal(bool)  # zoom and pan linked across the slice views, or not
     edit_changed = Signal()  # tool, brush, label, threshold or displayed convention
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -69,6 +56,9 @@ class ViewerState(QObject):
         self.shown: dict[str, bool] = {"prediction": True, "truth": True, "original": False}
         self.layout = Layout.ROW
         self.main_plane = "axial"
+        # On by default: every plane at the same mm per pixel keeps sizes comparable between planes,
+        # and zooming into the tumour in one view shows it magnified in all (see ui/view_link.py).
+        self.link_views = True
         self.tool = Tool.NAVIGATE
         self.brush_mm = 3.0
         self.brush_3d = False
@@ -136,6 +126,12 @@ class ViewerState(QObject):
             self.layout = layout
             self.main_plane = plane
             self.layout_changed.emit()
+
+    def set_link_views(self, on: bool) -> None:
+        """Link zoom and pan across the slice views (see `ui/view_link.py`), or let each view go its own way."""
+        if bool(on) != self.link_views:
+            self.link_views = bool(on)
+            self.link_views_changed.emit(self.link_views)
 
     # ---- editing ----------------------------------------------------------------------------
     def set_tool(self, tool: Tool | str) -> None:

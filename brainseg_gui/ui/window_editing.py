@@ -3,9 +3,9 @@ tool wired to the views, the 3D view and the title; the Click tool's prior (the 
 the last segmentation of the shown study); restoring a crashed session's edits; asking before unsaved edits
 are lost; the shortcuts dialog.
 
-It uses the window's `editing` (EditController), `prompter`, `exporter`, `grid`, `state`,
-`settings`, `overlay_panel`, `edit_dock`, `view_3d`, `runner` and its `study_opened` and
-`segmentation_done` signals, which `MainWindow.__init__` creates; it adds `click_tool`.
+It uses the window's `workspace` (whose relays carry the shown study's editing events), `editing`
+(the shown Document's), `prompter`, `exporter`, `grid`, `state`, `settings`, `overlay_panel`,
+`edit_dock`, `view_3d` and `runner`, which `MainWindow.__init__` creates; it adds `click_tool`.
 """
 
 from __future__ import annotations
@@ -36,21 +36,21 @@ class WindowEditing:
     settings: Any
     overlay_panel: Any
     edit_dock: Any
+    measure_dock: Any
     view_3d: Any
     volume: Any
     runner: Any
-    study_opened: Any
-    segmentation_done: Any
+    workspace: Any
 
     def _connect_editing(self) -> None:
-        editing = self.editing
-        self.click_tool = ClickTool(self.state, editing, self.runner, self)  # type: ignore[arg-type]
+        events = self.workspace
+        self.click_tool = ClickTool(self.state, events, self.runner, self)  # type: ignore[arg-type]
         self._connect_click_tool(self.click_tool)
-        editing.mask_changed.connect(self.grid.refresh_prediction)
-        editing.session_changed.connect(self._on_edit_session)
-        editing.history_changed.connect(self._update_title)  # type: ignore[attr-defined]
-        editing.message.connect(lambda text: self.statusBar().showMessage(text, 8000))  # type: ignore[attr-defined]
-        editing.stroke_finished.connect(self._schedule_3d_update)
+        events.mask_changed.connect(self.grid.refresh_prediction)
+        events.session_changed.connect(self._on_edit_session)
+        events.history_changed.connect(self._update_title)  # type: ignore[attr-defined]
+        events.message.connect(lambda text: self.statusBar().showMessage(text, 8000))  # type: ignore[attr-defined]
+        events.stroke_finished.connect(self._schedule_3d_update)
         self._3d_timer = QTimer(self)  # type: ignore[arg-type]
         self._3d_timer.setSingleShot(True)
         self._3d_timer.setInterval(MESH_DELAY_MS)
@@ -69,8 +69,8 @@ class WindowEditing:
         self.grid.edit_negative.connect(tool.negative)
         tool.status.connect(lambda text, ms: self.statusBar().showMessage(text, ms))  # type: ignore[attr-defined]
         tool.error.connect(self.show_error)  # type: ignore[attr-defined]
-        self.study_opened.connect(lambda _volume: tool.set_prior(None))  # a new study or a scanner view
-        self.segmentation_done.connect(lambda result: tool.set_prior(result.probabilities))
+        self.workspace.replaced.connect(lambda _new, _old: tool.set_prior(None))  # a new study or a scanner view
+        self.workspace.segmented.connect(lambda result: tool.set_prior(result.probabilities))
 
     def confirm_unsaved(self, action: str) -> bool:
         """Before unsaved edits would be lost: export them, drop them, or stay (False)."""
@@ -118,6 +118,9 @@ class WindowEditing:
         self._tool_before = tool
         if tool is Tool.NAVIGATE:
             return
+        if tool in (Tool.RULER, Tool.ROI):  # measuring, not editing: the measure panel, overlay as it is
+            self.measure_dock.raise_()
+            return
         self.edit_dock.raise_()  # the user is editing: show the edit controls
         if before is Tool.NAVIGATE and self.state.look.mode is OverlayMode.REGIONS:
             # edits paint classes: show classes, in the colours of the edit panel's swatches
@@ -134,7 +137,7 @@ class WindowEditing:
             has_truth = self.volume is not None and self.volume.truth_code is not None
             self.overlay_panel.set_available(prediction=True, truth=has_truth)
         self._update_title()  # type: ignore[attr-defined]
-        self._schedule_3d_update()
+        self._update_3d_mask()  # a whole new mask: at once, in one pass
 
     def _schedule_3d_update(self) -> None:
         if self.view_3d is not None:

@@ -1,8 +1,14 @@
-"""Run long plain functions (load, predict, mesh) on a thread pool and report through Qt signals.
+"""The viewer's one mechanism for long work: plain functions (load, predict, mesh) on a thread pool,
+reported through Qt signals on the GUI thread.
 
 The function is called as ``fn(progress=..., cancel=...)``; it reports ``progress(fraction,
 message)`` and raises ``Cancelled`` when its ``CancelToken`` is set. Signals are delivered on the
 GUI thread (the signal object lives there), so slots may touch widgets.
+
+A job may take a `slot` (e.g. "open", "segment"): starting another job in the slot cancels the
+running one, and only the latest job of a slot reports, so a result the user walked away from
+(another study opened meanwhile) changes nothing. A job given a `failure` title and no `on_error`
+reports its error through the runner's `ErrorReporter`, the one route to the user.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from brainseg_gui.core.errors import Cancelled
 from brainseg_gui.core.progress import CancelToken
+from brainseg_gui.ui.errors import ErrorReporter
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +70,75 @@ class Job(QRunnable):
 class JobRunner(QObject):
     """Starts jobs and keeps them alive until they finish; one pool for the whole viewer."""
 
-    def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None,
+                 errors: ErrorReporter | None = None) -> None:
         super().__init__(parent)
         self.pool = pool or QThreadPool.globalInstance()
+        self.errors = errors
         self._running: set[Job] = set()
+        self._slots: dict[str, Job] = {}
 
     def start(self, name: str, fn: Callable[..., Any], *,
               on_result: Callable[[Any], None] | None = None,
               on_error: Callable[[BaseException], None] | None = None,
               on_progress: Callable[[float, str], None] | None = None,
               on_cancelled: Callable[[], None] | None = None,
-              on_finished: Callable[[], None] | None = None) -> Job:
+              on_finished: Callable[[], None] | None = None,
+              slot: str | None = None, failure: str | None = None) -> Job:
         job = Job(name, fn)
+        if slot is not None:
+            self.cancel(slot)
+            self._slots[slot] = job
+
+        def latest(callback: Callable[..., None]) -> Callable[..., None]:
+            """Only the slot's latest job reports (a job without a slot always does), and nothing
+            reaches a viewer that is gone (PySide does not drop a lambda with its window)."""
+            return lambda *args: callback(*args) if self._reports(job, slot) else None
+
+        if on_error is None and failure is not None:
+            on_error = lambda error: self.report(failure, error)
         if on_progress:
-            job.signals.progress.connect(on_progress)
+            job.signals.progress.connect(latest(on_progress))
         if on_result:
-            job.signals.succeeded.connect(on_result)
+            job.signals.succeeded.connect(latest(on_result))
         if on_error:
-            job.signals.failed.connect(on_error)
+            job.signals.failed.connect(latest(on_error))
         if on_cancelled:
-            job.signals.cancelled.connect(on_cancelled)
-        if on_finished:
-            job.signals.finished.connect(on_finished)
-        job.signals.finished.connect(lambda: self._running.discard(job))
+            job.signals.cancelled.connect(latest(on_cancelled))
+        job.signals.finished.connect(lambda: self._done(job, slot, on_finished))
         self._running.add(job)
         self.pool.start(job)
         return job
+
+    def current(self, slot: str) -> Job | None:
+        """The slot's running job, or None."""
+        return self._slots.get(slot)
+
+    def cancel(self, slot: str) -> None:
+        """Ask the slot's job to stop; it will not report any more."""
+        job = self._slots.pop(slot, None)
+        if job is not None:
+            job.cancel()
+
+    def report(self, title: str, error: BaseException | str) -> None:
+        """A failure to the user through the one error route (logged when there is none)."""
+        if self.errors is not None:
+            self.errors.show(title, str(error))
+        else:
+            log.error("%s: %s", title, error)
+
+    def _reports(self, job: Job, slot: str | None) -> bool:
+        """Whether `job` may still tell its owner anything."""
+        return shiboken6.isValid(self) and (slot is None or self._slots.get(slot) is job)
+
+    def _done(self, job: Job, slot: str | None, on_finished: Callable[[], None] | None) -> None:
+        """The job ended: it leaves its slot first (so `current` is None for whoever is told)."""
+        self._running.discard(job)
+        latest = self._reports(job, slot)
+        if slot is not None and self._slots.get(slot) is job:
+            del self._slots[slot]
+        if on_finished is not None and latest:
+            on_finished()
 
     @property
     def running(self) -> tuple[Job, ...]:

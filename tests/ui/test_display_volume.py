@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainseg_gui.app.display_volume import DisplayVolume, region_code, tissue_of_code
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.region_codes import region_code, tissue_of_code
 from brainseg_gui.core.labels import LabelConvention, to_regions
 from tests.ui.conftest import TOY_SHAPE, TOY_SPACING
 

@@ -113,10 +113,11 @@ def test_drop_and_recent_open_studies(qtbot, window, toy_case) -> None:
         window.dropEvent(event)
     assert window.volume.study.case_id == "toy"
     assert window.recent_menu.actions()[0].text() == str(toy_case.resolve())
-    window.volume = None
+    first = window.document
     with qtbot.waitSignal(window.study_opened, timeout=LOAD_TIMEOUT_MS):
         window.recent_menu.actions()[0].trigger()
     assert window.volume.study.case_id == "toy"
+    assert window.document is not first and first.closed  # the study opened again is a new Document
 
 
 @pytest.mark.slow

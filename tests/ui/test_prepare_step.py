@@ -129,7 +129,7 @@ def test_raw_study_is_flagged_and_offered_preparation(qtbot, window, raw) -> Non
 @pytest.mark.slow
 def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path) -> None:
     open_and_check(qtbot, window, raw.files["t1ce"].parent)
-    controller, panel, editing = window.prepare, window.prepare_panel, window.editing
+    controller, panel = window.prepare, window.prepare_panel  # the mask: window.editing, the shown study's
     controller.options = dataclasses.replace(FAST, brain=BrainExtractionParams())  # a mask worth looking at
     raw_volume = window.volume
     window.state.set_label("ET")
@@ -141,7 +141,7 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     assert controller.stage is Stage.REVIEW and window.volume is review.volume
     assert (out / f"{raw.case_id}_prepare.json").is_file()
     # the unmasked prepared images with the proposed mask as the editable mask, drawn green
-    session = editing.session
+    session = window.editing.session
     assert session is not None
     np.testing.assert_array_equal(session.labels != 0, review.brain)
     assert set(np.unique(session.labels)) == {0, BRAIN_LABEL}
@@ -152,7 +152,7 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     assert panel.review_box.isVisible() and panel.accept_button.isEnabled()
     assert "Check the brain mask" in panel.banner.text()
     assert window.run_segmentation() is None  # not before the mask is accepted
-    inside = tuple(int(v) for v in np.argwhere(np.asarray(editing.code_ras) != 0)[0])  # a RAS voxel of the mask
+    inside = tuple(int(v) for v in np.argwhere(np.asarray(window.editing.code_ras) != 0)[0])  # a RAS voxel of the mask
     window.state.set_crosshair(inside)
     readout = window.position_label.text()
     assert "brain mask" in readout and "predicted" not in readout, readout  # never "predicted ED" over the brain
@@ -167,24 +167,24 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     wait_idle(qtbot, window)
     assert controller.brain_ml() > before + 20
     assert (session.labels != 0)[proposed].all()
-    editing.undo()
+    window.editing.undo()
     np.testing.assert_array_equal(session.labels != 0, proposed)
     controller.adjust(-2.0)
     wait_idle(qtbot, window)
     assert controller.brain_ml() < before - 20
-    editing.undo()
+    window.editing.undo()
     panel.threshold_box.setValue(0.3)
     panel.redo()
     wait_idle(qtbot, window)
     redone = session.labels != 0
     assert not np.array_equal(redone, proposed)
     assert controller.options.brain.fractional_threshold == pytest.approx(0.3)
-    editing.undo()
+    window.editing.undo()
     np.testing.assert_array_equal(session.labels != 0, proposed)
 
     # the ordinary tools on the mask: brush just outside it, eraser inside it (RAS voxels of the axial view)
     z = window.state.crosshair[2]
-    inside = (editing.code_ras[:, :, z] != 0)
+    inside = (window.editing.code_ras[:, :, z] != 0)
     ring = ndimage.binary_dilation(inside, iterations=3) & ~inside
     outside_voxel = (*(int(c) for c in np.argwhere(ring)[len(np.argwhere(ring)) // 2]), z)
     inside_voxel = (*(int(c) for c in np.argwhere(ndimage.binary_erosion(inside, iterations=6))[0]), z)
@@ -193,12 +193,12 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     for tool, voxel in ((Tool.BRUSH, outside_voxel), (Tool.ERASER, inside_voxel)):
         panel.tool_buttons[tool].click()
         assert window.state.tool is tool and panel.accept_button.isVisible()  # Accept stays in sight
-        editing.press("axial", voxel)
-        editing.release()
+        window.editing.press("axial", voxel)
+        window.editing.release()
     edited = session.labels != 0
     assert edited[window.volume.file_index(outside_voxel)] and not edited[window.volume.file_index(inside_voxel)]
     assert panel.tool_buttons[Tool.ERASER].isChecked()
-    assert not editing.unsaved  # brain-mask edits are never offered for export as a tumour mask
+    assert not window.editing.unsaved  # brain-mask edits are never offered for export as a tumour mask
     shot(qtbot, window, "3_brain_mask_edited.png")
     with qtbot.waitSignal(controller.prepared_shown, timeout=TIMEOUT_MS):
         controller.accept()
@@ -212,14 +212,14 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     assert float(np.abs(study.images["t1ce"][~edited]).max()) == 0.0  # skull-stripped with the checked mask
     assert controller.record is not None and controller.readiness.ready
     assert "user" in str(controller.record.data["brain_extraction"]["method"])
-    assert editing.session is None and window.state.label == "ET"  # the class painted before is back
+    assert window.editing.session is None and window.state.label == "ET"  # the class painted before is back
     assert window.state.tool is Tool.NAVIGATE
     assert panel.scanner_box.isVisible() and not panel.map_button.isEnabled()  # nothing segmented yet
     shot(qtbot, window, "4_prepared_ready.png")
 
     # "segmented": the true labels (they live on the t1ce grid, which is the prepared grid here)
     assert window.prepare.allow_segmentation()
-    editing.start(raw.labels, model_version="truth", base="known labels")
+    window.editing.start(raw.labels, model_version="truth", base="known labels")
     assert panel.map_button.isEnabled()
     with qtbot.waitSignal(controller.scanner_shown, timeout=TIMEOUT_MS) as blocker:
         controller.map_back("t2")
@@ -227,7 +227,7 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     view_t2 = blocker.args[0]
     assert controller.stage is Stage.SCANNER
     assert window.volume.study.grid.same_as(raw.grids["t2"])
-    mapped = editing.session.labels
+    mapped = window.editing.session.labels
     truth = raw.labels_on("t2")
     overlap = 2 * ((mapped > 0) & (truth > 0)).sum() / ((mapped > 0).sum() + (truth > 0).sum())
     assert overlap > 0.8, f"whole tumour mapped onto the original T2 grid: Dice {overlap:.3f}"
@@ -242,12 +242,12 @@ def test_prepare_check_accept_segment_and_map_back(qtbot, window, raw, tmp_path)
     with qtbot.waitSignal(window.study_opened, timeout=TIMEOUT_MS):
         controller.back_to_prepared()
     qtbot.waitUntil(lambda: controller.stage is Stage.READY, timeout=TIMEOUT_MS)
-    np.testing.assert_array_equal(editing.session.labels, raw.labels)
+    np.testing.assert_array_equal(window.editing.session.labels, raw.labels)
     assert isinstance(controller.record, PrepareRecord)
 
     # a prepared study's mask can be checked again, from its folder (images resampled from the sources)
     assert panel.recheck_button.isVisible() and not panel.prepare_button.isVisible()
-    editing.close_session(discard=True)
+    window.editing.close_session(discard=True)
     with qtbot.waitSignal(controller.review_shown, timeout=TIMEOUT_MS) as blocker:
         controller.recheck()
     wait_idle(qtbot, window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from brainseg_gui.app.display_volume import REGION_BITS
+from brainseg_gui.app.region_codes import REGION_BITS
 from brainseg_gui.core.labels import REGIONS
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from brainseg_gui.app.display_volume import DisplayVolume, label_code, region_code
+from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.region_codes import label_code, region_code
 from brainseg_gui.core.labels import LabelConvention, to_regions
 from brainseg_gui.ui.overlay import COLOURS, Fill, OverlayLook, SliceImageItem, code_lut
 from brainseg_gui.ui.slice_view import SliceView

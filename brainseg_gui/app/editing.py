@@ -1,10 +1,12 @@
-"""Editing in the viewer: slice-view gestures -> `core.edit_session` operations -> overlay refresh.
+"""The mask being corrected in one open study: gestures -> `core.edit_session` operations -> events.
 
-The controller owns the session (the mask being corrected, on the study's own grid), its journal
-and the RAS region-code volume the slice views draw. Views report RAS voxels; they are mapped to
-the file's voxels through `DisplayVolume.file_index` (the study's `Reorientation`), never guessed.
-After each operation only the changed box of the code volume is recomputed and only the views
-whose slice crosses it redraw, which keeps a brush stroke smooth on a full case.
+A `Document` owns one `Editing`: the session (the mask on the study's own grid), its journal and
+the RAS region-code volume the slice views draw; a new study gets a new one, so nothing of the
+previous study's mask can be drawn or exported afterwards. Views report RAS voxels; they are
+mapped to the file's voxels through `DisplayVolume.file_index` (the study's `Reorientation`),
+never guessed. After each operation only the changed box of the code volume is recomputed and the
+event carries that box, so only the views whose slice crosses it redraw (a brush stroke stays
+smooth on a full case). No Qt: events are psygnal signals; the GUI calls `checkpoint()` on a timer.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from psygnal import Signal
 
 from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.edit_settings import AXIS_OF_PLANE, EditSettings, Tool
+from brainseg_gui.app.region_codes import BRATS_LABEL_CODE
 from brainseg_gui.core.edit_session import Box, EditError, EditSession, Limits
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.journal import (
@@ -31,26 +36,21 @@ from brainseg_gui.core.journal import (
 )
 from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.core.orientation import Reorientation
-from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, Tool, ViewerState
 
 log = logging.getLogger(__name__)
 
-#: BraTS label value -> region code (WT=1, TC=2, ET=4 bits; see display_volume.region_code).
-LABEL_CODE = np.zeros(256, dtype=np.uint8)
-LABEL_CODE[[1, 2, 4]] = [1 | 2, 1, 1 | 2 | 4]
-#: How often an open stroke is written to the journal while the mouse is held.
+#: How often the GUI should call `checkpoint()` while the mouse is held (an open stroke to disk).
 JOURNAL_INTERVAL_MS = 3000
 
 
-class EditController(QObject):
+class Editing:
     mask_changed = Signal(object)  # RAS box that changed (tuple of 3 slices), or None for everything
     history_changed = Signal()  # undo/redo availability, unsaved state, counts
     session_changed = Signal()  # a session started or ended
     stroke_finished = Signal()
     message = Signal(str)  # something the user should read (e.g. why interpolation failed)
 
-    def __init__(self, state: ViewerState, journal_folder: Path | None = None, parent: QObject | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self, state: EditSettings, journal_folder: Path | None = None) -> None:
         self.state = state
         self.journal_folder = journal_folder
         self.volume: DisplayVolume | None = None
@@ -69,9 +69,11 @@ class EditController(QObject):
         #: plane -> RAS slice indices of the 2D strokes, latest last (for interpolation)
         self.edited_slices: dict[str, list[int]] = {}
         self._last_plane: str | None = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(JOURNAL_INTERVAL_MS)
-        self._timer.timeout.connect(self.checkpoint)
+
+    def signals(self) -> tuple[Any, ...]:
+        """Its events (the Document disconnects them when the study is closed)."""
+        return (self.mask_changed, self.history_changed, self.session_changed, self.stroke_finished,
+                self.message)
 
     # ---- sessions ---------------------------------------------------------------------------
     def set_volume(self, volume: DisplayVolume | None) -> None:
@@ -97,8 +99,11 @@ class EditController(QObject):
         return journal_path(self.volume.study, self.journal_folder)
 
     def start(self, initial: np.ndarray, *, ai: np.ndarray | None = None, model_version: str | None = None,
-              base: str = "") -> EditSession:
-        """Begin editing `initial` (BraTS labels on the study's grid); journal from the first stroke on."""
+              base: str = "", code_ras: np.ndarray | None = None) -> EditSession:
+        """Begin editing `initial` (BraTS labels on the study's grid); journal from the first stroke on.
+
+        `code_ras`: the RAS region code of `initial` when a worker made it already (a segmentation),
+        so the GUI thread does not re-orient the mask a second time."""
         if self.volume is None:
             raise BrainSegError("open a study before editing")
         self.close_session(discard=True)
@@ -113,7 +118,7 @@ class EditController(QObject):
         except OSError as exc:
             self.journal = None
             self.message.emit(f"Edits cannot be journaled ({exc}); export often.")
-        self._begin(session, model_version, base, saved=True)
+        self._begin(session, model_version, base, saved=True, code_ras=code_ras)
         return session
 
     def start_default(self) -> EditSession:
@@ -171,7 +176,6 @@ class EditController(QObject):
         self.code_ras = self.ai_code_ras = None
         self.edited_slices = {}
         self._last_plane = None
-        self._timer.stop()
         if had:
             self.session_changed.emit()
             self.history_changed.emit()
@@ -186,15 +190,20 @@ class EditController(QObject):
             self.journal.record_saved({"path": str(path), "revision": self.session.revision})
         self.history_changed.emit()
 
-    def _begin(self, session: EditSession, model_version: str | None, base: str, *, saved: bool) -> None:
+    def _begin(self, session: EditSession, model_version: str | None, base: str, *, saved: bool,
+               code_ras: np.ndarray | None = None) -> None:
         assert self._reorient is not None
         self.session = session
         self.model_version = model_version
         self.base = base
         self.saved_revision = session.revision if saved else -1
-        self.code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.labels]))
-        self.ai_code_ras = np.ascontiguousarray(self._reorient.apply(LABEL_CODE[session.ai]))
-        self._timer.start()
+        if code_ras is None:
+            code_ras = np.ascontiguousarray(self._reorient.apply(BRATS_LABEL_CODE[session.labels]))
+        self.code_ras = code_ras
+        if session.ai is session.labels or np.array_equal(session.ai, session.labels):
+            self.ai_code_ras = code_ras.copy()  # a fresh segmentation: the AI's mask is the one shown
+        else:
+            self.ai_code_ras = np.ascontiguousarray(self._reorient.apply(BRATS_LABEL_CODE[session.ai]))
         preload_scipy_ndimage()
         self.session_changed.emit()
         self.history_changed.emit()
@@ -203,7 +212,7 @@ class EditController(QObject):
     # ---- gestures from the slice views ------------------------------------------------------
     def press(self, plane: str, voxel: tuple[int, int, int]) -> None:
         """Start a stroke (or, for fill, do the whole edit) at a RAS voxel of a plane's view."""
-        if self.volume is None or self.state.tool in (Tool.NAVIGATE, Tool.CLICK):  # CLICK: see click_tool
+        if self.volume is None or not self.state.tool.edits_mask:  # CLICK: see ui/click_tool
             return
         if self.session is None:
             self.start_default()
@@ -378,7 +387,7 @@ class EditController(QObject):
             return
         assert self._reorient is not None and self._from_file is not None
         ras_box = self.ras_box(box)
-        self.code_ras[ras_box] = self._reorient.apply(LABEL_CODE[self.session.labels[box]])
+        self.code_ras[ras_box] = self._reorient.apply(BRATS_LABEL_CODE[self.session.labels[box]])
         self.mask_changed.emit(ras_box)
 
     def ras_box(self, box: Box) -> tuple[slice, slice, slice]:
