@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from brainseg_gui.core.dice import dice_from_counts
 from brainseg_gui.core.errors import GridMismatchError, LabelError
 from brainseg_gui.core.labels import REGIONS, to_regions
 
@@ -99,11 +100,7 @@ def region_metrics(
     fn = n_truth - tp
     tn = p.size - n_pred - n_truth + tp
 
-    if n_pred + n_truth == 0:
-        dice = iou = 1.0
-    else:
-        dice = 2.0 * tp / (n_pred + n_truth)
-        iou = tp / (n_pred + n_truth - tp)
+    iou = 1.0 if n_pred + n_truth == 0 else tp / (n_pred + n_truth - tp)
 
     in_brain: float | None = None
     if brain is not None:
@@ -115,7 +112,7 @@ def region_metrics(
 
     voxel_ml = float(np.prod(sampling)) / 1000.0
     return RegionMetrics(
-        dice=dice,
+        dice=dice_from_counts(tp, n_pred, n_truth),
         iou=iou,
         accuracy=(tp + tn) / p.size,
         accuracy_in_brain=in_brain,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainseg_gui.core.dice import dice_from_counts
 from brainseg_gui.core.errors import GridMismatchError
 from brainseg_gui.core.labels import REGIONS, TISSUES, LabelConvention
 
@@ -101,7 +102,7 @@ def compare(ai: np.ndarray, corrected: np.ndarray,
         n_c = n_ai + moved.added - moved.removed
         # voxels in the region in both masks = the AI's count minus those that left it
         overlap = n_ai - moved.removed
-        dice[region] = 1.0 if n_ai + n_c == 0 else 2.0 * overlap / (n_ai + n_c)
+        dice[region] = dice_from_counts(overlap, n_ai, n_c)
         voxels_ai[region], voxels_c[region], regions[region] = n_ai, n_c, moved
     tissues = {name: change(members[name]) for name in TISSUES}
     return Comparison(dice=dice, tissues=tissues, regions=regions, changed=int(differ.size),

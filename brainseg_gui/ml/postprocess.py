@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from brainseg_gui.core.dice import dice
 from brainseg_gui.core.errors import ModelError
 
 WT, TC, ET = 0, 1, 2
@@ -138,14 +139,6 @@ def apply_region_steps(regions: np.ndarray, settings: PostprocessSettings) -> np
     return regions
 
 
-def _dice(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Dice with the BraTS convention for empty masks (both empty -> 1)."""
-    total = int(prediction.sum()) + int(target.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(prediction, target).sum()) / total
-
-
 @dataclass(frozen=True)
 class ThresholdChoice:
     """The chosen voxel threshold and the mean validation Dice for each candidate."""
@@ -178,7 +171,7 @@ def tune_et_threshold(
                 raise ValueError(f"prediction shape {prediction.shape} differs from target {target.shape}")
             threshold = round(candidate / volume) if candidate else 0
             relabelled = relabel_small_et(prediction, threshold)
-            dices.append(_dice(relabelled[ET], np.asarray(target[ET], dtype=bool)))
+            dices.append(dice(relabelled[ET], np.asarray(target[ET], dtype=bool)))
         scores[candidate] = float(np.mean(dices))
     best = max(scores.values())
     chosen = min(c for c, s in scores.items() if s >= best - 1e-12)
@@ -208,7 +201,7 @@ def tune_min_component(
         dices = []
         for prediction, target, volume in zip(predictions, targets, volumes):
             cleaned = remove_small_components(prediction, round(candidate / volume) if candidate else 0)
-            dices += [_dice(cleaned[i], np.asarray(target[i], dtype=bool)) for i in (WT, TC, ET)]
+            dices += [dice(cleaned[i], np.asarray(target[i], dtype=bool)) for i in (WT, TC, ET)]
         scores[candidate] = float(np.mean(dices))
     best = max(scores.values())
     chosen = min(c for c, s in scores.items() if s >= best - 1e-12)

@@ -14,16 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brainseg_gui.core.dice import dice
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.ml.dataset import CachedCases
 from brainseg_gui.ml.postprocess import make_nested
-
-
-def dice(prediction: np.ndarray, target: np.ndarray) -> float:
-    """BraTS convention: both empty -> 1."""
-    total = int(prediction.sum()) + int(target.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(prediction, target).sum()) / total
 
 
 @dataclass(frozen=True)
