@@ -45,23 +45,56 @@ MIN_RESOLUTION_MM, MAX_RESOLUTION_MM = 0.3, 10.0
 MAX_ROI = 512
 
 
-#: How ml/preprocess.py makes an input (kept here, its one home, so a card records them without nibabel):
-#: percentiles inside the brain that clip each sequence before the z-score (robust to the single-voxel
-#: 32767 outliers of some BraTS 2018 cases), and the voxels of margin around the brain's bounding box.
-CLIP_PERCENTILES = (0.5, 99.5)
-BOX_MARGIN = 4
+@dataclass(frozen=True)
+class NormalisationSettings:
+    """How an input is made (ml/preprocess.py), the card's typed `normalisation` section.
+
+    clip_percentiles: percentiles inside the brain that clip each sequence before the z-score (robust
+    to the single-voxel 32767 outliers of some BraTS 2018 cases). box_margin: voxels of margin around
+    the brain's bounding box. Training writes the defaults into every card; inference reads them
+    back from the card, so a network is always fed the way it was trained.
+    """
+
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    box_margin: int = 4
+
+    def __post_init__(self) -> None:
+        low, high = self.clip_percentiles
+        if not 0.0 <= low < high <= 100.0:
+            raise ModelError(f"normalisation clip_percentiles must satisfy 0 <= low < high <= 100, "
+                             f"got {list(self.clip_percentiles)}")
+        if not 0 <= self.box_margin <= 64:
+            raise ModelError(f"normalisation box_margin must be 0..64 voxels, got {self.box_margin}")
+
+    @classmethod
+    def from_card(cls, section: Mapping[str, Any] | None, source: str = "card") -> NormalisationSettings:
+        """Read a card's `normalisation` (older cards lack box_margin: it was always the default)."""
+        section = section or {}
+        clip = section.get("clip_percentiles", list(cls.clip_percentiles))
+        margin = section.get("box_margin", cls.box_margin)
+        if (not isinstance(clip, list) or len(clip) != 2
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in clip)):
+            raise ModelError(f"{source}: normalisation clip_percentiles {clip!r} must be two numbers")
+        if isinstance(margin, bool) or not isinstance(margin, int):
+            raise ModelError(f"{source}: normalisation box_margin {margin!r} must be a whole number of voxels")
+        return cls((float(clip[0]), float(clip[1])), margin)
+
+    def to_card(self) -> dict[str, Any]:
+        """The card's section: the settings, and in words what ml/preprocess.py does with them."""
+        return {
+            "orientation": "RAS",
+            "crop": f"brain bounding box (any sequence non-zero) + {self.box_margin} voxels",
+            "box_margin": self.box_margin,
+            "clip_percentiles": list(self.clip_percentiles),
+            "scaling": "per-sequence z-score inside the brain after clipping; zero outside",
+            "channels": ["t1", "t1ce", "t2", "flair"],
+            "resample": "trilinear to resolution_mm isotropic",
+        }
 
 
 def default_normalisation() -> dict[str, Any]:
-    """What ml/preprocess.py does to an input, recorded so a card says how its inputs were made."""
-    return {
-        "orientation": "RAS",
-        "crop": f"brain bounding box (any sequence non-zero) + {BOX_MARGIN} voxels",
-        "clip_percentiles": list(CLIP_PERCENTILES),
-        "scaling": "per-sequence z-score inside the brain after clipping; zero outside",
-        "channels": ["t1", "t1ce", "t2", "flair"],
-        "resample": "trilinear to resolution_mm isotropic",
-    }
+    """What training records in a new card (the defaults of `NormalisationSettings`)."""
+    return NormalisationSettings().to_card()
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,7 @@ class ModelCard:
         if not isinstance(data["regions"], list) or tuple(data["regions"]) != REGIONS:
             raise ModelError(f"{source}: regions {data['regions']!r} are not {list(REGIONS)}")
         _check_inference(data.get("inference") or {}, source)
+        NormalisationSettings.from_card(data.get("normalisation"), source)
         value = data["resolution_mm"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ModelError(f"{source}: resolution_mm {value!r} is not a number")

@@ -26,6 +26,7 @@ from brainseg_gui.core.labels import REGIONS, LabelConvention, from_regions
 from brainseg_gui.core.morphology import fill_holes
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.study import Grid, Study
+from brainseg_gui.ml.model_card import NormalisationSettings
 from brainseg_gui.ml.postprocess import PostprocessSettings, apply_region_steps
 from brainseg_gui.ml.preprocess import model_shape, prepare, resize_linear
 
@@ -115,12 +116,15 @@ class InferenceSettings:
     region_order: tuple[int, ...]
     postprocess: PostprocessSettings
     model_version: str
+    normalisation: NormalisationSettings = field(default_factory=NormalisationSettings)
 
     @classmethod
     def from_card(cls, card: Any) -> InferenceSettings:
+        """The card's sections, typed: inference (windows), postprocess and normalisation."""
         return cls(float(card.resolution_mm), windows_from_card(card), region_order(card),
                    PostprocessSettings.from_card(getattr(card, "postprocess", None)),
-                   str(getattr(card, "version", "unknown")))
+                   str(getattr(card, "version", "unknown")),
+                   NormalisationSettings.from_card(getattr(card, "normalisation", None)))
 
 
 def segment(
@@ -143,7 +147,7 @@ def segment(
 
     progress(0.0, f"{study.case_id}: preparing the input")
     cancel.raise_if_cancelled()
-    prepared = prepare(study)
+    prepared = prepare(study, settings.normalisation)
     crop_shape = tuple(prepared.volume.shape[1:])
     volume = resize_linear(prepared.volume, model_shape(crop_shape, prepared.spacing, settings.resolution_mm))
     seconds["prepare"] = _lap(started)

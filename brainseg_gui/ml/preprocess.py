@@ -17,7 +17,10 @@ import numpy as np
 from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.study import SEQUENCES, Study
-from brainseg_gui.ml.model_card import BOX_MARGIN, CLIP_PERCENTILES
+from brainseg_gui.ml.model_card import NormalisationSettings
+
+#: The training recipe's input (every card trained here records it; see model_card.py).
+DEFAULT_NORMALISATION = NormalisationSettings()
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class PreparedInput:
     present: tuple[bool, bool, bool, bool]
 
 
-def brain_box(brain: np.ndarray, margin: int = BOX_MARGIN) -> tuple[slice, slice, slice]:
+def brain_box(brain: np.ndarray, margin: int = DEFAULT_NORMALISATION.box_margin) -> tuple[slice, slice, slice]:
     """Bounding box of a boolean mask, grown by `margin` voxels and clipped to the array."""
     if not brain.any():
         raise StudyLoadError("the study is empty: every sequence is zero everywhere")
@@ -48,22 +51,24 @@ def brain_box(brain: np.ndarray, margin: int = BOX_MARGIN) -> tuple[slice, slice
     return box[0], box[1], box[2]
 
 
-def normalise_channels(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
+def normalise_channels(volume: np.ndarray, brain: np.ndarray,
+                       clip_percentiles: tuple[float, float] = DEFAULT_NORMALISATION.clip_percentiles) -> np.ndarray:
     """Per channel: clip to brain percentiles, z-score inside the brain, zero outside. float32."""
     out = np.zeros_like(volume, dtype=np.float32)
     for channel in range(volume.shape[0]):
         values = volume[channel][brain]
         if values.size == 0 or not np.any(values):
             continue
-        low, high = np.percentile(values, CLIP_PERCENTILES)
+        low, high = np.percentile(values, clip_percentiles)
         clipped = np.clip(values, low, high)
         std = float(clipped.std())
         out[channel][brain] = (clipped - float(clipped.mean())) / (std if std > 1e-6 else 1.0)
     return out
 
 
-def prepare(study: Study) -> PreparedInput:
-    """Study -> cropped, normalised (4, x, y, z) RAS volume at the study's resolution.
+def prepare(study: Study, normalisation: NormalisationSettings = DEFAULT_NORMALISATION) -> PreparedInput:
+    """Study -> cropped, normalised (4, x, y, z) RAS volume at the study's resolution, made as the
+    model card's `normalisation` says (training uses the defaults and records them).
 
     The brain box is found first and only the crop is copied: reorienting a single image is a
     view (flips and transposes), so the full 4-channel RAS stack is never built (that copy was
@@ -74,7 +79,7 @@ def prepare(study: Study) -> PreparedInput:
     for image in study.images.values():
         brain_own |= image != 0
     brain = reorientation.apply(brain_own)  # a view
-    box = brain_box(brain)
+    box = brain_box(brain, normalisation.box_margin)
     brain_cropped = np.ascontiguousarray(brain[box])
     cropped = np.zeros((len(SEQUENCES), *brain_cropped.shape), dtype=np.float32)
     for channel, name in enumerate(SEQUENCES):
@@ -82,7 +87,7 @@ def prepare(study: Study) -> PreparedInput:
             cropped[channel] = reorientation.apply(study.images[name])[box]
     present = tuple(name in study.images for name in ("t1", "t1ce", "t2", "flair"))
     return PreparedInput(
-        volume=normalise_channels(cropped, brain_cropped),
+        volume=normalise_channels(cropped, brain_cropped, normalisation.clip_percentiles),
         brain=brain_cropped,
         box=box,
         spacing=reorientation.spacing,
