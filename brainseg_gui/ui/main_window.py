@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPoint, QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QDockWidget,
     QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -57,6 +61,7 @@ from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.study_loader import StudyLoader
 from brainseg_gui.ui.view_grid import ViewGrid
+from brainseg_gui.ui.view_memory import remember_view
 from brainseg_gui.ui.viewer_state import Layout, ViewerState
 from brainseg_gui.ui.welcome import WelcomePanel
 from brainseg_gui.ui.window_editing import WindowEditing
@@ -71,6 +76,7 @@ log = logging.getLogger(__name__)
 class MainWindow(WindowEditing, QMainWindow):
     study_opened = Signal(object)  # DisplayVolume: a new Document is shown (tests wait for it)
     segmentation_done = Signal(object)  # tasks.Segmentation
+    segmenting_changed = Signal()  # a segmentation started or ended (menus follow)
 
     def __init__(self, settings: QSettings | None = None,
                  predictor_factory: Callable[[], Any] | None = None,
@@ -124,6 +130,7 @@ class MainWindow(WindowEditing, QMainWindow):
         toolbar.setObjectName("sequenceToolbar")
         toolbar.setMovable(False)
         toolbar.addWidget(self.sequence_bar)
+        remember_view(self.state, self.sequence_bar, self.settings)  # layout, sequence, window preset
 
         self.study_label = QLabel("No study")
         self.study_label.setWordWrap(True)
@@ -272,7 +279,7 @@ class MainWindow(WindowEditing, QMainWindow):
         if "t1ce" in volume.images and state.sequence not in volume.images:
             sequence = "t1ce"
         sequence = _opened_sequence(volume, document.source) or sequence  # the file opened is the one shown
-        windows = {name: volume.window(name) for name in volume.sequences}
+        windows = {name: volume.window(name, self.sequence_bar.preset) for name in volume.sequences}
         state.shape = volume.shape
         self.grid.set_volume(volume)
         state.reset(volume.shape, volume.centre(), windows, sequence)
@@ -354,13 +361,24 @@ class MainWindow(WindowEditing, QMainWindow):
         if not self.confirm_unsaved("segment again (the new result replaces the edited mask)"):
             return None
         self.segment_panel.started()
-        return self.runner.start(
+        job = self.runner.start(
             "Segmenting", lambda **kw: tasks.segment(volume, self.predictors, **kw), slot=SEGMENT_SLOT,
             on_progress=self.segment_panel.report,
             on_result=lambda result: self._segmented(document, result),
             on_error=lambda error: self._segment_failed(error),
             on_cancelled=lambda: self.segment_panel.stopped("Cancelled; the previous overlays are kept."),
             on_finished=self._segment_finished)
+        self.segmenting_changed.emit()
+        return job
+
+    @property
+    def segmenting(self) -> bool:
+        return self.runner.current(SEGMENT_SLOT) is not None
+
+    @property
+    def can_segment(self) -> bool:
+        """Segment applies: a study shown, nothing segmenting, and the Prepare step allows it."""
+        return self.volume is not None and not self.segmenting and self.prepare.segmentable
 
     def cancel_segmentation(self) -> None:
         job = self.runner.current(SEGMENT_SLOT)
@@ -393,6 +411,7 @@ class MainWindow(WindowEditing, QMainWindow):
 
     def _segment_finished(self) -> None:
         self._sync_segment_button()
+        self.segmenting_changed.emit()
         self.segment_panel.cancel_button.setEnabled(False)
         predictor = self.predictors.loaded
         if predictor is not None and self.segmentation is None:
@@ -405,8 +424,7 @@ class MainWindow(WindowEditing, QMainWindow):
 
     def _sync_segment_button(self) -> None:
         """Segment applies to a shown study, when nothing segments and the Prepare step allows it."""
-        self.segment_panel.set_enabled_for_study(
-            self.volume is not None and self.runner.current(SEGMENT_SLOT) is None and self.prepare.segmentable)
+        self.segment_panel.set_enabled_for_study(self.can_segment)
 
     # ---- output --------------------------------------------------------------------------
     def save_screenshot(self, path: Path | str) -> Path:
@@ -485,6 +503,22 @@ class MainWindow(WindowEditing, QMainWindow):
             action.triggered.connect(lambda _=False, p=path: self.open_study(p))
             self.recent_menu.addAction(action)
         self.recent_menu.setEnabled(bool(paths))
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            QTimer.singleShot(0, self.focus_views)  # back from a dialog: the keys move slices again
+
+    def focus_views(self) -> None:
+        """Give the keyboard to the slice view under the crosshair's plane, unless the user is typing
+        in a field of this window (W/L, brush range...) or no study is shown."""
+        focused = QApplication.focusWidget()
+        typing = isinstance(focused, (QLineEdit, QAbstractSpinBox, QTextEdit)) and self.isAncestorOf(focused)
+        views = self.grid.views
+        if self.volume is None or typing or not views or not self.isActiveWindow():
+            return
+        if focused is None or not any(view is focused or view.isAncestorOf(focused) for view in views):
+            views[0].setFocus(Qt.FocusReason.ActiveWindowFocusReason)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if any(url.isLocalFile() for url in event.mimeData().urls()):

@@ -15,6 +15,7 @@ from brainseg_gui.core.study import SEQUENCES
 from brainseg_gui.ui.edit_panel import class_title
 from brainseg_gui.ui.pacs_dialog import show_pacs_dialog
 from brainseg_gui.ui.pacs_nodes_dialog import show_pacs_nodes_dialog
+from brainseg_gui.ui.prepare_controller import Stage
 from brainseg_gui.ui.prepare_panel import add_prepare_actions
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.view_link import link_views_action
@@ -53,6 +54,12 @@ class MenuHost(Protocol):
     def run_segmentation(self) -> Any: ...
     def cancel_segmentation(self) -> None: ...
     def show_shortcuts(self) -> Any: ...
+    @property
+    def can_segment(self) -> bool: ...
+    @property
+    def segmenting(self) -> bool: ...
+    @property
+    def segmenting_changed(self) -> Any: ...
 
 LAYOUT_TITLES = {Layout.ROW: "1×3: axial, coronal, sagittal", Layout.GRID: "2×2: one view per sequence",
                  Layout.SINGLE: "Single view"}
@@ -84,18 +91,22 @@ def build_menus(window: MenuHost) -> tuple[QMenu, dict[str, QAction]]:
     recent = file_menu.addMenu("Open &recent")
     _action(window, file_menu, "Open the &demo study (synthetic)", window.open_demo)
     file_menu.addSeparator()
-    _action(window, file_menu, "&Export corrected mask (NIfTI)…", window.exporter.ask_export_mask, "Ctrl+E")
-    _action(window, file_menu, "Export &DICOM-SEG…", window.exporter.ask_export_dicom_seg)
+    needs_study: list[QAction] = []  # enabled only with a study shown
+    needs_mask: list[QAction] = []  # only with a tumour mask to export or review
+    needs_mask += [_action(window, file_menu, "&Export corrected mask (NIfTI)…", window.exporter.ask_export_mask,
+                           "Ctrl+E"),
+                   _action(window, file_menu, "Export &DICOM-SEG…", window.exporter.ask_export_dicom_seg)]
     study_results = _action(window, file_menu, "Export DICOM-SEG and SR for this s&tudy…",
                             window.dicom_results.ask_export)
     send_results = _action(window, file_menu, "Send to P&ACS…", window.dicom_results.ask_send)
-    _action(window, file_menu, "Export region &meshes (STL/OBJ)…", window.exporter.ask_export_meshes)
-    _action(window, file_menu, "Export &report (HTML)…", window.exporter.ask_export_report, "Ctrl+Shift+E")
-    _action(window, file_menu, "Save &screenshot…", window.ask_screenshot, "Ctrl+Shift+S")
+    needs_mask += [_action(window, file_menu, "Export region &meshes (STL/OBJ)…", window.exporter.ask_export_meshes),
+                   _action(window, file_menu, "Export &report (HTML)…", window.exporter.ask_export_report,
+                           "Ctrl+Shift+E")]
+    needs_study.append(_action(window, file_menu, "Save &screenshot…", window.ask_screenshot, "Ctrl+Shift+S"))
     file_menu.addSeparator()
     _action(window, file_menu, "&Quit", window.close, QKeySequence.StandardKey.Quit)
 
-    _build_edit_menu(window, bar.addMenu("&Edit"))
+    needs_study += _build_edit_menu(window, bar.addMenu("&Edit"))
 
     view_menu = bar.addMenu("&View")
     sequences: dict[str, QAction] = {}
@@ -121,15 +132,16 @@ def build_menus(window: MenuHost) -> tuple[QMenu, dict[str, QAction]]:
         action.setChecked(window.state.main_plane == plane)
         planes.addAction(action)
     view_menu.addSeparator()
-    _action(window, view_menu, "Reset &zoom (fit the brain)", lambda: [v.reset_zoom() for v in window.grid.views], "Home")
+    needs_study.append(_action(window, view_menu, "Reset &zoom (fit the brain)",
+                               lambda: [v.reset_zoom() for v in window.grid.views], "Home"))
     link = link_views_action(window.state, window.menuBar())
     view_menu.addAction(link)
     view_menu.addSeparator()
     review = _action(window, view_menu, "&Review: AI vs corrected", window.review_panel.set_active, "V",
                      checkable=True)
     window.review_panel.toggle.toggled.connect(review.setChecked)
-    _action(window, view_menu, "&Next difference", lambda: window.review_panel.step(1), "N")
-    _action(window, view_menu, "&Previous difference", lambda: window.review_panel.step(-1), "Shift+N")
+    needs_mask += [review, _action(window, view_menu, "&Next difference", lambda: window.review_panel.step(1), "N"),
+                   _action(window, view_menu, "&Previous difference", lambda: window.review_panel.step(-1), "Shift+N")]
     view_menu.addSeparator()
     view_menu.addAction(window.controls_dock.toggleViewAction())
     view_menu.addAction(window.edit_dock.toggleViewAction())
@@ -151,8 +163,8 @@ def build_menus(window: MenuHost) -> tuple[QMenu, dict[str, QAction]]:
     sync_dicom()
 
     seg_menu = bar.addMenu("&Segmentation")
-    _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")
-    _action(window, seg_menu, "&Cancel", window.cancel_segmentation, "Esc")
+    segment = _action(window, seg_menu, "&Segment this study", window.run_segmentation, "Ctrl+R")
+    cancel = _action(window, seg_menu, "&Cancel", window.cancel_segmentation, "Esc")
     add_prepare_actions(window, seg_menu, _action)
     seg_menu.addSeparator()
     _action(window, seg_menu, "&Fine-tune the model on annotated cases…", lambda: window.models.show_finetune())
@@ -161,6 +173,25 @@ def build_menus(window: MenuHost) -> tuple[QMenu, dict[str, QAction]]:
 
     help_menu = bar.addMenu("&Help")
     _action(window, help_menu, "&Keyboard shortcuts", window.show_shortcuts, "F1")
+
+    def sync_availability() -> None:
+        """Menu items that do not apply to what is shown are disabled (their shortcuts too)."""
+        document = window.workspace.document
+        volume, session = document.volume, document.editing.session
+        checking = window.prepare.stage is Stage.REVIEW  # the mask is the brain mask, not a tumour mask
+        for action in needs_study:
+            action.setEnabled(volume is not None)
+        for action in needs_mask:
+            action.setEnabled(session is not None and not checking)
+        for name, action in sequences.items():
+            action.setEnabled(volume is not None and name in volume.images)
+        segment.setEnabled(window.can_segment)
+        cancel.setEnabled(window.segmenting)
+
+    for signal in (window.workspace.replaced, window.workspace.session_changed, window.prepare.changed,
+                   window.segmenting_changed):
+        signal.connect(lambda *_: sync_availability())
+    sync_availability()
     return recent, sequences
 
 
@@ -171,8 +202,9 @@ TOOL_KEYS = {Tool.NAVIGATE: ("&Navigate (move the crosshair)", "C"), Tool.BRUSH:
              Tool.RULER: ("&Ruler (distance in mm)", "M"), Tool.ROI: ("Ellipse R&OI (statistics)", "O")}
 
 
-def _build_edit_menu(window: MenuHost, menu: QMenu) -> None:
-    """Undo/redo, the tools, brush size and shape, the class painted, interpolation."""
+def _build_edit_menu(window: MenuHost, menu: QMenu) -> list[QAction]:
+    """Undo/redo, the tools, brush size and shape, the class painted, interpolation; returns the
+    actions that need a study."""
     state = window.state  # the mask is the shown study's: looked up when used
     undo = _action(window, menu, "&Undo stroke", lambda: window.editing.undo(), QKeySequence.StandardKey.Undo)
     redo = _action(window, menu, "&Redo stroke", lambda: window.editing.redo(), "Ctrl+Shift+Z")
@@ -193,8 +225,8 @@ def _build_edit_menu(window: MenuHost, menu: QMenu) -> None:
         tools.addAction(action)
         tool_actions[tool] = action
     menu.addSeparator()
-    _action(window, menu, "Smaller brush", lambda: state.step_brush(larger=False), "[")
-    _action(window, menu, "Larger brush", lambda: state.step_brush(larger=True), "]")
+    smaller = _action(window, menu, "Smaller brush", lambda: state.step_brush(larger=False), "[")
+    larger = _action(window, menu, "Larger brush", lambda: state.step_brush(larger=True), "]")
     sphere = _action(window, menu, "3D &sphere brush", lambda on: state.set_brush_3d(on), "S", checkable=True)
     erase_only = _action(window, menu, "Eraser removes only the chosen class",
                          lambda on: state.set_erase_only(on), "Shift+E", checkable=True)
@@ -207,7 +239,15 @@ def _build_edit_menu(window: MenuHost, menu: QMenu) -> None:
         labels.addAction(action)
         label_actions[tissue] = action
     menu.addSeparator()
-    _action(window, menu, "&Interpolate between the last two edited slices", lambda: window.editing.interpolate(), "I")
+    interpolate = _action(window, menu, "&Interpolate between the last two edited slices",
+                          lambda: window.editing.interpolate(), "I")
+
+    def sync_interpolate() -> None:
+        interpolate.setEnabled(window.editing.interpolation_slices() is not None)
+
+    window.workspace.history_changed.connect(sync_interpolate)
+    window.workspace.replaced.connect(lambda *_: sync_interpolate())
+    sync_interpolate()
 
     def sync_tools() -> None:
         tool_actions[state.tool].setChecked(True)
@@ -219,3 +259,4 @@ def _build_edit_menu(window: MenuHost, menu: QMenu) -> None:
 
     state.edit_changed.connect(sync_tools)
     sync_tools()
+    return [*tool_actions.values(), smaller, larger, sphere, erase_only, *label_actions.values()]

@@ -3,7 +3,7 @@ window width / level typed as numbers (`window_level.WindowLevelBox`): the contr
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from brainseg_gui.app.display_volume import DEFAULT_PRESET, WINDOW_PRESETS, DisplayVolume
@@ -14,10 +14,13 @@ from brainseg_gui.ui.window_level import WindowLevelBox
 
 
 class SequenceBar(QWidget):
+    preset_chosen = Signal(str)  # the user chose a window preset (the window remembers it)
+
     def __init__(self, state: ViewerState, parent=None) -> None:
         super().__init__(parent)
         self.state = state
         self.volume: DisplayVolume | None = None
+        self.preset = DEFAULT_PRESET  # the preset a new study's windows start from
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         self.group = QButtonGroup(self)
@@ -39,7 +42,7 @@ class SequenceBar(QWidget):
         self.presets.setToolTip("Window/level from the percentiles of this sequence's brain voxels "
                                 "(right-drag in a view to adjust by hand)")
         self.presets.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.presets.activated.connect(lambda _index: self.apply_preset(self.presets.currentText()))
+        self.presets.activated.connect(lambda _index: self.choose_preset(self.presets.currentText()))
         layout.addWidget(self.presets)
         layout.addSpacing(6)
         self.window_level = WindowLevelBox(state)
@@ -53,8 +56,15 @@ class SequenceBar(QWidget):
         for name, button in self.buttons.items():
             button.setEnabled(volume is not None and name in volume.images)
         self.presets.setEnabled(volume is not None)
-        self.presets.setCurrentText(DEFAULT_PRESET)
+        self.presets.setCurrentText(self.preset)
         self._on_sequence(self.state.sequence)
+
+    def choose_preset(self, preset: str) -> None:
+        """The user's preset: applied now, and every study opened later starts from it."""
+        if preset in WINDOW_PRESETS:
+            self.preset = preset
+            self.apply_preset(preset)
+            self.preset_chosen.emit(preset)
 
     def apply_preset(self, preset: str) -> None:
         """Set the active sequence's window from a percentile preset."""

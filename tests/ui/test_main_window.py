@@ -92,7 +92,8 @@ def test_keys_switch_sequences_and_layouts(qtbot, window, toy_case, screenshots)
 def test_failed_load_shows_the_error_and_keeps_the_study(qtbot, window, toy_case, tmp_path) -> None:
     open_and_wait(qtbot, window, toy_case)
     shown = window.volume
-    bad = tmp_path / "broken_t1.nii.gz"
+    (tmp_path / "broken").mkdir()  # a folder of its own: tmp_path holds the settings the window writes
+    bad = tmp_path / "broken" / "broken_t1.nii.gz"
     bad.write_bytes(b"not a nifti file")
     job = window.open_study(bad)
     qtbot.waitUntil(lambda: job.done, timeout=LOAD_TIMEOUT_MS)
