@@ -65,14 +65,14 @@ class FinetunePanel(QWidget):
     open_models_requested = Signal()
 
     def __init__(self, registry: Any = None, corrected: CorrectedCases | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, runner: JobRunner | None = None) -> None:
         super().__init__(parent)
         from brainseg_gui.ml.model_registry import ModelRegistry
 
         self.setWindowTitle("Fine-tune the model — BrainSeg (research use only)")
         self.registry = registry if registry is not None else ModelRegistry()
-        self.runner = JobRunner(self)
-        self.worker = FinetuneWorker(self)
+        self.runner = runner or JobRunner(self)  # the viewer's one runner when the window opens it
+        self.worker = FinetuneWorker(self, self.runner)
         self.result: Any = None  # a finished run waiting for Keep or Discard
         self.state = "idle"  # idle | running | cancelling | finished
         self.notices: list[tuple[str, str]] = []

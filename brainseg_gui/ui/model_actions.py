@@ -108,7 +108,7 @@ class ModelActions(QObject):
         if self.panel is None:
             from brainseg_gui.ui.finetune_panel import FinetunePanel
 
-            self.panel = FinetunePanel(self.registry, self.corrected, self.context.parent)
+            self.panel = FinetunePanel(self.registry, self.corrected, self.context.parent, self.context.runner)
             self.panel.setWindowFlag(Qt.WindowType.Window, True)
             self.panel.models_changed.connect(self._changed)
             self.panel.open_models_requested.connect(self.show_models)

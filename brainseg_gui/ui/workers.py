@@ -2,7 +2,8 @@
 reported through Qt signals on the GUI thread.
 
 The function is called as ``fn(progress=..., cancel=...)``; it reports ``progress(fraction,
-message)`` and raises ``Cancelled`` when its ``CancelToken`` is set. Signals are delivered on the
+message)`` and raises ``Cancelled`` when its ``CancelToken`` is set. A job started with `on_event`
+also gets ``emit`` for richer reports (the fine-tune run's steps and epochs). Signals are delivered on the
 GUI thread (the signal object lives there), so slots may touch widgets.
 
 A job may take a `slot` (e.g. "open", "segment"): starting another job in the slot cancels the
@@ -33,16 +34,18 @@ class JobSignals(QObject):
     failed = Signal(object)  # the exception
     cancelled = Signal()
     finished = Signal()  # after any of the three above
+    event = Signal(object)  # anything else the function reports (a job started with `on_event`)
 
 
 class Job(QRunnable):
     """One run of `fn` on the pool; `cancel()` asks it to stop at its next check."""
 
-    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], *, with_events: bool = False) -> None:
         super().__init__()
         self.setAutoDelete(False)  # the owner keeps it until `finished`
         self.name = name
         self.fn = fn
+        self.with_events = with_events  # fn also takes `emit`, for events other than progress
         self.token = CancelToken()
         self.signals = JobSignals()
         self.done = False
@@ -52,7 +55,10 @@ class Job(QRunnable):
 
     def run(self) -> None:  # on a pool thread
         try:
-            result = self.fn(progress=self._report, cancel=self.token)
+            if self.with_events:
+                result = self.fn(progress=self._report, cancel=self.token, emit=self.signals.event.emit)
+            else:
+                result = self.fn(progress=self._report, cancel=self.token)
         except Cancelled:
             self.signals.cancelled.emit()
         except Exception as error:
@@ -84,8 +90,9 @@ class JobRunner(QObject):
               on_progress: Callable[[float, str], None] | None = None,
               on_cancelled: Callable[[], None] | None = None,
               on_finished: Callable[[], None] | None = None,
+              on_event: Callable[[Any], None] | None = None,
               slot: str | None = None, failure: str | None = None) -> Job:
-        job = Job(name, fn)
+        job = Job(name, fn, with_events=on_event is not None)
         if slot is not None:
             self.cancel(slot)
             self._slots[slot] = job
@@ -105,6 +112,8 @@ class JobRunner(QObject):
             job.signals.failed.connect(latest(on_error))
         if on_cancelled:
             job.signals.cancelled.connect(latest(on_cancelled))
+        if on_event:
+            job.signals.event.connect(latest(on_event))
         job.signals.finished.connect(lambda: self._done(job, slot, on_finished))
         self._running.add(job)
         self.pool.start(job)

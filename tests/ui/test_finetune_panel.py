@@ -261,12 +261,12 @@ def test_each_step_moves_the_progress_and_the_loss_curve_before_the_first_epoch_
     xs = panel.plots.points()["G step"][0]
     assert xs[0] == pytest.approx(1 / 6) and all(0 < x <= 1.0 for x in xs[:len(first_epoch)])  # epochs as fractions
 
-    panel.worker._timer.stop()  # no event reaches the panel from now on ...
+    panel.worker.hold_events(True)  # no event reaches the panel from now on ...
     count = len(panel.plots.points()["G step"][0])
     before = panel.time_label.text()
     qtbot.waitUntil(lambda: panel.time_label.text() != before, timeout=3_000)  # ... yet the clock ticks
     assert len(panel.plots.points()["G step"][0]) == count
-    panel.worker._timer.start()
+    panel.worker.hold_events(False)
     panel.cancel()
     qtbot.waitUntil(lambda: panel.state == "idle", timeout=30_000)
     assert not panel.clock.isActive()
