@@ -65,6 +65,16 @@ class Document:
                                   else measurements_path(volume, journal_folder))
         self._restore_measurements()
         self.measurements.changed.connect(self._save_measurements)
+        if role is not Role.REVIEW:  # (the brain mask being checked is not a tumour)
+            self.editing.session_changed.connect(self.update_rano)
+            self.editing.stroke_finished.connect(self.update_rano)
+
+    def update_rano(self) -> None:
+        """Measure the enhancing tumour of the mask being corrected (RANO), automatically after each
+        change, unless the user adjusted the measurement by hand (then it is theirs to redo)."""
+        code, current = self.editing.code_ras, self.measurements.rano
+        if code is not None and (current is None or not current.adjusted):
+            self.measurements.measure_rano(code)
 
     def _restore_measurements(self) -> None:
         path = self.measurements_file
@@ -78,12 +88,10 @@ class Document:
 
     def _save_measurements(self) -> None:
         path = self.measurements_file
-        if path is None:
-            return
         try:
-            if self.measurements.empty:
+            if path is not None and self.measurements.empty:
                 path.unlink(missing_ok=True)
-            else:
+            elif path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.measurements.save(path)
         except OSError as error:

@@ -161,6 +161,8 @@ class MainWindow(WindowEditing, QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.measure_dock)
         self.tabifyDockWidget(self.edit_dock, self.measure_dock)
         self.workspace.stroke_finished.connect(self.measure_panel.refresh_statistics)
+        self.workspace.measurements_changed.connect(
+            lambda: self.segment_panel.show_rano(self.document.measurements.rano))
         self.workspace.session_changed.connect(self.measure_panel.refresh_statistics)
         self.controls_dock.raise_()
         self.dock_3d = QDockWidget("3D view")
@@ -289,6 +291,7 @@ class MainWindow(WindowEditing, QMainWindow):
         self.sequence_bar.set_volume(volume)
         self.overlay_panel.set_available(prediction=False, truth=volume.truth_code is not None)
         self.segment_panel.clear()
+        self.segment_panel.show_rano(document.measurements.rano)  # kept with the study from an earlier visit
         self._sync_segment_button()
         self.segment_panel.show_truth_volumes(document.truth_volumes_ml())
         self._describe_study(document)

@@ -70,6 +70,10 @@ class SegmentPanel(QGroupBox):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 22 + 4)
         layout.addWidget(self.table)
+        self.rano_label = QLabel("")  # the RANO measurement of the enhancing tumour (Measure tab)
+        self.rano_label.setWordWrap(True)
+        self.rano_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.rano_label)
         self.note = QLabel(RESEARCH_USE_NOTE)
         self.note.setObjectName("researchNote")
         self.note.setWordWrap(True)
@@ -84,6 +88,16 @@ class SegmentPanel(QGroupBox):
         """A new study: no result, no message, no progress of the previous one."""
         self.stopped("")
         self.show_truth_volumes(None)
+        self.show_rano(None)
+
+    def show_rano(self, rano: Any) -> None:
+        """The bidimensional ET measurement (core.measurements.RanoMeasurement), or nothing."""
+        if rano is None:
+            self.rano_label.setText("")
+            return
+        how = "adjusted by hand" if rano.adjusted else "automatic"
+        self.rano_label.setText(f"RANO (ET, axial slice {rano.slice_z + 1}, {how}): {rano.long_mm:.1f} × "
+                                f"{rano.short_mm:.1f} mm = {rano.product_mm2:.0f} mm²")
 
     def started(self) -> None:
         self.segment_button.setEnabled(False)

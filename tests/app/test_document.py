@@ -107,3 +107,21 @@ def test_truth_volumes_come_from_the_studys_own_labels(workspace: Workspace, vol
     document = Document(volume, Settings())
     volumes = document.truth_volumes_ml()
     assert volumes is not None and volumes["WT"] > volumes["TC"] > volumes["ET"] > 0
+
+
+def test_rano_is_measured_automatically_and_a_hand_adjusted_one_is_kept(workspace: Workspace, volume) -> None:
+    document = workspace.replace(workspace.new_document(volume))
+    heard: list[object] = []
+    workspace.measurements_changed.connect(lambda: heard.append(document.measurements.rano))
+    document.editing.start(np.asarray(volume.study.labels))  # the toy's ET: a 5 mm ball
+    rano = document.measurements.rano
+    assert rano is not None and not rano.adjusted and heard and heard[-1] is rano
+    assert 6.0 <= rano.long_mm <= 12.0 and rano.short_mm <= rano.long_mm
+    document.measurements.adjust_rano(rano.long_axis, rano.short_axis)  # the user moved an end
+    document.editing.press("axial", (5, 5, 5))  # an edit elsewhere...
+    document.editing.release()
+    assert document.measurements.rano is not None and document.measurements.rano.adjusted  # ...keeps theirs
+
+    review = workspace.replace(workspace.new_document(volume, role=Role.REVIEW))
+    review.editing.start(np.asarray(volume.study.labels))
+    assert review.measurements.rano is None  # a brain mask under check is not measured as a tumour
