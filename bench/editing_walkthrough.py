@@ -82,7 +82,7 @@ def first_session(case: Path, work: Path, shots: Path) -> None:
     opened = time.perf_counter() - start
     start = time.perf_counter()
     window.run_segmentation()
-    wait(app, lambda: window.editing.session is not None and window._segment_job is None, timeout=600)
+    wait(app, lambda: window.editing.session is not None and not window.segmenting, timeout=600)
     segmented = time.perf_counter() - start
     editing, state = window.editing, window.state
     ai = editing.session.labels.copy()

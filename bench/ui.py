@@ -81,7 +81,7 @@ def _init_and_watch(self, *args, **kwargs):
     _init(self, *args, **kwargs)
     marks["window"], cpu_marks["window"] = time.time(), time.process_time()
     self.study_opened.connect(lambda _volume: _opened(self))
-    self.load_progress.valueChanged.connect(lambda _v: marks.setdefault("load_started", time.time()))
+    self.activity.progress.valueChanged.connect(lambda _v: marks.setdefault("load_started", time.time()))
 def _opened(window):
     marks["loaded"], cpu_marks["loaded"] = time.time(), time.process_time()
     QTimer.singleShot(0, lambda: _drawn(window))
@@ -351,9 +351,9 @@ def child_mesh(case: Path | None) -> dict:
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
+    from brainseg_gui.app.meshing import region_meshes
     from brainseg_gui.app.region_codes import REGION_BITS
     from brainseg_gui.core.labels import REGIONS
-    from brainseg_gui.ui.meshing import region_meshes
 
     volume = _load_volume(case)
     regions = np.stack([(volume.truth_code & REGION_BITS[r]) != 0 for r in REGIONS])
@@ -361,7 +361,7 @@ def child_mesh(case: Path | None) -> dict:
     began = time.perf_counter()
     meshes = region_meshes(regions, volume.spacing)
     out["regions_s"] = time.perf_counter() - began
-    out["points"] = {name: mesh.GetNumberOfPoints() for name, mesh in meshes.items()}
+    out["points"] = {name: len(mesh.vertices) for name, mesh in meshes.items()}
     began = time.perf_counter()
     region_meshes(regions, volume.spacing, volume.brain)
     out["with_brain_s"] = time.perf_counter() - began

@@ -10,11 +10,12 @@ scipy has no faster variant and this is six lines; tests compare it with scipy o
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """`mask` (bool, any number of dimensions) with every enclosed background region set."""
+    from scipy import ndimage  # here: the viewer imports this module at start-up, scipy.ndimage costs ~0.25 s
+
     mask = np.asarray(mask, dtype=bool)
     background, count = ndimage.label(~mask)
     if count == 0:
