@@ -209,3 +209,36 @@ def test_a_real_case_round_trips_on_its_exact_grid(capsys, real_case: Path, tmp_
     sidecar = json.loads((tmp_path / "out.json").read_text())
     assert sidecar["voxels_changed"] == int((corrected != truth).sum()) > 0
     assert len(sidecar["source_sha256"]["t1"]) == 64
+
+
+def test_report_lists_a_saved_measurement_file_and_refuses_a_bad_one(capsys, phantom: Path, tmp_path: Path) -> None:
+    from brainseg_gui.core.measurements import MeasurementSet, Ruler
+    from brainseg_gui.core.orientation import Reorientation
+
+    _, _, ai_path, mask_path = masks(phantom, tmp_path)
+    study = load_study(phantom)
+    reorient = Reorientation(study.grid)
+    ruler = Ruler((10.0, 20.0, 12.0), (30.0, 20.0, 12.0))
+    length = ruler.length_mm(reorient.affine)
+    saved = tmp_path / "measurements.json"
+    saved.write_text(MeasurementSet(reorient.shape, tuple(map(tuple, reorient.affine)), rulers=(ruler,)).to_json())
+    report = tmp_path / "report.html"
+    status, _, err = run(capsys, phantom, "--mask", mask_path, "--ai-mask", ai_path, "--report", report,
+                         "--measurements", saved)
+    assert status == 0, err
+    text = report.read_text(encoding="utf-8")
+    assert f"<tr><td>Ruler 1</td><td>axial</td><td>13</td><td>{length:.1f}</td></tr>" in text
+    assert "Against the ground truth" in text and text.count('<img class="slice"') == 3
+    assert f"<code>{phantom.absolute()}" in text
+    # a damaged file, another study's, or one without a report: one line, exit 2, nothing written
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text('{"format": "brainseg-measurements", "version": 1, "grid": {}}')
+    other = tmp_path / "other.json"
+    other.write_text(MeasurementSet((4, 4, 4), tuple(map(tuple, np.eye(4))), rulers=(ruler,)).to_json())
+    out, again = tmp_path / "out.nii.gz", tmp_path / "again.html"
+    for bad, says in ((damaged, "damaged"), (other, "4x4x4"), (tmp_path / "missing.json", "missing.json")):
+        status, _, err = run(capsys, phantom, "--mask", mask_path, "-o", out, "--report", again, "--measurements", bad)
+        assert status == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and not again.exists()
+    status, _, err = run(capsys, phantom, "--mask", mask_path, "-o", out, "--measurements", saved)
+    assert status == 2 and "--report" in err and not out.exists()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Protocol
 
-#: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
-AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
-PLANES = ("axial", "coronal", "sagittal")
+from brainseg_gui.core.orientation import AXIS_OF_PLANE, PLANES
+
+__all__ = ["AXIS_OF_PLANE", "PLANES", "EditSettings", "Tool"]  # the planes: core's, read here by app and ui
 
 
 class Tool(str, Enum):

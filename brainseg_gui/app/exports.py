@@ -1,6 +1,7 @@
 """Every export of a corrected mask in one plain function, shared by the GUI (in a worker) and the
 CLI (`brainseg export`, in `cli/export.py`): NIfTI and DICOM-SEG, each with its provenance sidecar,
-region meshes, an overview PNG and the HTML report.
+region meshes, an overview PNG and the HTML report (core/report.py: drawn from the data, never a
+picture of the window, so the GUI's report and the CLI's are the same page).
 
 No Qt here (VTK only for meshes, imported when meshes are asked for), so the CLI stays headless.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.export import Provenance, check_target, export_nifti
 from brainseg_gui.core.image_io import sidecar_path
 from brainseg_gui.core.labels import REGIONS, LabelConvention
+from brainseg_gui.core.measurements import MeasurementSet
+from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.core.study import Study
 
@@ -34,7 +36,9 @@ class ExportRequest:
     """What to write. Paths left None are not written. `convention` applies to the NIfTI and report.
 
     protect: files that must never be written (the mask files the labels came from), besides the
-    study's own inputs, which are always protected.
+    study's own inputs, which are always protected. measurements: what the report lists (the open
+    study's, or a file the Measure panel saved). model_device: what the model ran on, when known.
+    sequence: the image under the PNG's and the report's key slices (None: T1ce, else another).
     """
 
     nifti: Path | None = None
@@ -44,13 +48,12 @@ class ExportRequest:
     mesh_format: str = "stl"
     mesh_space: str = "ras"
     report: Path | None = None
-    report_png: bytes | None = field(default=None, repr=False)
+    measurements: MeasurementSet | None = field(default=None, repr=False)
+    model_device: str | None = None
+    sequence: str | None = None
     png: Path | None = None
     overwrite: bool = False
     protect: tuple[Path, ...] = ()
-    #: What writes the meshes (ui.mesh_export.export_meshes): their surfaces are VTK's, which the app
-    #: layer does not import, so the caller that asks for meshes gives the writer.
-    mesh_writer: Callable[..., list[Path]] | None = field(default=None, repr=False)
 
 
 def export_all(study: Study, labels: np.ndarray, prov: Provenance, request: ExportRequest, *,
@@ -58,7 +61,8 @@ def export_all(study: Study, labels: np.ndarray, prov: Provenance, request: Expo
     """Write what `request` asks for; returns the files written. `labels`: BraTS, the study's grid.
 
     Every target is checked before anything is written (inputs, existing files, folders, whether
-    a DICOM-SEG has a series to reference), so a refused export writes nothing.
+    a DICOM-SEG has a series to reference, whether the measurements belong to this study), so a
+    refused export writes nothing.
     """
     cancel = cancel or CancelToken()
     planned = targets(study, request)
@@ -74,6 +78,9 @@ def export_all(study: Study, labels: np.ndarray, prov: Provenance, request: Expo
         if dicom_series_folder(study) is None:
             raise BrainSegError(f"study {study.case_id!r} was not read from a DICOM series, so there is "
                                 "nothing for a DICOM-SEG to reference; export NIfTI instead")
+    if request.report is not None and request.measurements is not None:
+        reorient = Reorientation(study.grid)
+        request.measurements.check_grid(reorient.shape, reorient.affine)
     written: list[Path] = []
     steps = [name for name in STEPS if getattr(request, name) is not None]
     with FileSet() as files:  # all of the export, or none of it
@@ -101,19 +108,20 @@ def _write_step(step: str, study: Study, labels: np.ndarray, prov: Provenance, r
         return [write_dicom_seg(request.dicom_seg, labels, study, prov, overwrite=request.overwrite, files=files),
                 files.add(dicom_sidecar_path(request.dicom_seg), json.dumps(sidecar, indent=2) + "\n")]
     if step == "meshes":
+        from brainseg_gui.app.mesh_export import export_meshes
+
         assert request.meshes is not None
-        if request.mesh_writer is None:
-            raise BrainSegError("meshes were asked for without a mesh writer (ui.mesh_export.export_meshes)")
-        return request.mesh_writer(request.meshes, labels, study.grid, prefix=study.case_id, fmt=request.mesh_format,
+        return export_meshes(request.meshes, labels, study.grid, prefix=study.case_id, fmt=request.mesh_format,
                              space=request.mesh_space, overwrite=request.overwrite, cancel=cancel, files=files)
     from brainseg_gui.core.report import overview_png, report_html
 
     if step == "png":
         assert request.png is not None
-        return [files.add(request.png, overview_png(study, labels))]
+        return [files.add(request.png, overview_png(study, labels, request.sequence))]
     assert request.report is not None
-    picture = request.report_png if request.report_png is not None else overview_png(study, labels)
-    return [files.add(request.report, report_html(study, prov, request.convention, picture))]
+    page = report_html(study, labels, prov, request.convention, measurements=request.measurements,
+                       device=request.model_device, sequence=request.sequence)
+    return [files.add(request.report, page)]
 
 
 def targets(study: Study, request: ExportRequest) -> list[Path]:

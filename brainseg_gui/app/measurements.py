@@ -19,10 +19,8 @@ from psygnal import Signal
 
 from brainseg_gui.app.region_codes import REGION_BITS
 from brainseg_gui.core.atomic import write_atomic
-from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.measurements import (
     EllipseRoi,
-    MeasurementError,
     MeasurementSet,
     Point,
     RanoMeasurement,
@@ -30,12 +28,13 @@ from brainseg_gui.core.measurements import (
     Ruler,
     Segment,
     distance_mm,
-    rano,
+    ellipse_statistics,
     rano_from_axes,
+    read_measurements,
     roi_statistics,
     voxel_volume_ml,
 )
-from brainseg_gui.core.read_guard import read_small_text
+from brainseg_gui.core.rano import rano
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +98,7 @@ class Measurements:
 
     def ellipse_statistics(self, roi_id: int, images: Mapping[str, np.ndarray]) -> RoiStatistics:
         """Per-sequence statistics inside an ellipse ROI (images: RAS arrays on this grid)."""
-        roi = self._ellipses[roi_id]
-        if not 0 <= roi.index < self.shape[roi.axis]:
-            return roi_statistics({}, np.zeros(0, dtype=bool), voxel_volume_ml(self.affine))
-        where = roi.where()  # one slice: cheap enough to follow a drag of the ROI
-        return roi_statistics({name: image[where] for name, image in images.items()},
-                              roi.slice_mask(self.shape), voxel_volume_ml(self.affine))
+        return ellipse_statistics(self._ellipses[roi_id], images, self.shape, self.affine)
 
     def region_statistics(self, code: np.ndarray, region: str, images: Mapping[str, np.ndarray]) -> RoiStatistics:
         """Per-sequence statistics inside a label region of a RAS region-code volume."""
@@ -183,20 +177,7 @@ class Measurements:
     def load(self, path: Path) -> None:
         """Replace the measurements with a saved file's; a file of another grid or a damaged one
         raises MeasurementError with one line naming the file and the problem."""
-        path = Path(path)
-        try:
-            text = read_small_text(path, "measurement file")
-        except OSError as error:
-            raise MeasurementError(f"cannot read {path}: {error.strerror or error}") from None
-        except BrainSegError as error:
-            raise MeasurementError(str(error)) from None
-        saved = MeasurementSet.from_json(text, source=str(path))
-        if saved.shape != self.shape:
-            raise MeasurementError(f"{path} was measured on a {_size(saved.shape)} grid; "
-                                   f"this study is {_size(self.shape)}")
-        if not np.allclose(saved.affine, self.affine, atol=1e-3):
-            raise MeasurementError(f"{path} was measured on another study: same grid size, "
-                                   "different position or voxel size")
+        saved = read_measurements(Path(path), self.shape, self.affine)
         self._rulers = {self._new_id(): ruler for ruler in saved.rulers}
         self._ellipses = {self._new_id(): roi for roi in saved.ellipses}
         self._rano = saved.rano
@@ -205,10 +186,6 @@ class Measurements:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    return "x".join(str(n) for n in shape)
 
 
 def _point(values: Any) -> Point:

@@ -7,9 +7,7 @@ import numpy as np
 
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.region_codes import tissue_of_code
-from brainseg_gui.core.study import SEQUENCES
-
-SHORT = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
+from brainseg_gui.core.study import SEQUENCE_TITLES, SEQUENCES
 
 
 def describe_voxel(volume: DisplayVolume, voxel: tuple[int, int, int],
@@ -25,7 +23,7 @@ def describe_voxel(volume: DisplayVolume, voxel: tuple[int, int, int],
     values = []
     for name in SEQUENCES:
         image = volume.images.get(name)
-        values.append(f"{SHORT[name]} {image[voxel]:.5g}" if image is not None else f"{SHORT[name]} –")
+        values.append(f"{SEQUENCE_TITLES[name]} {image[voxel]:.5g}" if image is not None else f"{SEQUENCE_TITLES[name]} –")
     parts.append("  ".join(values))
     truth = volume.truth_label(voxel)
     if truth is not None:

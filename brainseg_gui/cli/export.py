@@ -1,6 +1,7 @@
 """`brainseg export`: a mask of a study written as NIfTI (any convention), DICOM-SEG, meshes, an
 overview PNG and a one-page report, each mask with its provenance sidecar; the shell's side of the
-GUI's File > Export menu (both go through `ui.exports.export_all`).
+GUI's File > Export menu (both go through `app.exports.export_all`). `--measurements` lists a file the
+Measure panel saved in the report, as the GUI lists the open study's.
 
 The mask is the study's own label file, a label map (`--mask`, e.g. from `brainseg predict`, or
 corrected elsewhere), or the edits an interrupted GUI session left in its journal
@@ -53,7 +54,10 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     p.add_argument("--png", type=path_arg, metavar="OUT.png",
                    help="write axial, coronal and sagittal slices through the tumour with the regions")
     p.add_argument("--report", type=path_arg, metavar="OUT.html",
-                   help="write a one-page HTML report (volumes, Dice AI vs corrected, provenance)")
+                   help="write a one-page HTML report (volumes, Dice AI vs corrected and against the study's "
+                        "labels, key slices, measurements, provenance)")
+    p.add_argument("--measurements", type=path_arg, metavar="FILE.json",
+                   help="list these measurements in the report (a file the Measure panel's Save… wrote)")
     p.add_argument("--force", action="store_true", help="replace earlier exports (never an input)")
     p.set_defaults(run=_run_export)
 
@@ -61,11 +65,13 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
 def _run_export(args: argparse.Namespace) -> int:
     if not any((args.output, args.dicom_seg, args.meshes, args.png, args.report)):
         raise UsageError("nothing to export: give -o OUT.nii.gz, --dicom-seg, --meshes, --png or --report")
-    for path in (args.study, args.mask, args.ai_mask):
+    for path in (args.study, args.mask, args.ai_mask, args.measurements):
         if path is not None:
             require_exists(path)
     if args.meshes is not None and args.meshes.exists() and not args.meshes.is_dir():
         raise UsageError(f"--meshes takes a folder; {args.meshes} is a file")
+    if args.measurements is not None and args.report is None:
+        raise UsageError("--measurements are listed in the report: give --report OUT.html too")
 
     from brainseg_gui.app.exports import ExportRequest, export_all
     from brainseg_gui.core.export import default_export_name, provenance
@@ -78,11 +84,12 @@ def _run_export(args: argparse.Namespace) -> int:
     output = args.output
     if output is not None and output.is_dir():
         output = output / default_export_name(study, convention)
+    measurements = None if args.measurements is None else _read_measurements(args.measurements, study)
     prov = provenance(study, mask.labels, mask.ai, model_version=mask.version, base=mask.origin)
     request = ExportRequest(nifti=output, convention=convention, dicom_seg=args.dicom_seg, meshes=args.meshes,
                             mesh_format=args.mesh_format, mesh_space=args.mesh_space, png=args.png,
-                            report=args.report, overwrite=args.force, protect=mask.inputs,
-                            mesh_writer=_mesh_writer() if args.meshes is not None else None)
+                            report=args.report, measurements=measurements, overwrite=args.force,
+                            protect=(*mask.inputs, *([args.measurements] if args.measurements else [])))
     if args.meshes is not None:
         args.meshes.mkdir(parents=True, exist_ok=True)
     with ProgressBar(study.case_id) as bar:
@@ -162,6 +169,16 @@ def _read_mask(path: Path, convention: str | None, study: Any) -> Any:
     labels, found, _ = load_label_map(path, convention=convention, reference=study.grid)
     return convert(labels, found, LabelConvention.BRATS)
 
+
+def _read_measurements(path: Path, study: Any) -> Any:
+    """The measurements saved for STUDY (its RAS grid); a damaged file or another study's is an error."""
+    from brainseg_gui.core.measurements import read_measurements
+    from brainseg_gui.core.orientation import Reorientation
+
+    reorient = Reorientation(study.grid)
+    return read_measurements(path, reorient.shape, reorient.affine)
+
+
 def _note_saved(contents: Any, path: Path) -> None:
     """Tell the journal the edits went to `path`, so the GUI's restore question says so."""
     from brainseg_gui.core.journal import Journal
@@ -171,11 +188,4 @@ def _note_saved(contents: Any, path: Path) -> None:
         journal.record_saved({"path": str(path), "by": "brainseg export"})
     finally:
         journal.close()
-
-
-def _mesh_writer() -> Any:
-    """The mesh writer (VTK's surfaces, in the ui layer; the export itself is the app layer's)."""
-    from brainseg_gui.ui.mesh_export import export_meshes
-
-    return export_meshes
 

@@ -214,8 +214,8 @@ def _report_document(labels: np.ndarray, convention: LabelConvention, grid: Grid
                      model_version: str | None, *, series_number: int) -> Any:
     """The one-page report (core/report_pdf.py) on the reference series, as an Encapsulated PDF."""
     from brainseg_gui.core.image_io import read_image
+    from brainseg_gui.core.key_slices import overview_rgb
     from brainseg_gui.core.labels import convert
-    from brainseg_gui.core.report import overview_rgb
     from brainseg_gui.core.report_pdf import encapsulated_pdf, report_pdf
 
     image, image_grid = read_image(series_file)

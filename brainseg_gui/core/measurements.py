@@ -4,7 +4,7 @@ Every point is a float RAS voxel coordinate (x to the Right, y Anterior, z Super
 voxel centres) of the study's RAS-ordered arrays (`app.display_volume.DisplayVolume`). Lengths are
 measured in world millimetres through the RAS voxel -> mm affine, never by assuming isotropic
 voxels. A measurement set is saved as JSON with the grid it was made on, so it is never drawn on
-another study by mistake.
+another study by mistake. The automatic RANO search is core/rano.py.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -170,6 +171,17 @@ def roi_statistics(images: Mapping[str, np.ndarray], mask: np.ndarray, voxel_vol
     return RoiStatistics(count, count * float(voxel_volume_ml), MappingProxyType(stats))
 
 
+def ellipse_statistics(roi: EllipseRoi, images: Mapping[str, np.ndarray], shape: Sequence[int],
+                       geometry: Any) -> RoiStatistics:
+    """Per-sequence statistics inside an ellipse ROI: `images` are RAS arrays of `shape`, `geometry`
+    their RAS affine. Only the ROI's slice is read, so it can follow a drag; off the grid: empty."""
+    if not 0 <= roi.index < int(shape[roi.axis]):
+        return roi_statistics({}, np.zeros(0, dtype=bool), voxel_volume_ml(geometry))
+    where = roi.where()
+    return roi_statistics({name: image[where] for name, image in images.items()}, roi.slice_mask(shape),
+                          voxel_volume_ml(geometry))
+
+
 @dataclass(frozen=True)
 class RanoMeasurement:
     """Bidimensional (RANO) measurement on the axial slice `slice_z`: the long axis, the axis
@@ -228,6 +240,15 @@ class MeasurementSet:
                 "adjusted": rano.adjusted},
         }, indent=1)
 
+    def check_grid(self, shape: Sequence[int], affine: Any, source: str = "the measurements") -> None:
+        """Raise MeasurementError unless they were made on this RAS grid (`shape`, `affine`)."""
+        if self.shape != tuple(int(n) for n in shape):
+            raise MeasurementError(f"{source} was measured on a {_size(self.shape)} grid; "
+                                   f"this study is {_size(shape)}")
+        if not np.allclose(self.affine, as_affine(affine), atol=1e-3):
+            raise MeasurementError(f"{source} was measured on another study: same grid size, "
+                                   "different position or voxel size")
+
     @classmethod
     def from_json(cls, text: str, source: str = "the measurement file") -> MeasurementSet:
         """Parse `to_json`'s output; anything else raises MeasurementError naming `source` and the problem."""
@@ -258,130 +279,30 @@ class MeasurementSet:
                    rulers, ellipses, rano)
 
 
+def read_measurements(path: Path, shape: Sequence[int], affine: Any) -> MeasurementSet:
+    """A saved measurement file, checked to belong to the RAS grid (`shape`, `affine`) it is read for.
+
+    Anything wrong (unreadable, not one, damaged, another grid) raises MeasurementError with one line
+    that names the file and the problem.
+    """
+    from brainseg_gui.core.read_guard import read_small_text
+
+    path = Path(path)
+    try:
+        text = read_small_text(path, "measurement file")
+    except OSError as error:
+        raise MeasurementError(f"cannot read {path}: {error.strerror or error}") from None
+    except BrainSegError as error:
+        raise MeasurementError(str(error)) from None
+    saved = MeasurementSet.from_json(text, source=str(path))
+    saved.check_grid(shape, affine, str(path))
+    return saved
+
+
+def _size(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
 def _pair(values: Sequence[float]) -> tuple[float, float]:
     first, second = (float(v) for v in values)
     return first, second
-
-
-# ---- RANO ------------------------------------------------------------------------------------
-#: Chords within this angle of perpendicular to the long axis count as perpendicular: RANO readers
-#: place the second diameter by eye; on a voxel boundary an exact 90 degrees is rarely available.
-PERPENDICULAR_TOLERANCE_DEG = 5.0
-
-
-def rano(et_mask: np.ndarray, geometry: Any, *,
-         tolerance_deg: float = PERPENDICULAR_TOLERANCE_DEG) -> RanoMeasurement | None:
-    """The RANO bidimensional measurement of the enhancing tumour (None when `et_mask` is empty).
-
-    et_mask: bool (x, y, z) RAS volume of ET; geometry: its RAS affine (or spacing, see `as_affine`).
-    Each connected ET cross-section of each axial slice is one candidate lesion, measured as a reader
-    does: the longest diameter (longest chord of its outline, in mm) and the longest chord within
-    `tolerance_deg` of perpendicular to it. The cross-section with the largest product is reported
-    (where the lesion looks largest: the slice a reader would pick). Holes are filled first, so a
-    rim-enhancing lesion is measured across its necrotic centre, as RANO prescribes. Outlines run
-    along voxel edges (the 0.5 iso-line), so a lesion n voxels wide measures n voxels, not n - 1.
-    """
-    from scipy import ndimage
-    from skimage import measure
-
-    mask = np.asarray(et_mask, dtype=bool)
-    if mask.ndim != 3:
-        raise ValueError(f"expected a 3D mask, got shape {mask.shape}")
-    affine = as_affine(geometry)
-    to_plane = _plane_basis(affine)  # every axial slice of one grid has the same in-plane geometry
-    candidates: list[tuple[float, int, int, int, np.ndarray, np.ndarray]] = []  # long mm, i, j, z, outline, mm
-    for z in (int(z) for z in np.flatnonzero(mask.any(axis=(0, 1)))):
-        for region in measure.regionprops(measure.label(mask[:, :, z], connectivity=2)):
-            filled = np.pad(ndimage.binary_fill_holes(region.image), 1).astype(np.float32)
-            outline = np.concatenate(measure.find_contours(filled, 0.5, fully_connected="high"))
-            outline += np.array(region.bbox[:2], dtype=float) - 1.0  # padded crop -> slice voxels
-            points_mm = outline @ to_plane.T
-            candidates.append((*_longest_chord(points_mm), z, outline, points_mm))
-    # the product is at most long^2: measure the longest first and stop when none can win
-    candidates.sort(key=lambda c: c[0], reverse=True)
-    best: tuple[float, float, Segment, Segment] | None = None  # product, long, long axis, short axis
-    for long_mm, i, j, z, outline, points_mm in candidates:
-        if best is not None and long_mm * long_mm <= best[0]:
-            break
-        k, m = _longest_perpendicular(points_mm, points_mm[j] - points_mm[i], tolerance_deg)
-        product = long_mm * float(np.linalg.norm(points_mm[m] - points_mm[k]))
-        if best is None or (product, long_mm) > (best[0], best[1]):
-            best = (product, long_mm, _segment(outline, i, j, z), _segment(outline, k, m, z))
-    if best is None:
-        return None
-    return rano_from_axes(affine, best[2], best[3], adjusted=False)
-
-
-def _plane_basis(affine: np.ndarray) -> np.ndarray:
-    """(2, 2) map from in-slice voxel (x, y) to orthonormal 2D mm coordinates of the slice plane.
-
-    The slice's two axes may be anisotropic, sheared or oblique in the world; the QR factor keeps
-    every in-plane distance and angle, so 2D geometry (hull, angles) is exact.
-    """
-    _q, r = np.linalg.qr(affine[:3, :2])
-    return r
-
-
-def _longest_chord(points: np.ndarray) -> tuple[float, int, int]:
-    """(length, i, j): the farthest pair of points. The farthest pair lies on the convex hull
-    (scipy's Qhull); the pair search over hull vertices is a few hundred distances, so it is a
-    plain pdist rather than rotating calipers, which no maintained library offers."""
-    from scipy.spatial import ConvexHull, QhullError
-    from scipy.spatial.distance import pdist
-
-    try:
-        index = ConvexHull(points).vertices
-    except (QhullError, ValueError):  # collinear or too few points: every point is a candidate
-        index = np.arange(len(points))
-    if len(index) < 2:
-        return 0.0, int(index[0]), int(index[0])
-    distances = pdist(points[index])
-    best = int(np.argmax(distances))
-    i, j = _pair_of_condensed(best, len(index))
-    return float(distances[best]), int(index[i]), int(index[j])
-
-
-def _pair_of_condensed(position: int, n: int) -> tuple[int, int]:
-    """The (i, j), i < j, of a position in scipy's condensed distance vector of n points."""
-    i = int(n - 2 - math.floor(math.sqrt(-8 * position + 4 * n * (n - 1) - 7) / 2.0 - 0.5))
-    j = int(position + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
-    return i, j
-
-
-def _longest_perpendicular(points: np.ndarray, direction: np.ndarray, tolerance_deg: float) -> tuple[int, int]:
-    """Indices of the longest chord between outline points within `tolerance_deg` of perpendicular to
-    `direction` (hand-written: no library searches chords by direction). When no pair is within the
-    tolerance (a one- or two-voxel lesion), the pair closest to perpendicular is taken."""
-    norm = float(np.linalg.norm(direction))
-    if norm == 0.0 or len(points) < 2:
-        return 0, 0
-    unit = direction / norm
-    along = points @ unit
-    across = points @ np.array([-unit[1], unit[0]])
-    limit = math.tan(math.radians(tolerance_deg))
-    best_length, best_pair = -1.0, (0, 0)
-    fallback_ratio, fallback_pair = math.inf, (0, 0)
-    for start in range(0, len(points), 512):  # rows in blocks: memory stays ~ 512 x n
-        rows = slice(start, start + 512)
-        d_along = np.abs(along[rows, None] - along[None, :])
-        d_across = np.abs(across[rows, None] - across[None, :])
-        length2 = d_along ** 2 + d_across ** 2
-        within = (d_along <= limit * d_across) & (length2 > 0)
-        if within.any():
-            candidate = np.where(within, length2, -1.0)
-            flat = int(np.argmax(candidate))
-            if candidate.flat[flat] > best_length:
-                best_length = float(candidate.flat[flat])
-                best_pair = (start + flat // len(points), flat % len(points))
-        elif best_length < 0:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(d_across > 0, d_along / d_across, np.inf)
-            flat = int(np.argmin(ratio))
-            if ratio.flat[flat] < fallback_ratio:
-                fallback_ratio = float(ratio.flat[flat])
-                fallback_pair = (start + flat // len(points), flat % len(points))
-    return best_pair if best_length >= 0 else fallback_pair
-
-
-def _segment(outline: np.ndarray, i: int, j: int, z: int) -> Segment:
-    return (float(outline[i, 0]), float(outline[i, 1]), float(z)), (float(outline[j, 0]), float(outline[j, 1]), float(z))

@@ -1,4 +1,5 @@
-"""Reorienting voxel arrays between a grid's own axis order and a target one (e.g. RAS).
+"""Reorienting voxel arrays between a grid's own axis order and a target one (e.g. RAS), and the
+viewing planes of RAS arrays.
 
 Only flips and axis permutations: no interpolation, so a round trip is exact.
 """
@@ -12,6 +13,11 @@ import numpy as np
 from nibabel import orientations as ornt
 
 from brainseg_gui.core.study import Grid
+
+#: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
+AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}
+PLANES = ("axial", "coronal", "sagittal")
+PLANE_OF_AXIS = {axis: plane for plane, axis in AXIS_OF_PLANE.items()}
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,12 @@ class Reorientation:
         for source_axis, target_axis in enumerate(permutation):
             out[target_axis] = source[source_axis]
         return (out[0], out[1], out[2])
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel index of the reoriented array -> world mm (to RAS: the viewer's `ras_affine`, the grid
+        measurements are made on)."""
+        return self.grid.affine @ ornt.inv_ornt_aff(self._forward, self.grid.shape)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -1,131 +1,237 @@
-"""A one-page HTML report of a corrected mask, and a PNG overview that needs no window.
+"""The HTML report of an exported mask, the prediction summary of a cohort case, and the PNG overview.
 
-The report holds per-region volumes (AI and corrected), the Dice of the AI mask against the
-corrected one, voxels changed per class, the model version, who and when, the source files, the
-research-use note and one embedded picture (the GUI's views, or `overview_png` from the CLI).
-It is one self-contained file (the picture is a data: URI), written atomically.
+The export report says what the viewer showed: the source files (absolute paths), per-region
+volumes of the exported mask (and of the AI mask it started from and of the ground truth, with
+Dice and HD95 against it, when the study has one), key slices through the tumour in three planes
+drawn from the data (core/key_slices.py), the measurements (rulers, ellipse ROIs with their
+statistics, RANO), the model, what the mask started from and what was changed by hand, the
+BrainSeg version and date, and the research-use note. It is one self-contained file (pictures are
+data: URIs, one PNG per plane) and is written atomically with the rest of the export.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import os
 import struct
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brainseg_gui import RESEARCH_USE_NOTE
+from brainseg_gui.core.key_slices import key_slices, overview_rgb
 from brainseg_gui.core.labels import REGIONS, TISSUES, LabelConvention, to_regions
-from brainseg_gui.core.orientation import Reorientation
-from brainseg_gui.core.study import Grid, Study
+from brainseg_gui.core.measurements import MeasurementSet, Ruler, ellipse_statistics
+from brainseg_gui.core.metrics import EMPTY_HD95, evaluate_regions
+from brainseg_gui.core.orientation import AXIS_OF_PLANE, PLANE_OF_AXIS, Reorientation
+from brainseg_gui.core.region_colours import LONG_NAMES, OVERLAY_OPACITY, hex_colour
+from brainseg_gui.core.study import SEQUENCE_TITLES, SEQUENCES, Study
 
-#: Overlay colours in the PNG overview (as the viewer's region colours).
-REGION_RGB = {"WT": (0, 200, 83), "TC": (41, 121, 255), "ET": (255, 61, 61)}
-TISSUE_NAMES = {"NCR": "necrotic / non-enhancing core", "ED": "oedema", "ET": "enhancing tumour"}
+if TYPE_CHECKING:
+    from brainseg_gui.core.export import Provenance
+
+#: The image under the key slices when none is asked for: the first of these the study has.
+PICTURE_SEQUENCES = ("t1ce", "flair", "t2", "t1")
+#: Screen height (CSS pixels) of the tallest key slice; the others share its pixels per mm.
+SLICE_HEIGHT_PX = 300
 
 
-def report_html(study: Study, prov, convention: LabelConvention, picture_png: bytes | None = None) -> str:
-    """The report as one HTML document. `prov` is a `core.export.Provenance`."""
+def report_html(study: Study, labels: np.ndarray, prov: Provenance, convention: LabelConvention, *,
+                measurements: MeasurementSet | None = None, device: str | None = None,
+                sequence: str | None = None) -> str:
+    """The report of `labels` (BraTS values on the study's grid: the exported mask) as one HTML page.
+
+    `prov` compares it with the AI mask it started from; `measurements` (on the study's RAS grid,
+    checked) are listed when there are some; `device` is what the model ran on, when known;
+    `sequence` is the image under the key slices (default: `PICTURE_SEQUENCES`' first).
+    """
+    e = html.escape
     comparison = prov.comparison
     ml = prov.voxel_ml
-    e = html.escape
     rows = []
     for region in REGIONS:
         ai_ml = comparison.voxels_ai[region] * ml
         corrected_ml = comparison.voxels_corrected[region] * ml
-        rows.append(f"<tr><td>{region}</td><td>{ai_ml:.2f}</td><td>{corrected_ml:.2f}</td>"
+        rows.append(f"<tr><td>{region} ({e(LONG_NAMES[region])})</td><td>{ai_ml:.2f}</td><td>{corrected_ml:.2f}</td>"
                     f"<td>{corrected_ml - ai_ml:+.2f}</td><td>{comparison.dice[region]:.3f}</td></tr>")
     tissue_rows = []
     for tissue in TISSUES:
         change = comparison.tissues[tissue]
         value = convention.tissue_values[tissue]
-        tissue_rows.append(f"<tr><td>{tissue} ({e(TISSUE_NAMES[tissue])}), label {value}</td>"
-                           f"<td>{change.added:,}</td><td>{change.removed:,}</td></tr>")
-    sources = "".join(f"<li>{e(name)}: <code>{e(str(path))}</code></li>" for name, path in prov.sources.items())
-    picture = ""
-    if picture_png:
-        data = base64.b64encode(picture_png).decode("ascii")
-        picture = f'<img alt="views of the corrected mask" src="data:image/png;base64,{data}">'
+        tissue_rows.append(f"<tr><td>{tissue} ({e(LONG_NAMES[tissue])}), "
+                           f"label {value}</td><td>{change.added:,}</td><td>{change.removed:,}</td></tr>")
     edited = (f"yes: {comparison.changed:,} voxels changed ({comparison.changed * ml:.2f} mL)"
               if prov.edited else "no (the AI mask as it came)")
+    model = prov.model_version or "none recorded"
+    if device:
+        model += f", run on {device}"
     return _page(f"BrainSeg report: {study.case_id}", study.case_id) + f"""
 <dl>
-<dt>Model version</dt><dd>{e(prov.model_version or "none")}</dd>
+<dt>Model</dt><dd>{e(model)}</dd>
 <dt>Mask started from</dt><dd>{e(prov.base)}</dd>
 <dt>Corrected by hand</dt><dd>{e(edited)}</dd>
 <dt>Label convention</dt><dd>{e(convention.description)}</dd>
 <dt>Grid</dt><dd>{e(study.grid.describe())}</dd>
-<dt>Made by</dt><dd>{e(prov.user)}, {e(prov.created)} ({e(prov.software)})</dd>
+<dt>Software</dt><dd>{e(prov.software)}</dd>
+<dt>Date</dt><dd>{e(prov.created)}</dd>
+<dt>Made by</dt><dd>{e(prov.user)}</dd>
 </dl>
-<h2>Regions</h2>
+<h2>Regions of the exported mask</h2>
 <table><tr><th>Region</th><th>AI mL</th><th>Corrected mL</th><th>Change mL</th><th>Dice AI vs corrected</th></tr>
 {"".join(rows)}</table>
+{_truth_section(study, labels)}
 <h2>Voxels changed by hand, per class</h2>
 <table><tr><th>Class</th><th>Added</th><th>Removed</th></tr>{"".join(tissue_rows)}</table>
-{picture}
-<h2>Source files</h2><ul>{sources}</ul>
+{_key_slice_section(study, labels, sequence)}
+{_measurement_section(study, measurements)}
+<h2>Source files</h2><ul>{_source_list(prov.sources)}</ul>
 </body></html>
 """
 
 
-def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, *, opacity: float = 0.45) -> bytes:
-    """Axial, coronal and sagittal slices through the tumour's centre with the regions overlaid (PNG).
+def _truth_section(study: Study, labels: np.ndarray) -> str:
+    """Volumes, Dice and HD95 of the exported mask against the study's own labels ("" without any)."""
+    if study.labels is None or study.label_convention is None:
+        return ""
+    e = html.escape
+    exported = to_regions(labels, LabelConvention.BRATS)
+    metrics = evaluate_regions(exported, to_regions(study.labels, study.label_convention), study.grid.spacing)
+    rows = []
+    for region, m in metrics.items():
+        one_empty = (m.volume_pred_ml == 0) != (m.volume_truth_ml == 0)
+        hd95 = f"{m.hd95:.2f}" + (" (one mask empty)" if one_empty and m.hd95 == EMPTY_HD95 else "")
+        rows.append(f"<tr><td>{region}</td><td>{m.volume_pred_ml:.2f}</td><td>{m.volume_truth_ml:.2f}</td>"
+                    f"<td>{m.dice:.3f}</td><td>{hd95}</td></tr>")
+    source = study.sources.get("seg")
+    where = f" <code>{e(str(_absolute(source)))}</code>" if source is not None else ""
+    return f"""<h2>Against the ground truth</h2>
+<p>The study's own label file{where} ({e(study.label_convention.description)}).</p>
+<table><tr><th>Region</th><th>Exported mL</th><th>Ground truth mL</th><th>Dice</th><th>HD95 mm</th></tr>
+{"".join(rows)}</table>"""
 
-    `labels` are BraTS values on the study's grid; `sequence` (default: t1ce, else flair, t2, t1) is
-    the image under them.
+
+def _key_slice_section(study: Study, labels: np.ndarray, sequence: str | None) -> str:
+    """Axial, coronal and sagittal slices through the tumour, one embedded PNG each, with a legend."""
+    name = picture_sequence(study, sequence)
+    views = key_slices(study.images[name], study.grid, labels)
+    shape = Reorientation(study.grid).shape
+    # one scale in screen pixels per mm for the three, so a lesion looks the same size in each
+    scale = SLICE_HEIGHT_PX / max(view.rgb.shape[0] * view.spacing_mm for view in views)
+    figures = []
+    for view in views:
+        data = base64.b64encode(encode_png(view.rgb)).decode("ascii")
+        height, width = (round(n * view.spacing_mm * scale) for n in view.rgb.shape[:2])
+        figures.append(f'<figure><img class="slice" width="{width}" height="{height}" alt="{view.plane} slice '
+                       f'{view.index + 1} through the tumour" src="data:image/png;base64,{data}"><figcaption>'
+                       f"{view.plane.capitalize()}, slice {view.index + 1} of {shape[AXIS_OF_PLANE[view.plane]]}"
+                       "</figcaption></figure>")
+    legend = " ".join(f'<span class="swatch" style="background:{hex_colour(r)}"></span>{r} ({LONG_NAMES[r]})'
+                      for r in REGIONS)
+    return f"""<h2>Key slices through the tumour</h2>
+<p>{SEQUENCE_TITLES.get(name, name)} with the exported mask ({legend}). Radiological convention as in the
+viewer: the patient's right on the left, anterior (axial) or superior up, sagittal with anterior on the left;
+pixels square in mm.</p>
+<div class="views">{"".join(figures)}</div>"""
+
+
+def _measurement_section(study: Study, measurements: MeasurementSet | None) -> str:
+    """Rulers, ellipse ROIs with their statistics, and the RANO measurement ("" when there are none).
+
+    Numbered as the Measure panel numbers them when the study is opened again: rulers, then ROIs.
+    Slices are counted from 1, as the viewer shows them.
     """
-    name = sequence if sequence is not None and sequence in study.images else next(
-        n for n in ("t1ce", "flair", "t2", "t1") if n in study.images)
-    return encode_png(overview_rgb(study.images[name], study.grid, labels, opacity=opacity))
+    if measurements is None or not (measurements.rulers or measurements.ellipses or measurements.rano):
+        return ""
+    reorient = Reorientation(study.grid)
+    measurements.check_grid(reorient.shape, reorient.affine)
+    parts = ["<h2>Measurements</h2>"]
+    if measurements.rulers:
+        parts.append(_ruler_table(measurements))
+    if measurements.ellipses:
+        images = {name: reorient.apply(study.images[name]) for name in SEQUENCES if name in study.images}
+        parts.append(_roi_table(measurements, images))
+    if measurements.rano is not None:
+        r = measurements.rano
+        how = "adjusted by hand" if r.adjusted else "automatic"
+        parts.append(f"""<h3>RANO bidimensional measurement of the enhancing tumour</h3>
+<table><tr><th>Axial slice</th><th>Longest diameter mm</th><th>Perpendicular mm</th><th>Product mm&sup2;</th>
+<th>Angle &deg;</th><th>How</th></tr>
+<tr><td>{r.slice_z + 1}</td><td>{r.long_mm:.1f}</td><td>{r.short_mm:.1f}</td><td>{r.product_mm2:.0f}</td>
+<td>{r.angle_deg:.0f}</td><td>{how}</td></tr></table>""")
+    return "\n".join(parts)
 
 
-def overview_rgb(image: np.ndarray, grid: Grid, labels: np.ndarray, *, opacity: float = 0.45) -> np.ndarray:
-    """The three views of `overview_png` as one (h, w, 3) uint8 picture (also for the PDF report).
+def _ruler_table(measurements: MeasurementSet) -> str:
+    rows = "".join(f"<tr><td>Ruler {number}</td><td>{_plane(ruler.axis())}</td><td>{_ruler_slice(ruler)}</td>"
+                   f"<td>{ruler.length_mm(measurements.affine):.1f}</td></tr>"
+                   for number, ruler in enumerate(measurements.rulers, start=1))
+    return ("<h3>Rulers</h3><table><tr><th>Ruler</th><th>Plane</th><th>Slice</th><th>Length mm</th></tr>"
+            f"{rows}</table>")
 
-    Radiological display (patient's right on the left), as the viewer. Pure numpy.
+
+def _roi_table(measurements: MeasurementSet, images: Mapping[str, np.ndarray]) -> str:
+    """Each ellipse ROI's size and, one row per sequence, its statistics (`images`: RAS arrays)."""
+    rows = []
+    for number, roi in enumerate(measurements.ellipses, start=len(measurements.rulers) + 1):
+        stats = ellipse_statistics(roi, images, measurements.shape, measurements.affine)
+        head = (f"<td>ROI {number}</td><td>{_plane(roi.axis)}</td><td>{roi.index + 1}</td>"
+                f"<td>{stats.voxels:,}</td><td>{stats.volume_ml:.2f}</td>")
+        cells = [f"<td>{SEQUENCE_TITLES.get(n, n)}</td><td>{s.mean:.1f}</td><td>{s.sd:.1f}</td>"
+                 f"<td>{s.minimum:.1f}</td><td>{s.maximum:.1f}</td>" for n, s in stats.sequences.items()]
+        rows.append(f"<tr>{head}{cells[0] if cells else '<td colspan=5>no voxels</td>'}</tr>")
+        rows += [f"<tr><td colspan=5></td>{cell}</tr>" for cell in cells[1:]]
+    return ("<h3>Ellipse ROIs</h3><table><tr><th>ROI</th><th>Plane</th><th>Slice</th><th>Voxels</th>"
+            "<th>mL</th><th>Sequence</th><th>Mean</th><th>SD</th><th>Min</th><th>Max</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
+def _plane(axis: int | None) -> str:
+    return "oblique" if axis is None else PLANE_OF_AXIS[axis]
+
+
+def _ruler_slice(ruler: Ruler) -> str:
+    """The slice a ruler was drawn on, counted from 1 ("" for an oblique one)."""
+    axis = ruler.axis()
+    return "" if axis is None else str(round(ruler.a[axis]) + 1)
+
+
+def _source_list(sources: Mapping[str, Path]) -> str:
+    """Each sequence's file, then the label file, as absolute paths (the study may be opened from a
+    relative path; the report is read elsewhere)."""
+    e = html.escape
+    order = [*(n for n in SEQUENCES if n in sources), *(n for n in sources if n not in SEQUENCES)]
+    if not order:
+        return "<li>none: the study was not read from files</li>"
+    return "".join(f"<li>{e(SEQUENCE_TITLES.get(name, 'label file' if name == 'seg' else name))}: "
+                   f"<code>{e(str(_absolute(sources[name])))}</code></li>" for name in order)
+
+
+def _absolute(path: Path) -> Path:
+    """`path` made absolute without following symbolic links (the path the user chose)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def picture_sequence(study: Study, sequence: str | None = None) -> str:
+    """The sequence drawn under the overlay: `sequence` when the study has it, else the first of
+    `PICTURE_SEQUENCES` it has."""
+    if sequence is not None and sequence in study.images:
+        return sequence
+    return next(n for n in (*PICTURE_SEQUENCES, *study.images) if n in study.images)
+
+
+def overview_png(study: Study, labels: np.ndarray, sequence: str | None = None, *,
+                 opacity: float = OVERLAY_OPACITY) -> bytes:
+    """Axial, coronal and sagittal slices through the tumour side by side, regions overlaid (PNG).
+
+    `labels` are BraTS values on the study's grid; `sequence` (default: `picture_sequence`) is the
+    image under them.
     """
-    reorient = Reorientation(grid)
-    image = reorient.apply(image)
-    regions = reorient.apply(to_regions(labels, LabelConvention.BRATS))
-    wt = regions[0]
-    if wt.any():
-        centre = [int(np.flatnonzero(wt.any(axis=tuple(a for a in range(3) if a != axis))).mean()) for axis in range(3)]
-    else:
-        centre = [n // 2 for n in image.shape]
-    values = image[image != 0]
-    low, high = (np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0))
-    panels = []
-    for axis in (2, 1, 0):
-        key: list[slice | int] = [slice(None)] * 3
-        key[axis] = centre[axis]
-        grey = np.clip((image[tuple(key)] - low) / max(high - low, 1e-6), 0, 1)
-        rgb = np.repeat((grey * 255)[..., None], 3, axis=-1)
-        colours = np.zeros_like(rgb)
-        for index in range(3):  # outer to inner, so the innermost region's colour wins
-            colours[regions[index][tuple(key)]] = REGION_RGB[REGIONS[index]]
-        tumour = regions[0][tuple(key)]
-        rgb[tumour] = (1 - opacity) * rgb[tumour] + opacity * colours[tumour]
-        # (horizontal, vertical) array -> picture rows top-down: transpose, then flip both ways so
-        # superior/anterior is up and the patient's right (sagittal: anterior) is on the left
-        picture = rgb.transpose(1, 0, 2)[::-1, ::-1]
-        spacing = [s for a, s in enumerate(reorient.spacing) if a != axis]
-        panels.append(_aspect(picture, spacing[0], spacing[1]))
-    height = max(p.shape[0] for p in panels)
-    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0))) for p in panels]
-    return np.concatenate(padded, axis=1).astype(np.uint8)
-
-
-def _aspect(picture: np.ndarray, horizontal_mm: float, vertical_mm: float) -> np.ndarray:
-    """Repeat rows or columns (nearest) so that pixels are square in mm."""
-    if np.isclose(horizontal_mm, vertical_mm):
-        return picture
-    rows = max(1, round(picture.shape[0] * vertical_mm / min(horizontal_mm, vertical_mm)))
-    cols = max(1, round(picture.shape[1] * horizontal_mm / min(horizontal_mm, vertical_mm)))
-    r = (np.arange(rows) * picture.shape[0] / rows).astype(int)
-    c = (np.arange(cols) * picture.shape[1] / cols).astype(int)
-    return picture[r][:, c]
+    image = study.images[picture_sequence(study, sequence)]
+    return encode_png(overview_rgb(image, study.grid, labels, opacity=opacity))
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
@@ -183,6 +289,10 @@ td, th {{ border: 1px solid #bbb; padding: 0.25em 0.7em; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 .note {{ border: 2px solid #c60; background: #fff4e5; padding: 0.5em 1em; font-weight: bold; }}
 img {{ max-width: 100%; border: 1px solid #999; }}
+.views {{ display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }}
+figure {{ margin: 0; }} figcaption {{ text-align: center; font-size: 0.9em; }}
+img.slice {{ max-width: none; image-rendering: pixelated; }}
+.swatch {{ display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.25em 0 0.6em; vertical-align: -0.1em; }}
 dt {{ font-weight: bold; float: left; width: 11em; }} dd {{ margin-left: 12em; }}
 </style></head><body>
 <h1>Tumour segmentation: {e(case_id)}</h1>

@@ -20,6 +20,8 @@ from brainseg_gui.core.labels import LabelConvention, check_values
 
 #: The four sequences, in the channel order the networks use.
 SEQUENCES: tuple[str, str, str, str] = ("t1", "t1ce", "t2", "flair")
+#: How each sequence is named to the user (view titles, status bar, reports).
+SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 
 #: Affines that differ by less than this (mm, or unitless for the rotation part) are the same grid.
 AFFINE_TOLERANCE = 1e-4

@@ -17,6 +17,7 @@ import numpy as np
 
 from brainseg_gui import RESEARCH_USE_NOTE
 from brainseg_gui.core.labels import REGIONS
+from brainseg_gui.core.region_colours import hex_colour
 
 
 class CaseRow(Protocol):
@@ -45,10 +46,6 @@ class CaseRow(Protocol):
     def error(self) -> str: ...
     @property
     def ok(self) -> bool: ...
-
-#: Region colours, as the viewer's overlay.
-REGION_COLOURS = {"WT": "#00c853", "TC": "#2979ff", "ET": "#ff3d3d"}
-
 
 def cohort_html(rows: Sequence[CaseRow], out_dir: Path, *, model_dir: Path, labels: str, tta: bool) -> str:
     """The page for `rows` (written into `out_dir`, so links are relative to it)."""
@@ -126,7 +123,7 @@ def _histograms(rows: Sequence[CaseRow]) -> str:
         bars = "".join(
             f'<rect x="{left + i * bar_width:.1f}" y="{height - bottom - (height - bottom - 18) * c / tallest:.1f}" '
             f'width="{max(bar_width - 1, 1):.1f}" height="{(height - bottom - 18) * c / tallest:.1f}" '
-            f'fill="{REGION_COLOURS[region]}"><title>{edges[i]:.1f}-{edges[i + 1]:.1f} mL: {c} case(s)</title></rect>'
+            f'fill="{hex_colour(region)}"><title>{edges[i]:.1f}-{edges[i + 1]:.1f} mL: {c} case(s)</title></rect>'
             for i, c in enumerate(counts) if c)
         panels.append(
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from brainseg_gui.app.exports import ExportRequest, export_all, targets
@@ -30,10 +28,9 @@ NIFTI_FILTER = "NIfTI (*.nii.gz *.nii)"
 class Exporter(QObject):
     exported = Signal(object)  # list of written paths
 
-    def __init__(self, context: ViewerContext, grab_views: Callable[[], QPixmap]) -> None:
+    def __init__(self, context: ViewerContext) -> None:
         super().__init__(context.parent)
         self.context = context
-        self.grab_views = grab_views  # the window's picture, 3D view included (for the report)
         self.last_paths: list[Path] = []
 
     # ---- programmatic (tests, and the dialogs below) ------------------------------------------
@@ -95,25 +92,19 @@ class Exporter(QObject):
 
     def export_meshes(self, folder: Path | str, fmt: str = "stl", space: str = "ras", *,
                       overwrite: bool = False) -> Job | list[Path] | None:
-        from brainseg_gui.ui.mesh_export import export_meshes
-
         return self.export(ExportRequest(meshes=Path(folder), mesh_format=fmt, mesh_space=space,
-                                         overwrite=overwrite, mesh_writer=export_meshes))
+                                         overwrite=overwrite))
 
     def export_report(self, path: Path | str, *, overwrite: bool = False) -> Job | list[Path] | None:
-        """The HTML report, with a picture of the views as they are now."""
+        """The HTML report of the corrected mask, with the open study's measurements (as they are now)
+        and key slices of the sequence on screen, drawn from the data as `brainseg export --report` does."""
+        document = self.context.document
+        segmentation = document.segmentation
+        device = (segmentation.device if segmentation is not None
+                  and segmentation.model_version == document.editing.model_version else None)
         return self.export(ExportRequest(report=Path(path), convention=self.context.state.convention,
-                                         report_png=self.views_png(), overwrite=overwrite))
-
-    def views_png(self) -> bytes:
-        """The window's slice views (and 3D view) as PNG bytes."""
-        pixmap = self.grab_views()
-        data = QByteArray()
-        buffer = QBuffer(data)
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        pixmap.save(buffer, "PNG")
-        buffer.close()
-        return bytes(data.data())
+                                         measurements=document.measurements.snapshot(), model_device=device,
+                                         sequence=self.context.state.sequence, overwrite=overwrite))
 
     # ---- dialogs --------------------------------------------------------------------------------
     def default_folder(self) -> Path:

@@ -118,7 +118,7 @@ class MainWindow(WindowEditing, QMainWindow):
         self._journal_timer.timeout.connect(lambda: self.editing.checkpoint())
         self._journal_timer.start()
 
-        self.exporter = Exporter(self.context, self.grab_with_3d)
+        self.exporter = Exporter(self.context)
         self.prepare = PrepareController(self.context, self.loader)  # raw studies: readiness, prepare, brain mask
         self.models = ModelActions(
             self.context, tasks.PredictorSlot(predictor_factory or tasks.default_predictor_factory(model_dir)),

@@ -33,12 +33,12 @@ from PySide6.QtWidgets import (
 from brainseg_gui.app.measurements import REGION_NAMES, Measurements
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.measurements import RoiStatistics, voxel_volume_ml
+from brainseg_gui.core.orientation import PLANE_OF_AXIS
 from brainseg_gui.ui.measure_overlay import MeasureOverlay
 from brainseg_gui.ui.slice_view import SEQUENCE_TITLES
 from brainseg_gui.ui.view_grid import ViewGrid
-from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, Tool, ViewerState
+from brainseg_gui.ui.viewer_state import Tool, ViewerState
 
-PLANE_OF_AXIS = {axis: plane for plane, axis in AXIS_OF_PLANE.items()}
 #: Mask sources of the statistics and RANO: the segmentation the views draw, the study's labels.
 MASKS = {"prediction": "Segmentation", "truth": "Ground truth"}
 SELECTED_ROI = "selected ROI"

@@ -7,7 +7,8 @@ changes only the table, never the image. Outline mode keeps only the boundary pi
 current slice: in regions mode the border of each visible region (TC's border is that of NCR+ET,
 WT's that of the whole tumour), in tissues mode the border of each class. This module is the one
 place that says which colour a region or label is drawn in (`colour_of`, `label_colour`): the
-legend, the edit panel's class swatches and the brush outline ask it.
+legend, the edit panel's class swatches and the brush outline ask it. The colours themselves are
+core/region_colours.py's, which the report's key slices share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QImage
 
 from brainseg_gui.app.region_codes import REGION_BITS, tissue_of_code
+from brainseg_gui.core.region_colours import COLOURS, OVERLAY_OPACITY, TISSUE_ET_COLOUR
 
 
 class OverlayMode(str, Enum):
@@ -36,22 +38,6 @@ class Fill(str, Enum):
 CLASSES: dict[OverlayMode, tuple[str, str, str]] = {
     OverlayMode.REGIONS: ("WT", "TC", "ET"),
     OverlayMode.TISSUES: ("ED", "NCR", "ET"),
-}
-
-#: RGB colours. Regions and tissues differ so the legend says which mode is on.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "WT": (0, 200, 83),
-    "TC": (41, 121, 255),
-    "ET": (255, 61, 61),
-    "ED": (120, 220, 60),
-    "NCR": (255, 150, 0),
-}
-#: ET is both a region and a tissue: tissue ET is drawn yellow so the two modes never look alike.
-TISSUE_ET_COLOUR = (255, 230, 0)
-
-LONG_NAMES = {
-    "WT": "whole tumour", "TC": "tumour core", "ET": "enhancing tumour",
-    "ED": "oedema", "NCR": "necrotic / non-enhancing core",
 }
 
 
@@ -82,7 +68,7 @@ class OverlayLook:
 
     mode: OverlayMode = OverlayMode.REGIONS
     visible: frozenset[str] = frozenset({"WT", "TC", "ET", "ED", "NCR"})
-    opacity: float = 0.45
+    opacity: float = OVERLAY_OPACITY
 
 
 def class_of_code(mode: OverlayMode, visible: frozenset[str]) -> np.ndarray:

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from brainseg_gui.ui.overlay import CLASSES, LONG_NAMES, Fill, OverlayMode, colour_of
+from brainseg_gui.core.region_colours import LONG_NAMES
+from brainseg_gui.ui.overlay import CLASSES, Fill, OverlayMode, colour_of
 from brainseg_gui.ui.viewer_state import ViewerState
 
 SOURCE_TITLES = {"prediction": "Prediction", "truth": "Ground truth"}

@@ -24,7 +24,7 @@ from PySide6.QtGui import QKeyEvent, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem
 
 from brainseg_gui.app.display_volume import DisplayVolume
-from brainseg_gui.core.study import SEQUENCES
+from brainseg_gui.core.study import SEQUENCE_TITLES, SEQUENCES
 from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem, label_colour
 from brainseg_gui.ui.slice_gestures import SliceViewBox
 from brainseg_gui.ui.view_link import brain_box_mm
@@ -36,7 +36,6 @@ EDGE_LABELS = {
     "coronal": ("R", "L", "S", "I"),
     "sagittal": ("A", "P", "S", "I"),
 }
-SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 CROSSHAIR_COLOUR = (255, 214, 0, 170)
 BRUSH_COLOUR = (255, 255, 255, 200)
 

@@ -12,6 +12,7 @@ import ctypes.util
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.meshing import Mesh
 from brainseg_gui.app.region_codes import REGION_BITS
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import REGIONS
@@ -60,9 +62,32 @@ def load_vtk(*, progress: ProgressFn = no_progress, cancel: CancelToken | None =
     import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - registers the OpenGL backend
     from vtkmodules.qt import QVTKRenderWindowInteractor  # noqa: F401
 
-    from brainseg_gui.ui import meshing  # noqa: F401 - the surface filters
+    from brainseg_gui.app import meshing  # noqa: F401 - marching cubes (scikit-image) and the smoothing
 
     progress(1.0, "VTK loaded")
+
+
+def polydata(mesh: Mesh) -> Any:
+    """A mesh of app/meshing.py as VTK polydata (points, triangles, point normals) for a mapper."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+    from vtkmodules.vtkCommonCore import vtkPoints
+    from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+
+    out = vtkPolyData()
+    if mesh.is_empty:
+        return out
+    points = vtkPoints()
+    points.SetData(numpy_to_vtk(np.ascontiguousarray(mesh.vertices, dtype=np.float32), deep=True))
+    cells = vtkCellArray()
+    offsets = np.arange(0, 3 * len(mesh.faces) + 1, 3, dtype=np.int64)
+    cells.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True),
+                  numpy_to_vtkIdTypeArray(np.ascontiguousarray(mesh.faces.ravel(), dtype=np.int64), deep=True))
+    out.SetPoints(points)
+    out.SetPolys(cells)
+    normals = numpy_to_vtk(np.ascontiguousarray(mesh.normals, dtype=np.float32), deep=True)
+    normals.SetName("Normals")
+    out.GetPointData().SetNormals(normals)
+    return out
 
 
 def gl_problem() -> str | None:
@@ -230,12 +255,14 @@ class View3D(QWidget):
         self.source.setCurrentIndex(1 if whose == "ground truth" else 0)
         self.source.blockSignals(False)
         brain = volume.brain if self.brain_check.isChecked() else None
-        from brainseg_gui.ui.meshing import region_meshes
+        from brainseg_gui.app.meshing import region_meshes
+
+        def build(**kw: Any) -> dict[str, Any]:
+            return {name: polydata(mesh) for name, mesh in region_meshes(regions, volume.spacing, brain, **kw).items()}
 
         self.status.setText("Building surfaces…")
         job = self.runner.start(
-            "Building 3D surfaces",
-            lambda **kw: region_meshes(regions, volume.spacing, brain, **kw),
+            "Building 3D surfaces", build,
             on_result=lambda meshes: self._show(meshes, whose, reset_camera) if job is self._job else None,
             on_error=lambda error: self.status.setText(f"Surfaces failed: {error}") if job is self._job else None)
         self._job = job

@@ -115,7 +115,7 @@ def test_report_has_volumes_dice_and_the_picture(toy, tmp_path: Path) -> None:
     prov = provenance(study, session.labels, session.ai, model_version="v123")
     png = overview_png(study, session.labels)
     assert png.startswith(b"\x89PNG")
-    text = report_html(study, prov, LabelConvention.BRATS23, png)
+    text = report_html(study, session.labels, prov, LabelConvention.BRATS23)
     comparison = prov.comparison
     assert "toy" in text and "v123" in text and RESEARCH_USE_NOTE in text
     assert f"{comparison.dice['ET']:.3f}" in text

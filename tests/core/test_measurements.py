@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from brainseg_gui.core.measurements import (
-    PERPENDICULAR_TOLERANCE_DEG,
     EllipseRoi,
     MeasurementError,
     MeasurementSet,
@@ -17,11 +16,11 @@ from brainseg_gui.core.measurements import (
     angle_deg,
     distance_mm,
     ellipse_mask,
-    rano,
     rano_from_axes,
     roi_statistics,
     voxel_volume_ml,
 )
+from brainseg_gui.core.rano import PERPENDICULAR_TOLERANCE_DEG, rano
 
 #: The toy study's grid seen in RAS voxel order (tests/ui/conftest.py): 1.5 x 1.5 x 4 mm, stored LPS.
 TOY_RAS_AFFINE = np.array([[1.5, 0, 0, -29.25], [0, 1.5, 0, -35.25], [0, 0, 4.0, -38.0], [0, 0, 0, 1.0]])
