@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
 
 from brainseg_gui.app.measurements import Measurements
-from brainseg_gui.core.measurements import EllipseRoi, RanoMeasurement, Ruler, Segment, distance_mm
+from brainseg_gui.core.measurements import EllipseRoi, Point, RanoMeasurement, Ruler, Segment, distance_mm
 
-if TYPE_CHECKING:
-    from brainseg_gui.ui.measure_overlay import ViewMeasureLayer
+
+class ViewMeasureLayer(Protocol):
+    """What an item needs of the layer that draws it (measure_overlay.ViewMeasureLayer): the slice
+    view (its view box and in-plane axes), the model, and the mapping between view and voxels."""
+
+    view: Any  # ui.slice_view.SliceView
+    overlay: Any  # measure_overlay.MeasureOverlay: `.measurements`
+
+    def to_view(self, point: Point) -> QPointF: ...
+    def to_voxel(self, position: QPointF, clamp: bool = True) -> Point: ...
 
 RULER_COLOUR = (0, 229, 255)
 ELLIPSE_COLOUR = (200, 150, 255)

@@ -44,7 +44,7 @@ from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeCombo, push_button, s
 from brainseg_gui.ui.workers import Job, JobRunner
 
 if TYPE_CHECKING:
-    from brainseg_gui.ui.dicom_export import ResultsRequest
+    from brainseg_gui.app.study_results import ResultsRequest
 
 NO_NODES = "No PACS node yet: add one with <b>File &gt; PACS nodes…</b>, then send from here."
 TEMP_PREFIX = "brainseg-send-"

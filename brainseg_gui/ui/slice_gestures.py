@@ -7,21 +7,33 @@ steps slices and Ctrl+wheel zooms. The view (`SliceView`) does the work; this on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPointF, Qt
 
-from brainseg_gui.ui.viewer_state import Tool
+from brainseg_gui.ui.viewer_state import Tool, ViewerState
 
-if TYPE_CHECKING:
-    from brainseg_gui.ui.slice_view import SliceView
+
+class GestureTarget(Protocol):
+    """What the gestures drive (ui.slice_view.SliceView), named here so this module need not import it."""
+
+    state: ViewerState
+    editing: bool
+
+    def negative_at(self, scene_pos: QPointF) -> None: ...
+    def edit_at(self, scene_pos: QPointF, *, start: bool = False) -> None: ...
+    def finish_edit(self) -> None: ...
+    def move_crosshair_to(self, scene_pos: QPointF) -> None: ...
+    def current_window(self) -> tuple[float, float]: ...
+    def drag_window(self, start: tuple[float, float], dx: float, dy: float) -> None: ...
+    def step(self, steps: int) -> None: ...
 
 
 class SliceViewBox(pg.ViewBox):
     """A ViewBox whose mouse gestures drive the viewer instead of the default pan/zoom."""
 
-    def __init__(self, view: SliceView) -> None:
+    def __init__(self, view: GestureTarget) -> None:
         super().__init__(lockAspect=True, enableMenu=False, invertY=False)
         self._view = view
         self._drag_window: tuple[float, float] | None = None

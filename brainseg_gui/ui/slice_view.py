@@ -23,11 +23,10 @@ from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsRectItem
 
-from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.display_volume import DisplayVolume, brain_box_mm
 from brainseg_gui.core.study import SEQUENCE_TITLES, SEQUENCES
 from brainseg_gui.ui.overlay import OverlayLayer, SliceImageItem, label_colour
 from brainseg_gui.ui.slice_gestures import SliceViewBox
-from brainseg_gui.ui.view_link import brain_box_mm
 from brainseg_gui.ui.viewer_state import AXIS_OF_PLANE, SOURCES, Tool, ViewerState
 
 #: (left, right, top, bottom) labels of each plane on screen.

@@ -14,56 +14,16 @@ margin; linked views fit at one common scale. Nothing here runs on a slice step.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 
-from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.display_volume import DisplayVolume, brain_box_mm
 from brainseg_gui.ui.viewer_state import ViewerState
 
 if TYPE_CHECKING:
     from brainseg_gui.ui.slice_view import SliceView
-
-#: Margin around the brain in the default view, a fraction of its extent on each side.
-FIT_MARGIN = 0.04
-
-Box3 = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
-_bounds_cache: tuple[weakref.ref[DisplayVolume], Box3] | None = None
-
-
-def brain_box_mm(volume: DisplayVolume, margin: float = FIT_MARGIN) -> Box3:
-    """(low, high) RAS mm of the brain's bounding box along x, y, z, widened by `margin` of its extent.
-
-    From `volume.brain` (the non-zero voxels of a skull-stripped study, the tissue of a raw one); the
-    whole grid when the mask is empty.
-    """
-    padded = []
-    for low, high in _brain_bounds(volume):
-        pad = (high - low) * margin
-        padded.append((low - pad, high + pad))
-    return padded[0], padded[1], padded[2]
-
-
-def _brain_bounds(volume: DisplayVolume) -> Box3:
-    """The unpadded box, cached for the last volume: every view of a study asks (~6 ms a full case)."""
-    global _bounds_cache
-    if _bounds_cache is not None and _bounds_cache[0]() is volume:
-        return _bounds_cache[1]
-    mask = volume.brain
-    any_tissue = bool(mask.any())
-    bounds = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(mask.any(axis=others)) if any_tissue else np.array([0, volume.shape[axis] - 1])
-        spacing = volume.spacing[axis]
-        bounds.append((float(present[0]) * spacing, float(present[-1] + 1) * spacing))
-    result: Box3 = (bounds[0], bounds[1], bounds[2])
-    _bounds_cache = (weakref.ref(volume), result)
-    return result
-
 
 def fit_scale(extents: list[tuple[float, float, int, int]]) -> float | None:
     """The smallest mm per pixel at which every (width_mm, height_mm, width_px, height_px) fits; None

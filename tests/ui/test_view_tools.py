@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QAction, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow
 
-from brainseg_gui.app.display_volume import DisplayVolume
+from brainseg_gui.app.display_volume import DisplayVolume, brain_box_mm
 from brainseg_gui.ui.overlay import (
     COLOURS,
     TISSUE_ET_COLOUR,
@@ -24,7 +24,7 @@ from brainseg_gui.ui.overlay import (
 )
 from brainseg_gui.ui.sequence_bar import SequenceBar
 from brainseg_gui.ui.view_grid import ViewGrid
-from brainseg_gui.ui.view_link import brain_box_mm, mm_per_pixel, view_centre_mm
+from brainseg_gui.ui.view_link import mm_per_pixel, view_centre_mm
 from brainseg_gui.ui.viewer_state import Layout, Tool, ViewerState
 from tests.ui.conftest import colour_mask, rgb
 
