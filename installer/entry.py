@@ -25,7 +25,8 @@ LAZY_MODULES = (
     "brainseg_gui.ml.training",
     "brainseg_gui.ui.main_window",
     "brainseg_gui.ui.view_3d",
-    "brainseg_gui.ui.mesh_export",
+    "brainseg_gui.app.mesh_export",
+    "skimage.measure",  # marching cubes for the 3D view and the mesh exports (app/meshing.py)
     "vtkmodules.vtkRenderingOpenGL2",
     "vtkmodules.vtkIOImage",
     "vtkmodules.qt.QVTKRenderWindowInteractor",
