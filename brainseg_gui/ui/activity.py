@@ -33,6 +33,8 @@ class ActivityBar(QWidget):
         job.signals.progress.connect(lambda fraction, _text: self._progressed(job, fraction))
         job.signals.finished.connect(lambda: self._finished(job))
         self.setVisible(True)
+        if job.done:  # it ended on the pool before we listened (a volume handed over ends at once)
+            self._finished(job)
 
     def cancel(self) -> None:
         if self.job is not None:
