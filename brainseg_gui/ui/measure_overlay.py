@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtWidgets import QGraphicsItem
 
 from brainseg_gui.app.measurements import Measurements
 from brainseg_gui.core.measurements import EllipseRoi, Point, Ruler
@@ -119,6 +120,8 @@ class _DrawCatcher(pg.GraphicsObject):
         self._start: Point | None = None
         self._tool = Tool.RULER  # what this drag draws (the tool when it started)
         self.setZValue(15)
+        # it draws nothing: without this flag Qt would call paint() for it at every repaint of the image
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
 
     def fit(self) -> None:
         image = self.layer.view.image
