@@ -196,20 +196,20 @@ class MainWindow(WindowEditing, QMainWindow):
     # ---- the open study -------------------------------------------------------------------
     @property
     def document(self) -> Document:
-        return self.workspace.document
+        return self.context.document
 
     @property
     def volume(self) -> DisplayVolume | None:
-        return self.workspace.document.volume
+        return self.context.volume
 
     @property
     def segmentation(self) -> tasks.Segmentation | None:
-        return self.workspace.document.segmentation
+        return self.context.document.segmentation
 
     @property
     def editing(self) -> Editing:
         """The shown study's mask being corrected (a new study, a new one)."""
-        return self.workspace.document.editing
+        return self.context.editing
 
     @property
     def prompter(self) -> Prompter:
