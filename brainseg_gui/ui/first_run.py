@@ -180,7 +180,7 @@ def show_welcome(window: WelcomeHost, *, device: DeviceSummary | None = None, de
     settings = window.settings
     dialog = WelcomeDialog(device, demo_open=demo_open, parent=cast(QWidget, window))
     if device is None:  # after the window's own start-up work, which a torch import would slow down
-        QTimer.singleShot(DEVICE_DELAY_MS, lambda: window.runner.start(
+        QTimer.singleShot(DEVICE_DELAY_MS, dialog, lambda: window.runner.start(  # dropped with the dialog
             "device", lambda progress, cancel: device_summary(),
             on_result=lambda summary: _fill_device(dialog, summary)))
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -77,7 +77,7 @@ class ModelActions(QObject):
 
     def _read_active_soon(self, *_: Any) -> None:
         self.context.workspace.replaced.disconnect(self._read_active_soon)
-        QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, lambda: self.context.runner.start(
+        QTimer.singleShot(ACTIVE_MODEL_DELAY_MS, self, lambda: self.context.runner.start(  # dropped with self
             "active model", lambda *, progress, cancel: self.registry.resolve_active(), on_result=self._name_active))
 
     def _name_active(self, resolved: Any) -> None:

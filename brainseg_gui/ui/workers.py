@@ -73,13 +73,22 @@ class Job(QRunnable):
         self.signals.progress.emit(float(fraction), str(message))
 
 
+#: Threads of a runner's pool at least (jobs that mostly wait must not take every thread).
+MIN_THREADS = 8
+
+
 class JobRunner(QObject):
     """Starts jobs and keeps them alive until they finish; one pool for the whole viewer."""
 
     def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None,
                  errors: ErrorReporter | None = None) -> None:
         super().__init__(parent)
-        self.pool = pool or QThreadPool.globalInstance()
+        if pool is None:
+            # A pool of its own, wider than the cores: some jobs wait most of their life (the fine-tune
+            # watcher for hours, a DICOM retrieve on the network) and must not keep a study from opening.
+            pool = QThreadPool(self)
+            pool.setMaxThreadCount(max(MIN_THREADS, QThreadPool.globalInstance().maxThreadCount()))
+        self.pool = pool
         self.errors = errors
         self._running: set[Job] = set()
         self._slots: dict[str, Job] = {}
@@ -93,6 +102,9 @@ class JobRunner(QObject):
               on_event: Callable[[Any], None] | None = None,
               slot: str | None = None, failure: str | None = None) -> Job:
         job = Job(name, fn, with_events=on_event is not None)
+        if not shiboken6.isValid(self.pool):  # the viewer is gone (a late timer): nothing to run it for
+            log.debug("%s not started: the runner's window is closed", name)
+            return job
         if slot is not None:
             self.cancel(slot)
             self._slots[slot] = job

@@ -35,8 +35,31 @@ def test_progress_and_cancel_follow_the_running_step(qtbot) -> None:
         raise Cancelled("stopped")
 
     job = runner.start("slow", work)
-    bar.track(job, "Stop the slow step")
-    qtbot.waitUntil(lambda: bar.progress.value() == 250, timeout=5000)
-    assert bar.isVisible() and bar.cancel_button.isVisibleTo(bar) and bar.cancel_button.toolTip() == "Stop the slow step"
-    bar.cancel_button.click()
-    qtbot.waitUntil(lambda: job.done and not bar.isVisible(), timeout=5000)
+    try:
+        bar.track(job, "Stop the slow step")
+        qtbot.waitUntil(lambda: bar.progress.value() == 250, timeout=5000)
+        assert bar.isVisible() and bar.cancel_button.isVisibleTo(bar)
+        assert bar.cancel_button.toolTip() == "Stop the slow step"
+        bar.cancel_button.click()
+        qtbot.waitUntil(lambda: job.done and not bar.isVisible(), timeout=5000)
+    finally:
+        job.cancel()  # never leave a thread looping behind a failed assertion
+
+
+def test_a_job_that_waits_long_does_not_hold_up_the_others(qtbot) -> None:
+    """The fine-tune watcher waits for hours: a study must still open while it (and more) run."""
+    runner = JobRunner()
+    waiting = [runner.start(f"waiting {i}", _wait_until_cancelled) for i in range(3)]
+    try:
+        quick = runner.start("quick", lambda **_kw: "done")
+        qtbot.waitUntil(lambda: quick.done, timeout=5000)
+    finally:
+        for job in waiting:
+            job.cancel()
+        runner.wait(5000)
+
+
+def _wait_until_cancelled(*, progress, cancel) -> None:
+    while not cancel.cancelled:
+        time.sleep(0.01)
+    raise Cancelled("stopped")
