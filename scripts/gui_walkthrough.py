@@ -123,10 +123,9 @@ def main() -> None:
     wait(lambda: window.prepare.stage.value not in ("checking", "none"), timeout=120)
     window.controls_dock.raise_()
     shot("raw_flagged", f"{raw.name}: readiness {window.prepare.stage.value}")
-    window.prepare.prompter.output_folder = lambda suggested: state_dir / suggested.name
     if window.prepare.single_sequence is not None:
         window.prepare.set_single_sequence("t1ce")
-    window.prepare.prepare()
+    window.prepare.prepare(state_dir / "prepared")  # never beside the data: it may be a shared, read-only copy
     wait(lambda: window.prepare.stage.value == "review" and window.prepare.busy is None, timeout=600)
     shot("raw_brain_mask_check", f"prepared: brain mask to check ({window.prepare.brain_ml():.0f} mL)")
     window.close()
