@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from brainseg_gui.app import pacs_tasks as work
 from brainseg_gui.core.pacs_cache import RetrievedStudy
 from brainseg_gui.core.pacs_client import SeriesMatch, StudyMatch, StudyQuery
-from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
+from brainseg_gui.core.pacs_nodes import NodeStore, PacsError
 from brainseg_gui.ui.pacs_nodes_dialog import PacsNodesDialog, show_pacs_nodes_dialog
 from brainseg_gui.ui.pacs_tables import (
     SERIES_COLUMNS,
@@ -47,7 +47,7 @@ from brainseg_gui.ui.pacs_tables import (
     series_cells,
     study_cells,
 )
-from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeCombo, push_button, show_fault
+from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeChoice, NodeCombo, push_button, show_fault
 from brainseg_gui.ui.workers import Job, JobRunner
 
 NO_NODES = ("No PACS node yet. Add one with <b>Nodes…</b> above, or in a terminal:<br>"
@@ -55,7 +55,7 @@ NO_NODES = ("No PACS node yet. Add one with <b>Nodes…</b> above, or in a termi
             "<code>brainseg pacs nodes add NAME --dimse AET@HOST:PORT</code>")
 
 
-class PacsDialog(QDialog):
+class PacsDialog(NodeChoice, QDialog):
     """Search a PACS node and retrieve the ticked series of one study; `study_retrieved` gives its folder."""
 
     study_retrieved = Signal(Path)  # the study's folder in the PACS cache
@@ -166,33 +166,9 @@ class PacsDialog(QDialog):
         return footer
 
     # ---- nodes -----------------------------------------------------------------------------------
-    def refresh_nodes(self) -> None:
-        """Reread the node list (a node added in a terminal meanwhile appears), keeping the chosen one."""
-        try:
-            nodes = self.store.nodes()
-        except PacsError as error:
-            nodes = []
-            self._show_error(error)
-        self.node_combo.fill(nodes)
-        self.no_nodes.setVisible(not self.nodes)
-        self._node_changed()
-
     def edit_nodes(self) -> PacsNodesDialog:
         """The node settings over this dialog; the node list here follows every change made there."""
         return show_pacs_nodes_dialog(self, self.runner, self.store, self.refresh_nodes)
-
-    @property
-    def nodes(self) -> list[PacsNode]:
-        return self.node_combo.nodes
-
-    @property
-    def node(self) -> PacsNode | None:
-        """The chosen node (None when the user has none)."""
-        return self.node_combo.node
-
-    def select_node(self, name: str) -> None:
-        """Choose a node by name, as the combo does (tests and scripts)."""
-        self.node_combo.select(name)
 
     def _node_changed(self) -> None:
         """Another node: the studies listed came from the last one, so they go."""

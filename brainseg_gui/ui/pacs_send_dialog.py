@@ -37,10 +37,10 @@ from brainseg_gui.core.dicom_study import result_flags
 from brainseg_gui.core.dicom_volume import read_series_file
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.labels import LabelConvention
-from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
+from brainseg_gui.core.pacs_nodes import NodeStore
 from brainseg_gui.core.pacs_send import send_files
 from brainseg_gui.core.progress import CancelToken, ProgressFn
-from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeCombo, push_button, show_fault
+from brainseg_gui.ui.pacs_widgets import ERROR_COLOUR, NodeChoice, NodeCombo, push_button, show_fault
 from brainseg_gui.ui.workers import Job, JobRunner
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _date(value: str) -> str:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
 
 
-class PacsSendDialog(QDialog):
+class PacsSendDialog(NodeChoice, QDialog):
     """Choose a node, confirm what will go, send; `sent` gives what the node took."""
 
     sent = Signal(object)  # SentResults
@@ -224,29 +224,6 @@ class PacsSendDialog(QDialog):
         return "\n".join(f"{name}: {label.text()}" for name, label in self.facts.items())
 
     # ---- nodes -----------------------------------------------------------------------------------
-    def refresh_nodes(self) -> None:
-        """Reread the node list (one added meanwhile appears), keeping the chosen node."""
-        try:
-            nodes = self.store.nodes()
-        except PacsError as error:
-            nodes = []
-            self._show_error(error)
-        self.node_combo.fill(nodes)
-        self.no_nodes.setVisible(not self.nodes)
-        self._node_changed()
-
-    @property
-    def nodes(self) -> list[PacsNode]:
-        return self.node_combo.nodes
-
-    @property
-    def node(self) -> PacsNode | None:
-        return self.node_combo.node
-
-    def select_node(self, name: str) -> None:
-        """Choose a node by name, as the combo does."""
-        self.node_combo.select(name)
-
     def _node_changed(self) -> None:
         node = self.node
         self.node_info.setText(node.describe() if node is not None else "")

@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QWidget
 
 from brainseg_gui.core.errors import BrainSegError
-from brainseg_gui.core.pacs_nodes import PacsNode
+from brainseg_gui.core.pacs_nodes import NodeStore, PacsError, PacsNode
 
 #: The colour of a fault's line.
 ERROR_COLOUR = "#d33"
@@ -68,3 +68,40 @@ class NodeCombo(QComboBox):
         if index < 0:
             raise KeyError(f"no PACS node {name!r} in the dialog; it lists {[n.name for n in self.nodes]}")
         self.setCurrentIndex(index)
+
+
+class NodeChoice:
+    """The node part of a dialog that works on one chosen node (Open from PACS, Send to PACS): the
+    list reread from the store, the 'no node yet' line, the chosen node. The dialog provides
+    `store`, `node_combo`, `no_nodes`, `_show_error(error)` and `_node_changed()`."""
+
+    store: NodeStore
+    node_combo: NodeCombo
+    no_nodes: QLabel
+    _show_error: Callable[[BaseException | None], None]
+    _node_changed: Callable[[], None]
+
+    def refresh_nodes(self) -> None:
+        """Reread the node list (a node added meanwhile, even in a terminal, appears), keeping the
+        chosen one."""
+        try:
+            nodes = self.store.nodes()
+        except PacsError as error:
+            nodes = []
+            self._show_error(error)
+        self.node_combo.fill(nodes)
+        self.no_nodes.setVisible(not self.nodes)
+        self._node_changed()
+
+    @property
+    def nodes(self) -> list[PacsNode]:
+        return self.node_combo.nodes
+
+    @property
+    def node(self) -> PacsNode | None:
+        """The chosen node (None when the user has none)."""
+        return self.node_combo.node
+
+    def select_node(self, name: str) -> None:
+        """Choose a node by name, as the combo does (tests and scripts)."""
+        self.node_combo.select(name)
