@@ -149,3 +149,16 @@ def make_view_3d(qtbot, toy_study):
         return view, volume, state
 
     return make
+
+
+def shown_window(qtbot, settings, monkeypatch, *, size: tuple[int, int] = (1400, 800), **kwargs):
+    """A MainWindow built with `kwargs`, without the 3D view (it has its own tests), shown and exposed."""
+    from brainseg_gui.ui.main_window import MainWindow
+
+    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
+    window = MainWindow(settings=settings, **kwargs)
+    qtbot.addWidget(window)
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    return window

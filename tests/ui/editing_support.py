@@ -20,6 +20,7 @@ from brainseg_gui.core.labels import to_regions
 from brainseg_gui.ml.prediction import Prediction
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.prompts import Unsaved
+from tests.ui.conftest import shown_window
 
 TIMEOUT_MS = 60_000
 REPO = Path(__file__).resolve().parents[2]
@@ -61,13 +62,8 @@ class StubPrompter:
 
 
 def make_window(qtbot, settings, monkeypatch, **kwargs) -> MainWindow:
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
-    window = MainWindow(settings=settings, predictor_factory=FakePredictor, **kwargs)
+    window = shown_window(qtbot, settings, monkeypatch, size=(1400, 860), predictor_factory=FakePredictor, **kwargs)
     window.prompter = StubPrompter()
-    qtbot.addWidget(window)
-    window.resize(1400, 860)
-    window.show()
-    qtbot.waitExposed(window)
     return window
 
 

@@ -17,6 +17,7 @@ from brainseg_gui.core.dicom_volume import read_series_file
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.series_table import SeriesAssignmentDialog, thumbnails_shown
 from tests.core.dicom_study_builder import BuiltStudy, build_study
+from tests.ui.conftest import shown_window
 
 TIMEOUT_MS = 120_000
 SHOTS = Path("/tmp/brainseg-shots")
@@ -34,12 +35,7 @@ def gapped(real_case: Path, tmp_path_factory) -> BuiltStudy:
 
 @pytest.fixture
 def window(qtbot, settings, monkeypatch, tiny_model) -> MainWindow:
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
-    window = MainWindow(settings=settings, model_dir=tiny_model)
-    qtbot.addWidget(window)
-    window.resize(1500, 900)
-    window.show()
-    qtbot.waitExposed(window)
+    window = shown_window(qtbot, settings, monkeypatch, size=(1500, 900), model_dir=tiny_model)
     yield window
     window.close()
 

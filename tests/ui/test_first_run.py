@@ -9,19 +9,14 @@ from PySide6.QtGui import QPainter
 from brainseg_gui import RESEARCH_USE_NOTE
 from brainseg_gui.ui import first_run
 from brainseg_gui.ui.first_run import DeviceSummary, WelcomeDialog
-from brainseg_gui.ui.main_window import MainWindow
+from tests.ui.conftest import shown_window
 
 CPU = DeviceSummary("CPU, 2 threads", False, "Segmentation runs on the CPU because of a test.")
 
 
 @pytest.fixture
 def window(qtbot, settings, monkeypatch):
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.resize(1300, 780)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, settings, monkeypatch, size=(1300, 780))
     yield win
     win.close()
 

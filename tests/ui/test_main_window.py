@@ -13,19 +13,14 @@ from PySide6.QtGui import QDropEvent
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.viewer_state import Layout
-from tests.ui.conftest import colour_mask, rgb
+from tests.ui.conftest import colour_mask, rgb, shown_window
 
 LOAD_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
 def window(qtbot, settings, monkeypatch):
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")  # the 3D view has its own tests
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.resize(1400, 800)
-    win.show()
-    qtbot.waitExposed(win)
+    win = shown_window(qtbot, settings, monkeypatch)
     yield win
     win.close()
 

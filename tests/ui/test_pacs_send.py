@@ -21,6 +21,7 @@ from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.pacs_send_dialog import PacsSendDialog
 from tests.core.dicom_study_builder import BuiltStudy, build_study
 from tests.pacs_orthanc import AE_TITLE, Orthanc, free_port
+from tests.ui.conftest import shown_window
 from tests.ui.test_dicom_study_window import TIMEOUT_MS, accept_and_load, menu_action, series_dialog
 
 SEND = "Send to P&ACS…"
@@ -34,12 +35,7 @@ def study(real_case: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltStu
 
 @pytest.fixture
 def window(qtbot, settings, monkeypatch, tiny_model) -> MainWindow:
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
-    window = MainWindow(settings=settings, model_dir=tiny_model)
-    qtbot.addWidget(window)
-    window.resize(1500, 900)
-    window.show()
-    qtbot.waitExposed(window)
+    window = shown_window(qtbot, settings, monkeypatch, size=(1500, 900), model_dir=tiny_model)
     yield window
     window.close()
 

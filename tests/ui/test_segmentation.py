@@ -14,7 +14,7 @@ from brainseg_gui.ml.networks import build_generator
 from brainseg_gui.ml.predictor import Predictor
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.overlay import COLOURS, Fill, OverlayLook
-from tests.ui.conftest import colour_mask, rgb
+from tests.ui.conftest import colour_mask, rgb, shown_window
 
 TINY = {"in_channels": 4, "out_channels": 3, "widths": [4, 8], "convs_per_level": 1, "down": "pool",
         "deep_supervision": False}
@@ -50,13 +50,7 @@ class GatedPredictor:
 
 
 def make_window(qtbot, settings, monkeypatch, **kwargs) -> MainWindow:
-    monkeypatch.setenv("BRAINSEG_NO_3D", "1")
-    window = MainWindow(settings=settings, **kwargs)
-    qtbot.addWidget(window)
-    window.resize(1400, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
+    return shown_window(qtbot, settings, monkeypatch, **kwargs)
 
 
 def open_toy(qtbot, window: MainWindow, folder: Path) -> None:
