@@ -356,11 +356,10 @@ def child_mesh(case: Path | None) -> dict:
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
 
     from brainseg_gui.app.meshing import region_meshes
-    from brainseg_gui.app.region_codes import REGION_BITS
-    from brainseg_gui.core.labels import REGIONS
+    from brainseg_gui.app.region_codes import regions_of_code
 
     volume = _load_volume(case)
-    regions = np.stack([(volume.truth_code & REGION_BITS[r]) != 0 for r in REGIONS])
+    regions = regions_of_code(volume.truth_code)
     out: dict = {"case": volume.study.case_id, "shape": list(volume.shape)}
     began = time.perf_counter()
     meshes = region_meshes(regions, volume.spacing)

@@ -13,7 +13,6 @@ from functools import cached_property
 from types import MappingProxyType
 
 import numpy as np
-from nibabel import orientations as ornt
 
 from brainseg_gui.app.region_codes import label_code
 from brainseg_gui.core.orientation import Reorientation
@@ -57,9 +56,7 @@ class DisplayVolume:
         """Reorient a study to RAS and sample intensities for window presets (a second or less)."""
         reorient = Reorientation(study.grid)
         images = {name: reorient.apply(array) for name, array in study.images.items()}
-        transform = ornt.ornt_transform(ornt.io_orientation(study.grid.affine), ornt.axcodes2ornt("RAS"))
-        # inv_ornt_aff maps indices of the reoriented array back to indices of the original one.
-        to_file = ornt.inv_ornt_aff(transform, study.grid.shape)
+        to_file = reorient.to_grid
         truth = None
         if study.labels is not None and study.label_convention is not None:
             truth = reorient.apply(label_code(study.labels, study.label_convention))
@@ -74,7 +71,7 @@ class DisplayVolume:
             images=MappingProxyType(images),
             spacing=reorient.spacing,
             shape=reorient.shape,
-            ras_affine=study.grid.affine @ to_file,
+            ras_affine=reorient.affine,
             to_file=to_file,
             truth_code=truth,
             brain=brain,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from brainseg_gui.app.region_codes import REGION_BITS
+from brainseg_gui.app.region_codes import regions_of_code
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.measurements import (
     EllipseRoi,
@@ -45,7 +45,7 @@ REGION_NAMES = ("WT", "TC", "ET", "NCR", "ED")
 def region_mask(code: np.ndarray, name: str) -> np.ndarray:
     """Bool mask of a region (WT, TC, ET) or tissue class (NCR = TC without ET, ED = WT without TC)
     in a region-code volume (see app/region_codes.py)."""
-    wt, tc, et = ((code & REGION_BITS[r]) != 0 for r in ("WT", "TC", "ET"))
+    wt, tc, et = regions_of_code(code)
     masks = {"WT": wt, "TC": tc, "ET": et, "NCR": tc & ~et, "ED": wt & ~tc}
     if name not in masks:
         raise ValueError(f"unknown region {name!r}; expected one of {REGION_NAMES}")

@@ -28,14 +28,9 @@ STL_RECORD = np.dtype([("normal", "<f4", 3), ("vertices", "<f4", (3, 3)), ("attr
 
 def world_matrix(grid: Grid, space: str = "ras") -> np.ndarray:
     """4x4 from `mask_mesh`'s frame (RAS voxel index * spacing) to world mm in `space`."""
-    from nibabel import orientations as ornt
-
     reorient = Reorientation(grid)
-    transform = ornt.ornt_transform(ornt.io_orientation(grid.affine), ornt.axcodes2ornt("RAS"))
-    to_file = ornt.inv_ornt_aff(transform, grid.shape)
-    ras_voxel_to_world = grid.affine @ to_file
     unscale = np.diag([*(1.0 / s for s in reorient.spacing), 1.0])
-    matrix = ras_voxel_to_world @ unscale
+    matrix = reorient.affine @ unscale
     if space == "lps":
         matrix = np.diag([-1.0, -1.0, 1.0, 1.0]) @ matrix
     elif space != "ras":

@@ -55,10 +55,15 @@ class Reorientation:
         return (out[0], out[1], out[2])
 
     @property
+    def to_grid(self) -> np.ndarray:
+        """4x4: voxel index of the reoriented array -> the same voxel's index on the grid."""
+        return ornt.inv_ornt_aff(self._forward, self.grid.shape)
+
+    @property
     def affine(self) -> np.ndarray:
         """Voxel index of the reoriented array -> world mm (to RAS: the viewer's `ras_affine`, the grid
-        measurements are made on)."""
-        return self.grid.affine @ ornt.inv_ornt_aff(self._forward, self.grid.shape)
+        measurements are made on, the frame of the meshes' world matrix)."""
+        return self.grid.affine @ self.to_grid
 
     @property
     def shape(self) -> tuple[int, int, int]:

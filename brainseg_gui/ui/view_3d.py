@@ -31,9 +31,8 @@ from PySide6.QtWidgets import (
 
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.meshing import Mesh
-from brainseg_gui.app.region_codes import REGION_BITS
+from brainseg_gui.app.region_codes import regions_of_code
 from brainseg_gui.core.atomic import write_atomic
-from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.viewer_state import ViewerState
@@ -232,7 +231,7 @@ class View3D(QWidget):
         want_truth = self.source.currentIndex() == 1
         truth = self.volume.truth_code
         if (want_truth or self.prediction is None) and truth is not None:
-            return np.stack([(truth & REGION_BITS[r]) != 0 for r in REGIONS]), "ground truth"
+            return regions_of_code(truth), "ground truth"
         if self.prediction is not None:
             return self.prediction, "prediction"
         return None, ""

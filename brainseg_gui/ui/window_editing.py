@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer
 
+from brainseg_gui.app.region_codes import regions_of_code
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.labels import LabelConvention
 from brainseg_gui.ui.click_tool import ClickTool
@@ -146,4 +146,4 @@ class WindowEditing:
     def _update_3d_mask(self) -> None:
         code = self.editing.code_ras
         if self.view_3d is not None and code is not None:
-            self.view_3d.set_prediction(np.stack([(code & bit) != 0 for bit in (1, 2, 4)]))
+            self.view_3d.set_prediction(regions_of_code(code))
