@@ -1,8 +1,9 @@
 """One long step at a time for a workflow with its own panel (the Prepare step): what runs is said
 in `busy`, progress and one line of outcome are signals, a failure is one dialog, a cancel one line.
 
-The work is a plain function run by the window's `JobRunner` (see `workers.py`); only the latest
-step reports, so a step the user walked away from (another study opened) changes nothing.
+The work is a plain function run by the window's `JobRunner` (see `workers.py`) in a slot of its
+own, so only the latest step reports: one the user walked away from (another study opened) changes
+nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class StepRunner(QObject):
         self.show_error = show_error
         self.busy: str | None = None  # what runs (or what the workflow waits for), for the panel
         self.job: Job | None = None
+        self.slot = f"step-{id(self)}"  # one step of this workflow at a time, on the viewer's runner
 
     @property
     def running(self) -> bool:
@@ -34,19 +36,19 @@ class StepRunner(QObject):
 
     def run(self, text: str, fn: Callable[..., Any], done: Callable[[Any], object], *, failure: str,
             cancelled: str = "Cancelled; nothing changed.") -> Job:
-        """Start `fn(progress=, cancel=)`; `done(result)` on success, a dialog titled `failure` on error."""
+        """Start `fn(progress=, cancel=)`; `done(result)` on success, a dialog titled `failure` on error.
+
+        The step is the runner's `slot`: only the latest step reports (the runner drops the rest)."""
         self.busy = text
         self.progress.emit(0.0, text)
-        job = self.runner.start(
-            text, fn,
-            on_progress=lambda f, m: self._progressed(job, f, m),
-            on_result=lambda result: self._succeeded(job, done, result),
-            on_error=lambda error: self._failed(job, failure, error),
-            on_cancelled=lambda: self._cancelled(job, cancelled),
-            on_finished=lambda: self._finished(job))
-        self.job = job
+        self.job = self.runner.start(
+            text, fn, slot=self.slot, on_progress=self.progress.emit,
+            on_result=lambda result: self._succeeded(done, result),
+            on_error=lambda error: self._failed(failure, error),
+            on_cancelled=lambda: self.message.emit(cancelled),
+            on_finished=self._finished)
         self.changed.emit()
-        return job
+        return self.job
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -59,28 +61,17 @@ class StepRunner(QObject):
             self.busy = text
             self.changed.emit()
 
-    def _progressed(self, job: Job, fraction: float, text: str) -> None:
-        if job is self.job:
-            self.progress.emit(fraction, text)
+    def _succeeded(self, done: Callable[[Any], object], result: Any) -> None:
+        self.job = None
+        self.busy = None
+        done(result)
+        self.changed.emit()
 
-    def _succeeded(self, job: Job, done: Callable[[Any], object], result: Any) -> None:
-        if job is self.job:
-            self.job = None
-            self.busy = None
-            done(result)
-            self.changed.emit()
+    def _failed(self, title: str, error: BaseException) -> None:
+        self.message.emit(f"{title}; nothing changed.")
+        self.show_error(title, str(error))
 
-    def _failed(self, job: Job, title: str, error: BaseException) -> None:
-        if job is self.job:
-            self.message.emit(f"{title}; nothing changed.")
-            self.show_error(title, str(error))
-
-    def _cancelled(self, job: Job, text: str) -> None:
-        if job is self.job:
-            self.message.emit(text)
-
-    def _finished(self, job: Job) -> None:
-        if job is self.job:
-            self.job = None
-            self.busy = None
-            self.changed.emit()
+    def _finished(self) -> None:
+        self.job = None
+        self.busy = None
+        self.changed.emit()
