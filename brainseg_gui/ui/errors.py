@@ -6,13 +6,11 @@ looks the same, the app stays usable while the box is open, and tests read `last
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 
 class ErrorReporter(QObject):
-    reported = Signal(str, str)  # title, message
-
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.parent_widget = parent
@@ -25,5 +23,4 @@ class ErrorReporter(QObject):
                           self.parent_widget)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
-        self.reported.emit(title, message)
         return box

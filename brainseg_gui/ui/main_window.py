@@ -246,10 +246,6 @@ class MainWindow(WindowEditing, QMainWindow):
         self.dicom.cancel()
         return self.loader.open_path(path)
 
-    def open_staged(self, folder: Path, source: Path) -> Job:
-        """Load a DICOM study staged in `folder` (the cache); Open recent keeps `source`, the DICOM path."""
-        return self.loader.open_staged(folder, source)
-
     def open_demo(self) -> Job | None:
         if not self.confirm_unsaved("open another study"):
             return None
