@@ -41,7 +41,7 @@ def test_finetune_prints_the_table_and_keep_makes_the_model_active(setup, tmp_pa
     cases, base = setup
     out = tmp_path / "tuned"
     status, stdout, err = run(capsys, "finetune", cases[0], cases[1], "--val", cases[2], "--out", out,
-                              "--base", base, *FAST, "--keep", "--note", "site test")
+                              "--base", base, *FAST, "--amp", "off", "--keep", "--note", "site test")
     assert status == 0, err
     assert "Dice before" in stdout and "HD95 before" in stdout
     for region in ("WT", "TC", "ET"):
@@ -54,6 +54,7 @@ def test_finetune_prints_the_table_and_keep_makes_the_model_active(setup, tmp_pa
     registry = model_registry.ModelRegistry()
     assert registry.active().name == f"v1-{version}" and registry.active().note == "site test"
     assert load_model(registry.active().directory).card.training["finetune"]["validation_cases"] == ["P_3"]
+    assert load_model(out).card.training["precision"] == "fp32"
 
     status, stdout, _ = run(capsys, "models")
     assert status == 0 and f"v1-{version}" in stdout and "[active]" in stdout.splitlines()[-1]
@@ -76,6 +77,10 @@ def test_finetune_refuses_leaks_and_unsafe_outputs_in_one_line(setup, tmp_path: 
     assert status == 2 and "missing" in err
     status, _, err = run(capsys, "finetune", cases[0], "--out", tmp_path / "o")
     assert status == 2 and "--val" in err
+    status, _, err = run(capsys, "finetune", cases[0], "--val", cases[2], "--out", tmp_path / "o", "--base", base,
+                         *FAST, "--amp", "bf16")  # 16^3 patches: D's last convolution sees 2^3 voxels
+    assert status == 2 and "wrong gradients" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
     status, _, err = run(capsys, "models", "activate")
     assert status == 2 and "needs a model NAME" in err
     status, _, err = run(capsys, "models", "remove", "shipped")

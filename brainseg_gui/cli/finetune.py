@@ -52,6 +52,8 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     p.add_argument("--no-augment", action="store_true", help="no data augmentation")
     p.add_argument("--no-evaluate", action="store_true", help="skip the before/after evaluation")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"),
+                   help="precision: auto (default) is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
     p.add_argument("--seed", type=common.seed, metavar="N")
     p.add_argument("--keep", action="store_true",
                    help="add the new model to your models folder and make it the active model")
@@ -64,7 +66,7 @@ def _settings(args: argparse.Namespace):  # -> FinetuneSettings
 
     given = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "lambda_rec": args.lambda_rec,
              "patience": args.patience, "steps_per_epoch": args.steps_per_epoch, "patch_size": args.patch_size,
-             "seed": args.seed, "device": args.device}
+             "seed": args.seed, "device": args.device, "amp": args.amp}
     settings = FinetuneSettings(**{key: value for key, value in given.items() if value is not None})
     settings.adversarial = not args.no_adversarial
     settings.augment = not args.no_augment

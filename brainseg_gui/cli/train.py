@@ -52,8 +52,8 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
                              "is deleted or overwritten)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--amp", choices=("auto", "bf16", "off"),
-                        help="mixed precision: auto (default) is bf16 on CUDA and off on the CPU; bf16 on the CPU "
-                             "halves a step on CPUs with AVX-512 bf16 (its effect on quality is not measured yet)")
+                        help="mixed precision: auto (default) is bf16 on CUDA and on CPUs that compute bf16 natively "
+                             "(AVX-512 BF16 or AMX: about half the time a step), fp32 on other CPUs; off: fp32")
     parser.add_argument("--seed", type=common.seed, metavar="N")
     parser.add_argument("--cache", type=path_arg, metavar="DIR",
                         help="folder for the preprocessed training cache (default: inside --out); "

@@ -35,11 +35,20 @@ from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress
 from brainseg_gui.ml import distributed, losses, train_state
 from brainseg_gui.ml.checkpoint import CARD_FILE, WEIGHTS_FILE, ModelCard, load_model, save_model
 from brainseg_gui.ml.dataset import build_cache, cached_files, load_cache
+from brainseg_gui.ml.device import describe_device
 from brainseg_gui.ml.networks import (
     DEFAULT_CONFIG,
     DEFAULT_DISCRIMINATOR,
+    IN_CHANNELS,
+    OUT_CHANNELS,
     build_discriminator,
     build_generator,
+)
+from brainseg_gui.ml.precision import (
+    autocast_dtype,
+    precision_name,
+    thinnest_convolution_input,
+    training_dtype,
 )
 from brainseg_gui.ml.sampling import AugmentConfig, PatchSampler
 from brainseg_gui.ml.splits import split_cases
@@ -88,7 +97,7 @@ class TrainConfig:
     discriminator: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_DISCRIMINATOR))
     seed: int = 0
     device: str = "auto"
-    amp: str = "auto"  # "auto" (bf16 on CUDA, off on the CPU), "bf16" (also on the CPU), "fp16" (CUDA), "off"
+    amp: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with native bf16), "bf16", "fp16" (CUDA), "off"
     resume: bool = False
     base_model: Path | None = None
     cache_dir: Path | None = None  # default OUT_DIR/training/cache
@@ -126,22 +135,6 @@ class TrainResult:
     card: ModelCard
     history: list[EpochLog]
     best_epoch: int
-
-
-def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if setting == "off":
-        return None
-    if device.type != "cuda":
-        # bf16 autocast halves a G+D step on an AVX-512 (bf16) CPU (bench/experiment_models.py --amp);
-        # only when asked: its effect on what the network learns is not measured yet.
-        if setting == "fp16":
-            raise ValueError("amp fp16 needs a CUDA device; on the CPU use bf16 or off")
-        return torch.bfloat16 if setting == "bf16" else None
-    if setting == "fp16":
-        return torch.float16
-    if setting in ("bf16", "auto"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() or setting == "bf16" else torch.float16
-    raise ValueError(f"amp must be auto, bf16, fp16 or off; got {setting!r}")
 
 
 def _labelled_cases(data_dirs: list[Path]) -> list[tuple[str, Path]]:
@@ -212,12 +205,9 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
     is written, once the data and the split have been checked; callers that own a folder above
     OUT_DIR pass none.
     """
-    from brainseg_gui.ml.device import describe_device
-
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
     context, device = distributed.setup(config.device)
-    amp = _amp_dtype(config.amp, device)
     resumed = train_state.load_state(out_dir) if config.resume and train_state.has_state(out_dir) else None
     if config.resume and resumed is None:
         log.warning("no checkpoint in %s to resume from: starting a new run", out_dir)
@@ -230,7 +220,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         base = load_model(config.base_model)
         base_card = base.card
         architecture, network, resolution = base_card.architecture, dict(base_card.config), base_card.resolution_mm
-    log.info("training on %s, %s", describe_device(device), context.describe())
+    amp = run_precision(config, architecture, network, device)  # refused here, before anything is written
+    log.info("training on %s, %s, %s", describe_device(device), context.describe(), precision_name(amp))
 
     cases = _prepare_cases(config, resolution, device, progress, cancel, output)
     train_ids, val_ids = split_cases(cases.case_ids, val_cases=config.val_cases, folds=config.folds,
@@ -301,7 +292,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         g_rec, g_adv, d_loss = (float(v) / config.steps_per_epoch for v in sums.cpu())
         result: ValidationResult | None = None
         if len(val_cases) and context.is_main:
-            result = evaluate(generator, val_cases, amp=amp)
+            # validated as it will be used: the CPU predicts in fp32 (torch or OpenVINO), CUDA under autocast
+            result = evaluate(generator, val_cases, amp=amp if device.type == "cuda" else None)
         val_dice = distributed.broadcast_object(result.dice if result is not None else None)
         score = float(np.mean(list(val_dice.values()))) if val_dice else float(epoch)
         is_best = score > best_score
@@ -312,7 +304,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
             best_score, best_epoch = score, epoch + 1
             if context.is_main:
                 card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
-                                                            val_ids, result, history, device, started, base_card))
+                                                            val_ids, result, history, device, amp, started,
+                                                            base_card))
         sampler_states = distributed.gather_objects(sampler.state_dict())
         if context.is_main:
             state = {
@@ -335,12 +328,28 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
             card = load_model(out_dir).card
         except ModelError:
             card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
-                                                        val_ids, None, history, device, started, base_card))
+                                                        val_ids, None, history, device, amp, started, base_card))
     if distributed.active():  # every rank returns rank 0's card
         shared = distributed.broadcast_object(card.to_dict() if card is not None else None)
         card = ModelCard.from_dict(shared, source=f"{out_dir} (card from rank 0)")
     assert card is not None  # set above on rank 0, broadcast to the others
     return TrainResult(model_dir=out_dir, card=card, history=history, best_epoch=best_epoch)
+
+
+def run_precision(config: TrainConfig, architecture: str, network: dict[str, Any],
+                  device: torch.device) -> torch.dtype | None:
+    """The run's autocast dtype (None: fp32); on the CPU bf16 only where no convolution meets its fault.
+
+    Raises ValueError (PrecisionError) for a setting the device cannot honour.
+    """
+    dtype = autocast_dtype(config.amp, device)
+    if dtype != torch.bfloat16 or device.type == "cuda":
+        return dtype
+    image = (1, IN_CHANNELS, *(config.patch_size,) * 3)
+    mask = (1, OUT_CHANNELS, *(config.patch_size,) * 3)
+    thinnest = thinnest_convolution_input([(build_generator(architecture, network), (image,)),
+                                           (build_discriminator(config.discriminator), (image, mask))])
+    return training_dtype(config.amp, device, thinnest)
 
 
 def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
@@ -383,10 +392,8 @@ def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Opt
 
 def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resolution: float,
           train_ids: list[str], val_ids: list[str], result: ValidationResult | None, history: list[EpochLog],
-          device: torch.device, started: float, base_card: ModelCard | None) -> ModelCard:
+          device: torch.device, amp: torch.dtype | None, started: float, base_card: ModelCard | None) -> ModelCard:
     """The model card of the generator as it is at this epoch."""
-    from brainseg_gui.ml.device import describe_device
-
     context = distributed.env_context()
     postprocess: dict[str, Any] = {"threshold": 0.5, "et_min_voxels": 0}
     if base_card is not None:
@@ -406,6 +413,7 @@ def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resol
         training={
             "cases": train_ids, "validation_cases": val_ids, "recipe": config.recipe(),
             "epochs_done": len(history), "device": describe_device(device),
+            "precision": precision_name(amp),
             "processes": context.world_size,
             "seconds": round(time.perf_counter() - started, 1),
             "base_model": base_card.version if base_card is not None else None,

@@ -11,10 +11,11 @@ from typing import Any
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QSpinBox, QWidget
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "off")
 
 
 class SettingsBox(QGroupBox):
-    """Epochs, learning rate, lambda, batch size, augmentation, adversarial term, device."""
+    """Epochs, learning rate, lambda, batch size, augmentation, adversarial term, device, precision."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Settings", parent)
@@ -44,10 +45,14 @@ class SettingsBox(QGroupBox):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(defaults.device)
+        self.precision = QComboBox()
+        self.precision.addItems(PRECISIONS)
+        self.precision.setCurrentText(defaults.amp)
         rows = (("Epochs (at most)", self.epochs, "epochs"), ("Learning rate", self.learning_rate, "lr"),
                 ("Lambda (reconstruction weight)", self.lambda_rec, "lambda_rec"),
                 ("Batch size", self.batch_size, "batch_size"), ("Augmentation", self.augment, "augment"),
-                ("Adversarial term", self.adversarial, "adversarial"), ("Device", self.device, "device"))
+                ("Adversarial term", self.adversarial, "adversarial"), ("Device", self.device, "device"),
+                ("Precision", self.precision, "amp"))
         for title, widget, name in rows:
             tip = SETTING_HELP.get(name, "")
             widget.setToolTip(tip)
@@ -61,7 +66,8 @@ class SettingsBox(QGroupBox):
         return self.settings_type(
             epochs=self.epochs.value(), lr=self.learning_rate.value(), lambda_rec=self.lambda_rec.value(),
             batch_size=self.batch_size.value(), augment=self.augment.isChecked(),
-            adversarial=self.adversarial.isChecked(), device=self.device.currentText(), **self.extra)
+            adversarial=self.adversarial.isChecked(), device=self.device.currentText(),
+            amp=self.precision.currentText(), **self.extra)
 
     def set(self, **values: Any) -> None:
         """Set shown settings by their FinetuneSettings name; any other name goes to `extra`."""
@@ -74,6 +80,8 @@ class SettingsBox(QGroupBox):
                 getattr(self, name).setChecked(bool(value))
             elif name == "device":
                 self.device.setCurrentText(str(value))
+            elif name == "amp":
+                self.precision.setCurrentText(str(value))
             else:
                 self.extra[name] = value
 

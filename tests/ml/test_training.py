@@ -137,8 +137,24 @@ def test_bf16_autocast_trains_on_the_cpu_when_asked(data, tmp_path: Path) -> Non
     weights = _generator_state(tmp_path / "bf16")
     floats = [t for t in weights.values() if t.is_floating_point()]
     assert floats and all(bool(torch.isfinite(t).all()) and t.dtype == torch.float32 for t in floats)
+    assert result.card.training["precision"] == "bf16"
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):
         train(tiny(data, tmp_path / "fp16", epochs=1, amp="fp16"))
+
+
+def test_bf16_is_not_used_where_the_cpu_would_compute_wrong_gradients(data, tmp_path: Path) -> None:
+    """16^3 patches through D's three strided convolutions: its last 3^3 convolution sees 2^3 voxels."""
+    thin = {"patch_size": 16, "discriminator": {"widths": [4, 8, 16]}}
+    result = train(tiny(data, tmp_path / "auto", epochs=1, amp="auto", val_fraction=0.0, **thin))
+    assert result.card.training["precision"] == "fp32"
+    assert np.isfinite([result.history[0].g_rec, result.history[0].g_adv, result.history[0].d_loss]).all()
+    with pytest.raises(ValueError, match="wrong gradients"):
+        train(tiny(data, tmp_path / "bf16", epochs=1, amp="bf16", val_fraction=0.0, **thin))
+
+
+def test_the_card_records_the_precision_a_run_used(baseline: TrainResult) -> None:
+    assert baseline.card.training["precision"] in ("bf16", "fp32")
+    assert baseline.card.training["recipe"]["batch_size"] == 2
 
 
 def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:

@@ -106,8 +106,10 @@ def test_settings_have_defaults_and_tooltips(qtbot, registry, tmp_path) -> None:
     qtbot.addWidget(panel)
     settings = panel.current_settings()
     assert settings.lr == pytest.approx(1e-4) and settings.batch_size == 16
-    assert settings.augment and settings.adversarial and settings.device == "auto"
+    assert settings.augment and settings.adversarial and settings.device == "auto" and settings.amp == "auto"
     assert all(widget.toolTip() for widget in panel.settings_widgets)
+    panel.set_settings(amp="off")
+    assert panel.current_settings().amp == "off"
     assert not panel.start_button.isEnabled()  # no cases yet
     assert "kept model v1-" in panel.base_label.text()
 
