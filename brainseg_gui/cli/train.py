@@ -42,7 +42,8 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     """The training-recipe options `train` and `crossval` share."""
     parser.add_argument("--epochs", type=common.epochs, metavar="N")
     parser.add_argument("--steps-per-epoch", type=common.steps, metavar="N")
-    parser.add_argument("--batch-size", type=common.batch_size, metavar="N")
+    parser.add_argument("--batch-size", type=common.batch_size, metavar="N",
+                        help="patches per step (default 4; the shipped model's GPU run used 16)")
     parser.add_argument("--lambda", dest="lambda_rec", type=positive_float, metavar="L",
                         help="weight of the reconstruction loss against the adversarial one")
     parser.add_argument("--no-adversarial", action="store_true", help="ablation: train G alone (no D)")
