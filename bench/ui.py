@@ -101,7 +101,7 @@ def _drawn(window):
         "views": len(window.grid.views), "case": window.volume.study.case_id,
         "platform": app.platformName(),
         "torch": "torch" in mods, "vtk": any(m == "vtk" or m.startswith("vtkmodules") for m in mods),
-        "monai": "monai" in mods, "SimpleITK": "SimpleITK" in mods, "scipy": "scipy" in mods,
+        "monai": "monai" in mods, "SimpleITK": "SimpleITK" in mods, "scipy": "scipy" in mods, "pydicom": "pydicom" in mods,
     }), flush=True)
     os._exit(0)  # the measurement is printed; skip the teardown
 mw.MainWindow.__init__ = _init_and_watch
@@ -183,9 +183,9 @@ def bench_cold(case: Path | None, runs: int) -> None:
               f"{_median(app_rows, 'cpu_' + key):.2f} s)")
     print(f"  -> views painted at           {total:6.2f} s   (CPU so far {_median(app_rows, 'cpu'):.2f} s)")
     for label, rows in (("returning user", app_rows), ("first start", first_rows)):
-        loaded = [name for name in ("torch", "vtk", "monai", "SimpleITK") if any(row[name] for row in rows)]
+        loaded = [name for name in ("torch", "vtk", "monai", "SimpleITK", "pydicom") if any(row[name] for row in rows)]
         print(f"  in sys.modules at that point ({label}): "
-              + (", ".join(loaded) if loaded else "none of torch, VTK, monai, SimpleITK")
+              + (", ".join(loaded) if loaded else "none of torch, VTK, monai, SimpleITK, pydicom")
               + ("" if {"torch", "vtk"} & set(loaded) else " (torch and VTK load lazily: good)"))
     print(f"  first start of a new user (the welcome dialog opens too): {_median(first_rows, 'total'):.2f} s, "
           f"CPU {_median(first_rows, 'cpu'):.2f} s   runs: " + ", ".join(f"{row['total']:.2f}" for row in first_rows))

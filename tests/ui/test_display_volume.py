@@ -55,3 +55,17 @@ def test_window_presets_follow_percentiles(toy_study) -> None:
     assert (low, high) == (brain.min(), brain.max())
     soft = volume.window("t1", "Soft (2-98%)")
     assert low <= soft[0] < soft[1] <= high
+
+
+def test_default_windows_are_ready_when_the_volume_is(toy_study, monkeypatch) -> None:
+    """The loading worker computes every sequence's default window, so the first draw on the GUI
+    thread computes no percentile; a preset asked for later is computed once and kept."""
+    from brainseg_gui.app import display_volume
+
+    volume = DisplayVolume.from_study(toy_study)
+    calls = []
+    real = np.percentile
+    monkeypatch.setattr(display_volume.np, "percentile", lambda *a, **k: calls.append(1) or real(*a, **k))
+    defaults = {name: volume.window(name) for name in volume.sequences}
+    assert calls == [] and all(low < high for low, high in defaults.values())
+    assert volume.window("t1", "Full range") == volume.window("t1", "Full range") and len(calls) == 1
