@@ -12,7 +12,6 @@ the whole study model is tested without a display.
 from __future__ import annotations
 
 from enum import Enum
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,9 @@ from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.edit_settings import EditSettings
 from brainseg_gui.app.editing import Editing
 from brainseg_gui.app.measurements import Measurements
-from brainseg_gui.app.region_codes import regions_of_code
 from brainseg_gui.app.tasks import Segmentation
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.journal import state_dir, study_key
-from brainseg_gui.core.labels import REGIONS
 
 
 class Role(str, Enum):
@@ -109,18 +106,13 @@ class Document:
         self.segmented.emit(result)
 
     def truth_volumes_ml(self) -> dict[str, float] | None:
-        """Region volumes of the study's own labels (mL), None without ground truth; counted once
-        (the panel asks when the study opens and again with each segmentation)."""
-        return self._truth_volumes
-
-    @cached_property
-    def _truth_volumes(self) -> dict[str, float] | None:
+        """Region volumes of the study's own labels (mL), None without ground truth (counted once, by
+        the loading worker: the panel asks when the study opens and again with each segmentation)."""
         volume = self.volume
-        if volume is None or volume.truth_code is None:
+        if volume is None or volume.truth_voxels is None:
             return None
         voxel_ml = volume.study.grid.voxel_volume_ml
-        return {r: float(np.count_nonzero(region)) * voxel_ml
-                for r, region in zip(REGIONS, regions_of_code(volume.truth_code))}
+        return {region: count * voxel_ml for region, count in volume.truth_voxels.items()}
 
     def close(self, *, discard_edits: bool = False) -> None:
         """The study is no longer shown: end its edit session (the journal keeps unsaved edits

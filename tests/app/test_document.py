@@ -12,6 +12,7 @@ from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.document import Document, Role, Workspace, measurements_path
 from brainseg_gui.app.edit_settings import Tool
 from brainseg_gui.app.region_codes import BRATS_LABEL_CODE
+from brainseg_gui.core.labels import to_regions
 from brainseg_gui.core.orientation import Reorientation
 from tests.ui.conftest import make_toy_study
 
@@ -107,6 +108,11 @@ def test_truth_volumes_come_from_the_studys_own_labels(workspace: Workspace, vol
     document = Document(volume, Settings())
     volumes = document.truth_volumes_ml()
     assert volumes is not None and volumes["WT"] > volumes["TC"] > volumes["ET"] > 0
+    labels, voxel_ml = np.asarray(volume.study.labels), volume.study.grid.voxel_volume_ml
+    convention = volume.study.label_convention
+    expected = {region: float(mask.sum()) * voxel_ml
+                for region, mask in zip(("WT", "TC", "ET"), to_regions(labels, convention))}
+    assert volumes == pytest.approx(expected)
 
 
 def test_rano_is_measured_automatically_and_a_hand_adjusted_one_is_kept(workspace: Workspace, volume) -> None:
