@@ -218,9 +218,11 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
     cache_dir = out_dir / "training" / "cache"
     steps = settings.steps_for(len(train_ids))
     config = _train_config(settings, out_dir, cache_dir, base_dir, val_ids, steps)
+    from brainseg_gui.ml.precision import precision_name
     from brainseg_gui.ml.training import run_precision
 
-    run_precision(config, base.card.architecture, dict(base.card.config), device)  # refused before any write
+    # a precision the device or the base model's networks cannot honour is refused before any write
+    precision = run_precision(config, base.card.architecture, dict(base.card.config), device)
     if output is not None:
         from brainseg_gui.ml.training import own_outputs
 
@@ -232,7 +234,7 @@ def finetune(train_cases: Sequence[CaseInput], val_cases: Sequence[CaseInput], o
                          output)
     from brainseg_gui.ml.device import describe_device
 
-    device_text = f"{describe_device(device)}, {context.describe()}"
+    device_text = f"{describe_device(device)}, {context.describe()}, {precision_name(precision)}"
     emit(Started(device_text, str(base_dir), base.card.version, train_ids, val_ids, settings.epochs, steps,
                  settings.to_dict(), base_dice))
     base_version = base.card.version

@@ -127,7 +127,7 @@ def test_start_shows_live_plots_and_cancel_stops_the_process(qtbot, registry, tm
     assert points["G"][0][:2] == [1.0, 2.0]
     assert all(len(points[name][1]) >= 2 for name in ("D", "WT", "TC", "ET"))
     assert all(0.0 <= v <= 1.0 for v in points["WT"][1])
-    assert panel.device_label.text().startswith("Device: CPU")
+    assert panel.device_label.text().startswith("Device: CPU") and panel.device_label.text().endswith("fp32")
     assert "Running for" in panel.time_label.text() and "left" in panel.time_label.text()
     assert len(points["G step"][0]) >= 2 and len(points["D step"][0]) >= 2
     (screenshots / SHOTS).mkdir(exist_ok=True)
