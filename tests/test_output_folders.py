@@ -106,6 +106,26 @@ def test_another_commands_folder_is_refused_even_with_force(tmp_path: Path) -> N
         claim(tmp_path / "model", "crossval", force=True)
 
 
+def test_crossval_takes_over_the_folds_train_wrote_one_by_one_and_nothing_else(tmp_path: Path) -> None:
+    """model/README.md trains each fold with `brainseg train --out runs/cv/fold<k>`, then scores them
+    with `brainseg crossval --out runs/cv --evaluate-only`: those fold folders are crossval's own."""
+    folds = {f"fold{k}": "train" for k in range(4)}
+    for k in (0, 2):
+        claim(tmp_path / "cv" / f"fold{k}", "train").own("card.json")
+    out = claim(tmp_path / "cv", "crossval", nested=folds)
+    out.own("fold0", "fold1", "fold2", "fold3", "summary.md")
+    assert json.loads((tmp_path / "cv" / MARKER_NAME).read_text())["command"] == "crossval"
+    assert json.loads((tmp_path / "cv" / "fold0" / MARKER_NAME).read_text())["command"] == "train"
+    for name, command in (("fold1", "prepare"), ("fold7", "train"), ("notes", "train")):
+        other = tmp_path / name
+        claim(other / name, command).own("x.txt")
+        with pytest.raises(OutputFolderError, match=f"holds {name}"):
+            claim(other, "crossval", nested=folds)
+    _user_folder(tmp_path / "plain" / "fold0")
+    with pytest.raises(OutputFolderError, match="holds fold0"):
+        claim(tmp_path / "plain", "crossval", nested=folds)
+
+
 @pytest.mark.parametrize("content", [
     b"{not json", b"\xff\xfe", b"[]", b'{"format": "brainseg-output", "command": "train", "paths": ["."]}',
     b'{"format": "brainseg-output", "command": "train", "paths": ["../thesis.docx"]}',

@@ -36,7 +36,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
 
     template = TrainConfig(**recipe_from_args(args, out_dir=args.out))
     device = str(select_device(args.device))
-    output = claim_output(args, "crossval")
+    # folds trained one by one with `brainseg train --folds K --fold k --out OUT/fold<k>` are its own
+    output = claim_output(args, "crossval", nested={f"fold{fold}": "train" for fold in range(args.folds)})
     with ProgressBar("cross-validation") as bar:
         evaluations = run_crossval(template, args.folds, args.out, train_missing=not args.evaluate_only,
                                    device=device, tta=args.tta, progress=bar, output=output)

@@ -72,12 +72,13 @@ def recipe_from_args(args: argparse.Namespace, **extra: object) -> dict[str, obj
     return {key: value for key, value in wanted.items() if value is not None}
 
 
-def claim_output(args: argparse.Namespace, command: str) -> OutputFolder:
+def claim_output(args: argparse.Namespace, command: str, nested: dict[str, str] | None = None) -> OutputFolder:
     """--out claimed for `command` (refused when it holds files the command did not write, unless
-    --force); nothing is created until the command writes its first file."""
+    --force, or `nested` output folders of other commands); nothing is created until the command
+    writes its first file."""
     from brainseg_gui.core.output_folder import claim
 
-    return claim(args.out, command, force=args.force, resume=args.resume)
+    return claim(args.out, command, force=args.force, resume=args.resume, nested=nested)
 
 
 def _fraction(text: str) -> float:

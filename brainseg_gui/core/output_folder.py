@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -110,14 +111,17 @@ class OutputFolder:
         write_atomic(self.marker, json.dumps(document, indent=1) + "\n")
 
 
-def claim(folder: Path | str, command: str, *, force: bool = False, resume: bool = False) -> OutputFolder:
+def claim(folder: Path | str, command: str, *, force: bool = False, resume: bool = False,
+          nested: Mapping[str, str] | None = None) -> OutputFolder:
     """Accept `folder` as `command`'s output folder, or raise OutputFolderError saying what to do.
 
     Accepted: a missing folder (created by the first `own`), an empty one, one whose marker says
-    `command` (a rerun or resume: its own paths may be replaced), and, with `force`, one holding
-    other entries that carry no marker (they are left alone). Refused even with `force`: a file
-    where the folder goes, another command's folder, an unreadable marker. `resume` only words the
-    refusal for a user who asked to continue a run.
+    `command` (a rerun or resume: its own paths may be replaced), one holding only `nested` entries
+    (name -> the command whose output folder it is: `brainseg crossval` takes over the `fold<k>`
+    folders `brainseg train --folds K --fold k` wrote, as model/README.md does it), and, with `force`,
+    one holding other entries that carry no marker (they are left alone). Refused even with `force`: a
+    file where the folder goes, another command's folder, an unreadable marker. `resume` only words
+    the refusal for a user who asked to continue a run.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -133,6 +137,8 @@ def claim(folder: Path | str, command: str, *, force: bool = False, resume: bool
                 f"choose an empty or new folder")
         return OutputFolder(folder, command, set(document["paths"]), str(document.get("created", "")))
     entries = sorted(os.listdir(folder))
+    taken_over = {entry for entry in entries if _output_of(folder / entry, (nested or {}).get(entry))}
+    entries = [entry for entry in entries if entry not in taken_over]
     if entries and not force:
         shown = ", ".join(entries[:SHOWN_ENTRIES]) + (f" and {len(entries) - SHOWN_ENTRIES} more"
                                                       if len(entries) > SHOWN_ENTRIES else "")
@@ -140,7 +146,18 @@ def claim(folder: Path | str, command: str, *, force: bool = False, resume: bool
         raise OutputFolderError(
             f"{start}: it holds {shown}, not written by `brainseg {command}`; choose an empty or new folder, "
             f"or add --force to write beside them (nothing there is deleted or overwritten)")
-    return OutputFolder(folder, command)
+    return OutputFolder(folder, command, taken_over)
+
+
+def _output_of(path: Path, command: str | None) -> bool:
+    """Whether `path` is a folder whose readable marker says `command` wrote it."""
+    marker = path / MARKER_NAME
+    if command is None or path.is_symlink() or not path.is_dir() or not marker.is_file():
+        return False
+    try:
+        return _read_marker(marker, command)["command"] == command
+    except OutputFolderError:
+        return False
 
 
 def _read_marker(marker: Path, command: str) -> dict:
