@@ -26,13 +26,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nibabel as nib
 import numpy as np
-from nibabel.filebasedimages import ImageFileError
-from nibabel.spatialimages import HeaderDataError
 
 from brainseg_gui.core.atomic import FileSet
 from brainseg_gui.core.errors import BrainSegError, LabelError, StudyLoadError
+from brainseg_gui.core.nib import nib
 from brainseg_gui.core.read_guard import (
     check_data_files,
     check_declared_size,
@@ -76,8 +74,8 @@ DESCRIPTION_BYTES = 80
 
 #: What nibabel, gzip and SimpleITK raise on damaged or foreign files.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
-    ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError, RuntimeError, ValueError,
-    struct.error, IndexError, TypeError, OverflowError, HeaderDataError,
+    nib.filebasedimages.ImageFileError, EOFError, zlib.error, gzip.BadGzipFile, OSError, RuntimeError, ValueError,
+    struct.error, IndexError, TypeError, OverflowError, nib.spatialimages.HeaderDataError,
 )
 #: The one ITK reader each SimpleITK format is read with (never one ITK guesses from the content).
 _SITK_IMAGE_IO = {".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO", ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}

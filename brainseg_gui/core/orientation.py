@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from nibabel import orientations as ornt
 
+from brainseg_gui.core.nib import nib
 from brainseg_gui.core.study import Grid
+
+ornt = nib.orientations
 
 #: Array axis each orthogonal view holds fixed (RAS order: 0 = x, 1 = y, 2 = z).
 AXIS_OF_PLANE = {"axial": 2, "coronal": 1, "sagittal": 0}

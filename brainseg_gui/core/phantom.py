@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.labels import LabelConvention, convert
+from brainseg_gui.core.nib import nib
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
 DEFAULT_SHAPE: tuple[int, int, int] = (120, 144, 112)

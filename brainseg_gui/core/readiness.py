@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nibabel.orientations import io_orientation
 
 from brainseg_gui.core.cases import MSD_ORDER, CaseFiles, find_case
 from brainseg_gui.core.errors import BrainSegError, StudyLoadError
 from brainseg_gui.core.image_io import NIFTI_SUFFIXES, image_suffix, read_image
 from brainseg_gui.core.morphology import fill_holes
+from brainseg_gui.core.nib import nib
 from brainseg_gui.core.read_guard import read_small_text
 from brainseg_gui.core.study import SEQUENCES, Grid, Study
 
@@ -269,7 +269,7 @@ def obliquity(grid: Grid) -> tuple[float, bool]:
     u, _, vt = np.linalg.svd(columns)
     rotation = u @ vt  # the nearest orthonormal matrix to the direction cosines
     nearest = np.zeros((3, 3))  # the closest flips-and-permutation (nibabel's axis codes)
-    for axis, (world, flip) in enumerate(io_orientation(grid.affine)):
+    for axis, (world, flip) in enumerate(nib.orientations.io_orientation(grid.affine)):
         nearest[int(world), axis] = flip
     cosine = (np.trace(nearest.T @ rotation) - 1.0) / 2.0
     return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))), sheared
@@ -302,7 +302,6 @@ def skull_check(image: np.ndarray, grid: Grid) -> SkullCheck:
 
 def _study_grids(study: Study) -> dict[str, Grid]:
     """Each sequence's grid as stored in its file where the header says (NIfTI), else the study's."""
-    import nibabel as nib
 
     grids: dict[str, Grid] = {}
     for name in study.images:

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import nibabel as nib
 import numpy as np
 
 from brainseg_gui.core.errors import GridMismatchError, StudyLoadError
 from brainseg_gui.core.labels import LabelConvention, check_values
+from brainseg_gui.core.nib import nib
 
 #: The four sequences, in the channel order the networks use.
 SEQUENCES: tuple[str, str, str, str] = ("t1", "t1ce", "t2", "flair")

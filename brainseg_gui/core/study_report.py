@@ -108,7 +108,7 @@ def _dtype_on_disk(source: Path | None) -> str | None:
         return f"DICOM series {data.get('series_number') or ''} {data.get('description') or ''}".strip()
     try:
         if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
+            from brainseg_gui.core.nib import nib
 
             return str(nib.load(str(source)).get_data_dtype())  # type: ignore[attr-defined]
         import SimpleITK as sitk

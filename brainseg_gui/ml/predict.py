@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from brainseg_gui.core.atomic import FileSet, write_into
@@ -26,6 +25,7 @@ from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.image_io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suffix, sidecar_path
 from brainseg_gui.core.io import find_case, load_study, save_label_map
 from brainseg_gui.core.labels import REGIONS, LabelConvention, parse_convention
+from brainseg_gui.core.nib import nib
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.core.report import prediction_report_html
 from brainseg_gui.core.study import Grid, Study

@@ -1,7 +1,8 @@
-"""What starting BrainSeg imports: nibabel without pydicom (core/__init__.py), pydicom still there later."""
+"""What starting BrainSeg imports: nibabel without pydicom (core/nib.py), pydicom still there later."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 
 PROBE = """
 import sys
-import brainseg_gui.core
-assert "nibabel" in sys.modules, "nibabel not imported by core"
+import brainseg_gui.core.study
+assert "nibabel" in sys.modules, "nibabel not imported by core.study"
 assert "pydicom" not in sys.modules and "requests" not in sys.modules, sorted(sys.modules)
 import nibabel.nifti1
 assert not nibabel.nifti1.have_dicom
@@ -20,6 +21,15 @@ import pydicom  # the DICOM code still gets the real one
 assert pydicom.Dataset is not None
 print("ok")
 """
+
+
+def test_no_module_imports_nibabel_but_through_core_nib() -> None:
+    """A `from nibabel...` or `import nibabel` elsewhere would import it with pydicom at start."""
+    package = Path(__file__).resolve().parents[2] / "brainseg_gui"
+    direct = re.compile(r"^\s*(import nibabel|from nibabel)", re.MULTILINE)
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "nib.py" and direct.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []
 
 
 def test_core_imports_nibabel_without_pydicom_and_pydicom_stays_importable() -> None:
