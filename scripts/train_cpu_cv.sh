@@ -7,12 +7,15 @@
 #   nohup nice -n 19 scripts/train_cpu_cv.sh [RUNS] > /dev/null 2>&1 &     (~3.5 h a fold on 2 cores)
 #
 # RUNS (default runs/, ignored by git) gets cv/fold0..3 with cv/summary.md, all16/, cache/ and logs/.
+# BRAINSEG_DATA (default ../shared/data) holds brats2017/, brats2018/ and brats2021/; TRAIN_OPTIONS adds
+# options to every `brainseg train` (the test runs the chain with `--epochs 1 --steps-per-epoch 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
 DATA=${BRAINSEG_DATA:-../shared/data}
 SETS=("$DATA/brats2017" "$DATA/brats2018" "$DATA/brats2021")
-RECIPE=(--epochs 60 --seed 0 --device cpu --cache "$RUNS/cache")
+# shellcheck disable=SC2206  # TRAIN_OPTIONS is a list of options, split as words on purpose
+RECIPE=(--epochs 60 --seed 0 --device cpu --cache "$RUNS/cache" ${TRAIN_OPTIONS:-})
 BRAINSEG=.venv/bin/brainseg
 mkdir -p "$RUNS/logs"
 
