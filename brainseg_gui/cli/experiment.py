@@ -56,6 +56,10 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                    help="multiply every network's widths by S (default 0.5; 1 = the full-size networks)")
     p.add_argument("--seed", type=common.seed, metavar="N")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--amp", choices=("off", "auto", "bf16"),
+                   help="precision of every run: off (default) is fp32 for all networks, one recipe; auto is bf16 "
+                        "on a GPU, and on a CPU only for networks where CPU bf16 is safe (FCN-8s and U-Net at "
+                        "32^3 stay fp32)")
     p.add_argument("--force", action="store_true",
                    help="write into a --out folder that holds other files, beside them (none of them is "
                         "deleted or overwritten)")
@@ -86,7 +90,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
               "adversarial": args.adversarial, "folds": args.folds or 0, "val_fraction": args.test_fraction,
               "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
               "lr": args.lr, "patch_size": args.patch_size, "resolution_mm": args.resolution,
-              "width_scale": args.width_scale, "seed": args.seed, "device": args.device}
+              "width_scale": args.width_scale, "seed": args.seed, "device": args.device, "amp": args.amp}
     return ExperimentConfig(**{key: value for key, value in values.items() if value is not None})
 
 

@@ -82,6 +82,10 @@ class ExperimentConfig:
     et_min_voxels: int = 0  # fixed for every model: nothing is tuned on the held-out cases
     seed: int = 0
     device: str = "auto"
+    # One precision for every network (the comparison's one recipe): "off" is fp32. "auto" would mix them
+    # on a CPU, where bf16 is used only for networks whose convolutions all see >= 4 voxels (ml/precision.py:
+    # not FCN-8s or U-Net at 32^3); on a GPU "auto" is bf16 for all.
+    amp: str = "off"
 
     def check(self) -> None:
         unknown = [m for m in self.models if m not in MODELS]
@@ -96,6 +100,8 @@ class ExperimentConfig:
         if self.batch_size < 2:
             raise ExperimentError(f"batch_size must be at least 2 (BatchNorm; FCN-8s sees 1 voxel at stride 32 "
                                   f"of a 32^3 patch), got {self.batch_size}")
+        if self.amp not in ("off", "auto", "bf16"):
+            raise ExperimentError(f"amp must be off, auto or bf16, got {self.amp!r}")
         if self.patch_size % 32:
             raise ExperimentError(f"patch_size must be a multiple of 32 (FCN-8s pools 5 times), got {self.patch_size}")
 
@@ -186,6 +192,7 @@ def train_config(config: ExperimentConfig, spec: RunSpec):  # -> TrainConfig
         patch_size=config.patch_size, resolution_mm=config.resolution_mm, architecture=architecture,
         network=scaled_config(architecture, config.width_scale), seed=config.seed, device=config.device,
         resume=train_state.has_state(model_dir), cache_dir=Path(config.out_dir) / CACHE_FOLDER, et_min_voxels=config.et_min_voxels,
+        amp=config.amp,
         description=f"{MODELS[spec.model][1]} ({'adversarial' if spec.adversarial else 'L_rec only'}), "
                     f"trained by `brainseg experiment`, fold {spec.fold}. Research use only.",
     )

@@ -13,6 +13,7 @@ from brainseg_gui.ml.experiment import (
     RunSpec,
     plan_runs,
     scaled_config,
+    train_config,
 )
 from brainseg_gui.ml.experiment_report import ablation_rows, metric_table, paired_test
 
@@ -39,12 +40,15 @@ def test_folds_partition_the_cases_and_every_model_runs_both_ways() -> None:
         assert not set(run.train_cases) & set(run.test_cases)
     single = plan_runs(ExperimentConfig(models=["fcn"], adversarial="on", val_fraction=0.25), CASES)
     assert len(single) == 1 and len(single[0].test_cases) == 2 and single[0].adversarial
+    # one precision for every network: fp32 unless asked (CPU bf16 would skip FCN-8s and U-Net at 32^3)
+    assert {train_config(config, run).amp for run in runs} == {"off"}
+    assert train_config(ExperimentConfig(amp="auto"), runs[0]).amp == "auto"
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"models": ["vgg"]}, "unknown models"), ({"adversarial": "maybe"}, "adversarial must be"),
     ({"folds": 1}, "folds must be"), ({"patch_size": 48}, "multiple of 32"), ({"width_scale": 0.0}, "width_scale"),
-    ({"batch_size": 1}, "batch_size must be at least 2"),
+    ({"batch_size": 1}, "batch_size must be at least 2"), ({"amp": "fp8"}, "amp must be"),
 ])
 def test_bad_settings_are_refused(changes, message) -> None:
     with pytest.raises(ExperimentError, match=message):
