@@ -79,8 +79,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     epochs: int = 40
     steps_per_epoch: int = 100
-    # 4 patches a step (the shipped model's GPU run took 16): on a CPU a patch costs the same in any batch,
-    # so smaller batches give four times the updates for the same work (bench/train_step.py).
+    # 4 patches a step (the shipped model's GPU run took 16): on a CPU a patch costs no more in a small batch
+    # (0.72x: 16 patches' activations overflow the caches), so the same work buys four times the updates
+    # (bench/train_step.py).
     batch_size: int = 4
     # Measured on an H100, fold 0 of 4, 3-4k steps (mean val Dice WT/TC/ET at the best epoch):
     # 1e-4 constant .874/.773/.717 (unstable), 1e-4 poly .843/.723/.675, 3e-4 poly .873/.828/.781.
