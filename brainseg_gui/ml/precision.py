@@ -60,7 +60,8 @@ def thinnest_convolution_input(runs: Iterable[tuple[nn.Module, tuple[tuple[int, 
     """The smallest spatial extent any Conv3d sees when each network runs on inputs of the given shapes.
 
     Shapes only: a copy of each network runs on the meta device (no arithmetic, no memory); should an
-    operation lack a meta kernel, the copy runs on zeros on the CPU instead (correct, slower).
+    operation lack a meta kernel, the copy runs on zeros on the CPU instead (correct, slower). The
+    networks may themselves live on the meta device (built under `torch.device("meta")`).
     """
     thinnest = [10**9]
 
@@ -69,7 +70,7 @@ def thinnest_convolution_input(runs: Iterable[tuple[nn.Module, tuple[tuple[int, 
 
     for network, shapes in runs:
         for device in ("meta", "cpu"):
-            probe = copy.deepcopy(network).to(device).eval()
+            probe = copy.deepcopy(network).to_empty(device=device).eval()  # shapes only: values unset
             for module in probe.modules():
                 if type(module) is nn.Conv3d:
                     module.register_forward_pre_hook(record)

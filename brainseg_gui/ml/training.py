@@ -350,8 +350,9 @@ def run_precision(config: TrainConfig, architecture: str, network: dict[str, Any
         return dtype
     image = (1, IN_CHANNELS, *(config.patch_size,) * 3)
     mask = (1, OUT_CHANNELS, *(config.patch_size,) * 3)
-    thinnest = thinnest_convolution_input([(build_generator(architecture, network), (image,)),
-                                           (build_discriminator(config.discriminator), (image, mask))])
+    with torch.device("meta"):  # only their shapes are read: no weights initialised
+        generator, discriminator = build_generator(architecture, network), build_discriminator(config.discriminator)
+    thinnest = thinnest_convolution_input([(generator, (image,)), (discriminator, (image, mask))])
     return training_dtype(config.amp, device, thinnest)
 
 
