@@ -58,17 +58,22 @@ class Viewer(QMainWindow):
         self.bar.set_volume(volume)
 
 
-@pytest.fixture
-def viewer(qtbot, toy_study):
-    volume = DisplayVolume.from_study(toy_study)
+def shown_viewer(qtbot, volume: DisplayVolume, width: int, height: int) -> Viewer:
+    """A Viewer of `volume`, shown at width x height and drawn."""
     window = Viewer(ViewerState())
     qtbot.addWidget(window)
-    window.resize(1200, 600)
+    window.resize(width, height)
     window.show()
     qtbot.waitExposed(window)
     window.open(volume)
     QApplication.processEvents()
-    return window, volume
+    return window
+
+
+@pytest.fixture
+def viewer(qtbot, toy_study):
+    volume = DisplayVolume.from_study(toy_study)
+    return shown_viewer(qtbot, volume, 1200, 600), volume
 
 
 def brain_fill(view, volume: DisplayVolume) -> tuple[float, float]:
@@ -257,12 +262,7 @@ def test_a_real_case_fills_the_views_at_1600x900(qtbot, real_case: Path, screens
     from brainseg_gui.ui.overlay import Fill
 
     volume = DisplayVolume.from_study(load_study(real_case))
-    window = Viewer(ViewerState())
-    qtbot.addWidget(window)
-    window.resize(1600, 900)
-    window.show()
-    qtbot.waitExposed(window)
-    window.open(volume)
+    window = shown_viewer(qtbot, volume, 1600, 900)
     window.state.set_fill("truth", Fill.OUTLINE)
     QApplication.processEvents()
     box = brain_box_mm(volume, margin=0.0)
