@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from brainseg_gui.core.errors import BrainSegError
+from brainseg_gui.core.study import affine_voxel_ml
 
 Point = tuple[float, float, float]
 Segment = tuple[Point, Point]
@@ -56,7 +57,7 @@ def distance_mm(geometry: Any, a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def voxel_volume_ml(geometry: Any) -> float:
-    return float(abs(np.linalg.det(as_affine(geometry)[:3, :3]))) / 1000.0
+    return affine_voxel_ml(as_affine(geometry))
 
 
 def angle_deg(geometry: Any, first: Segment, second: Segment) -> float:

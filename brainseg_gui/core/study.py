@@ -27,6 +27,11 @@ SEQUENCE_TITLES = {"t1": "T1", "t1ce": "T1ce", "t2": "T2", "flair": "FLAIR"}
 AFFINE_TOLERANCE = 1e-4
 
 
+def affine_voxel_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in mL under a voxel -> mm affine."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3]))) / 1000.0
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     array.flags.writeable = False
@@ -64,7 +69,7 @@ class Grid:
 
     @property
     def voxel_volume_ml(self) -> float:
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+        return affine_voxel_ml(self.affine)
 
     def same_as(self, other: Grid, tolerance: float = AFFINE_TOLERANCE) -> bool:
         return self.shape == other.shape and bool(
