@@ -140,7 +140,8 @@ def test_failure_shows_the_error_and_keeps_the_views(qtbot, settings, monkeypatc
     assert "no-model-here" in window.last_error
     assert window.segmentation is None and window.grid.prediction is None
     assert "Failed" in window.segment_panel.message.text()
-    assert window.segment_panel.segment_button.isEnabled()
+    # the error is reported before the job's finished signal re-enables the button: wait for that one
+    qtbot.waitUntil(window.segment_panel.segment_button.isEnabled, timeout=TIMEOUT_MS)
 
 
 def test_a_study_missing_a_sequence_is_segmented_and_flagged(qtbot, settings, monkeypatch, toy_case, tiny_model,
