@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from brainseg_gui.app.region_codes import REGION_BITS, label_code
+from brainseg_gui.app.region_codes import label_code, region_mask
 from brainseg_gui.core.labels import REGIONS
 from brainseg_gui.core.orientation import Reorientation
 from brainseg_gui.core.study import SEQUENCES, Study
@@ -84,7 +84,7 @@ class DisplayVolume:
             brain=brain,
             _samples=MappingProxyType(samples),
             truth_voxels=None if truth is None else MappingProxyType(
-                {region: int(np.count_nonzero(truth & REGION_BITS[region])) for region in REGIONS}),
+                {region: int(np.count_nonzero(region_mask(truth, region))) for region in REGIONS}),
         )
         for name in images:
             volume.window(name)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from brainseg_gui.app.region_codes import REGION_BITS
+from brainseg_gui.app.region_codes import region_mask
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.core.measurements import (
     EllipseRoi,
@@ -37,26 +37,6 @@ from brainseg_gui.core.measurements import (
 from brainseg_gui.core.rano import rano
 
 log = logging.getLogger(__name__)
-
-#: Label regions the statistics can be taken in: nested regions, then tissue classes.
-REGION_NAMES = ("WT", "TC", "ET", "NCR", "ED")
-
-
-#: Tissue classes as (region it lies in, region it lies outside) of the nested regions.
-_TISSUE_REGIONS = {"NCR": ("TC", "ET"), "ED": ("WT", "TC")}
-
-
-def region_mask(code: np.ndarray, name: str) -> np.ndarray:
-    """Bool mask of a region (WT, TC, ET) or tissue class (NCR = TC without ET, ED = WT without TC)
-    in a region-code volume (see app/region_codes.py). Only the asked-for bits are tested: the RANO
-    measurement reads ET after every stroke."""
-    if name in REGION_BITS:
-        return (code & REGION_BITS[name]) != 0
-    if name not in _TISSUE_REGIONS:
-        raise ValueError(f"unknown region {name!r}; expected one of {REGION_NAMES}")
-    inside, outside = _TISSUE_REGIONS[name]
-    return ((code & REGION_BITS[inside]) != 0) & ((code & REGION_BITS[outside]) == 0)
-
 
 class Measurements:
     """Rulers, ellipse ROIs and the RANO measurement of one study's RAS grid.

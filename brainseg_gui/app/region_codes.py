@@ -60,3 +60,23 @@ BRATS_LABEL_CODE[[1, 2, 4]] = [REGION_BITS["WT"] | REGION_BITS["TC"], REGION_BIT
 def regions_of_code(code: np.ndarray) -> np.ndarray:
     """(3, ...) bool WT, TC, ET of a code volume (the inverse of `region_code`)."""
     return np.stack([(code & REGION_BITS[region]) != 0 for region in REGIONS])
+
+
+#: Label regions the statistics can be taken in: nested regions, then tissue classes.
+REGION_NAMES = ("WT", "TC", "ET", "NCR", "ED")
+
+
+#: Tissue classes as (region it lies in, region it lies outside) of the nested regions.
+_TISSUE_REGIONS = {"NCR": ("TC", "ET"), "ED": ("WT", "TC")}
+
+
+def region_mask(code: np.ndarray, name: str) -> np.ndarray:
+    """Bool mask of a region (WT, TC, ET) or tissue class (NCR = TC without ET, ED = WT without TC)
+    in a region-code volume (see app/region_codes.py). Only the asked-for bits are tested: the RANO
+    measurement reads ET after every stroke."""
+    if name in REGION_BITS:
+        return (code & REGION_BITS[name]) != 0
+    if name not in _TISSUE_REGIONS:
+        raise ValueError(f"unknown region {name!r}; expected one of {REGION_NAMES}")
+    inside, outside = _TISSUE_REGIONS[name]
+    return ((code & REGION_BITS[inside]) != 0) & ((code & REGION_BITS[outside]) == 0)

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from brainseg_gui.app.measurements import REGION_NAMES, Measurements
+from brainseg_gui.app.measurements import Measurements
+from brainseg_gui.app.region_codes import REGION_NAMES
 from brainseg_gui.core.errors import BrainSegError
 from brainseg_gui.core.measurements import RoiStatistics, voxel_volume_ml
 from brainseg_gui.core.orientation import PLANE_OF_AXIS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainseg_gui.app.measurements import Measurements, region_mask
-from brainseg_gui.app.region_codes import BRATS_LABEL_CODE
+from brainseg_gui.app.measurements import Measurements
+from brainseg_gui.app.region_codes import BRATS_LABEL_CODE, region_mask
 from brainseg_gui.core.measurements import EllipseRoi, MeasurementError
 
 AFFINE = np.array([[1.5, 0, 0, -29.25], [0, 1.5, 0, -35.25], [0, 0, 4.0, -38.0], [0, 0, 0, 1.0]])

@@ -17,7 +17,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QWidget
 
 from brainseg_gui.app.display_volume import DisplayVolume
-from brainseg_gui.app.measurements import Measurements, region_mask
+from brainseg_gui.app.measurements import Measurements
+from brainseg_gui.app.region_codes import region_mask
 from brainseg_gui.core.measurements import distance_mm
 from brainseg_gui.ui.measure_panel import MeasurePanel, attach_measurements
 from brainseg_gui.ui.slice_view import SliceView
