@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                    help="precision of every run: off (default) is fp32 for all networks, one recipe; auto is bf16 "
                         "on a GPU, and on a CPU only for networks where CPU bf16 is safe (FCN-8s and U-Net at "
                         "32^3 stay fp32)")
+    p.add_argument("--output-prior", type=_fraction, metavar="P",
+                   help="every network's outputs start at probability P (default 0.01; the prior-probability "
+                        "bias init, docs/paper-comparison.md)")
     p.add_argument("--force", action="store_true",
                    help="write into a --out folder that holds other files, beside them (none of them is "
                         "deleted or overwritten)")
@@ -90,7 +93,8 @@ def _config_from_args(args: argparse.Namespace) -> Any:
               "adversarial": args.adversarial, "folds": args.folds or 0, "val_fraction": args.test_fraction,
               "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
               "lr": args.lr, "patch_size": args.patch_size, "resolution_mm": args.resolution,
-              "width_scale": args.width_scale, "seed": args.seed, "device": args.device, "amp": args.amp}
+              "width_scale": args.width_scale, "seed": args.seed, "device": args.device, "amp": args.amp,
+              "output_prior": args.output_prior}
     return ExperimentConfig(**{key: value for key, value in values.items() if value is not None})
 
 

@@ -21,7 +21,7 @@ feature maps (~9-16 voxels a side at stride 8 instead of ~40-65), no CRF.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +81,10 @@ class FCN8s(nn.Module):
         self.up2_fr = nn.ConvTranspose3d(out_channels, out_channels, 4, stride=2, padding=1, bias=False)
         self.up2_pool4 = nn.ConvTranspose3d(out_channels, out_channels, 4, stride=2, padding=1, bias=False)
 
+    def output_layers(self) -> list[tuple[nn.Module, float]]:
+        # pool3's scores are added last, unchanged; the others pass through the learned 2x up-sampling
+        return [(self.score_pool3, 1.0), (self.score_pool4, 0.0), (self.score_fr, 0.0)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         pooled = []
@@ -120,6 +124,9 @@ class SegNet(nn.Module):
             layers = [*conv_bn_relu(sizes[level], sizes[level], counts[level] - 1)] if counts[level] > 1 else []
             self.decoders.append(nn.Sequential(*layers, *conv_bn_relu(sizes[level], target, 1)))
         self.head = nn.Conv3d(sizes[0], out_channels, 1)
+
+    def output_layers(self) -> list[tuple[nn.Module, float]]:
+        return [(self.head, 1.0)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         indices, sizes = [], []
@@ -161,6 +168,9 @@ class UNet(nn.Module):
             self.ups.append(nn.ConvTranspose3d(sizes[level + 1], sizes[level], 2, stride=2))
             self.decoders.append(conv_bn_relu(2 * sizes[level], sizes[level], 2))
         self.head = nn.Conv3d(sizes[0], out_channels, 1)
+
+    def output_layers(self) -> list[tuple[nn.Module, float]]:
+        return [(self.head, 1.0)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -214,6 +224,9 @@ class DeepLabV1(nn.Module):
                                 *conv_bn_relu(fc_width, fc_width, 1, kernel=1))
         self.score = nn.Conv3d(fc_width, out_channels, 1)
 
+    def output_layers(self) -> list[tuple[nn.Module, float]]:
+        return [(self.score, 1.0)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         return F.interpolate(self.score(self.fc(self.backbone(x))), size=size, mode="trilinear", align_corners=False)
@@ -241,6 +254,10 @@ class DeepLabV2(nn.Module):
                           *conv_bn_relu(fc_width, fc_width, 1, kernel=1), nn.Conv3d(fc_width, out_channels, 1))
             for rate in rates
         )
+
+    def output_layers(self) -> list[tuple[nn.Module, float]]:
+        # the branches' scores are summed: each carries an equal share
+        return [(cast(nn.Sequential, branch)[-1], 1.0 / len(self.branches)) for branch in self.branches]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]

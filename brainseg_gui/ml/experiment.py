@@ -86,6 +86,9 @@ class ExperimentConfig:
     # on a CPU, where bf16 is used only for networks whose convolutions all see >= 4 voxels (ml/precision.py:
     # not FCN-8s or U-Net at 32^3); on a GPU "auto" is bf16 for all.
     amp: str = "off"
+    # Every network's outputs start at this probability (networks.set_output_prior): with PyTorch's
+    # initialisation (about 0.5) U-Net and both DeepLabs did not leave "all brain is tumour" in 480 steps.
+    output_prior: float = 0.01
 
     def check(self) -> None:
         unknown = [m for m in self.models if m not in MODELS]
@@ -100,6 +103,8 @@ class ExperimentConfig:
         if self.batch_size < 2:
             raise ExperimentError(f"batch_size must be at least 2 (BatchNorm; FCN-8s sees 1 voxel at stride 32 "
                                   f"of a 32^3 patch), got {self.batch_size}")
+        if not 0.0 < self.output_prior < 1.0:
+            raise ExperimentError(f"output_prior must be a probability in (0, 1), got {self.output_prior!r}")
         if self.amp not in ("off", "auto", "bf16"):
             raise ExperimentError(f"amp must be off, auto or bf16, got {self.amp!r}")
         if self.patch_size % 32:
@@ -192,7 +197,7 @@ def train_config(config: ExperimentConfig, spec: RunSpec):  # -> TrainConfig
         patch_size=config.patch_size, resolution_mm=config.resolution_mm, architecture=architecture,
         network=scaled_config(architecture, config.width_scale), seed=config.seed, device=config.device,
         resume=train_state.has_state(model_dir), cache_dir=Path(config.out_dir) / CACHE_FOLDER, et_min_voxels=config.et_min_voxels,
-        amp=config.amp,
+        amp=config.amp, output_prior=config.output_prior,
         description=f"{MODELS[spec.model][1]} ({'adversarial' if spec.adversarial else 'L_rec only'}), "
                     f"trained by `brainseg experiment`, fold {spec.fold}. Research use only.",
     )

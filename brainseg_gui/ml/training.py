@@ -43,6 +43,8 @@ from brainseg_gui.ml.networks import (
     OUT_CHANNELS,
     build_discriminator,
     build_generator,
+    check_output_prior,
+    set_output_prior,
 )
 from brainseg_gui.ml.precision import (
     autocast_dtype,
@@ -105,6 +107,8 @@ class TrainConfig:
     base_model: Path | None = None
     cache_dir: Path | None = None  # default OUT_DIR/training/cache
     et_min_voxels: int | None = None  # None: tuned on the validation cases
+    # None: PyTorch's initialisation; p: every region's output starts at probability p (networks.set_output_prior)
+    output_prior: float | None = None
     description: str = ""
 
     def recipe(self) -> dict[str, Any]:
@@ -224,6 +228,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         base_card = base.card
         architecture, network, resolution = base_card.architecture, dict(base_card.config), base_card.resolution_mm
     amp = run_precision(config, architecture, network, device)  # refused here, before anything is written
+    if config.output_prior is not None:
+        check_output_prior(config.output_prior)
     log.info("training on %s, %s, %s", describe_device(device), context.describe(), precision_name(amp))
 
     cases = _prepare_cases(config, resolution, device, progress, cancel, output)
@@ -237,6 +243,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
     discriminator: nn.Module = build_discriminator(config.discriminator).to(device)
     if base_card is not None:
         generator.load_state_dict(base.generator.state_dict())
+    elif config.output_prior is not None:
+        set_output_prior(generator, config.output_prior)
     # channels_last_3d on every device: a step at 16 x 64^3 on an H100 83 -> 34 ms (bf16); on 2 CPU cores
     # the six experiment networks at 16 x 32^3 take 0.75-0.89x the time (bench/experiment_models.py).
     generator.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]

@@ -9,7 +9,14 @@ from brainseg_gui.core.errors import ModelError
 from brainseg_gui.ml import baselines
 from brainseg_gui.ml.checkpoint import ModelCard, load_model, save_model
 from brainseg_gui.ml.losses import reconstruction_loss
-from brainseg_gui.ml.networks import GENERATORS, build_generator, divisor, fuse_for_inference, parameter_count
+from brainseg_gui.ml.networks import (
+    GENERATORS,
+    build_generator,
+    divisor,
+    fuse_for_inference,
+    parameter_count,
+    set_output_prior,
+)
 
 #: Tiny configs of every baseline (a few hundred parameters a layer) for fast CPU tests.
 TINY = {
@@ -65,6 +72,28 @@ def test_one_training_step_changes_the_weights_and_fused_inference_agrees(name: 
         expected = model(image[:1])
         fused = fuse_for_inference(model)(image[:1])
     torch.testing.assert_close(fused, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", [*sorted(TINY), "generator3d"])
+def test_the_output_prior_sets_every_output_to_that_probability(name: str) -> None:
+    config = TINY.get(name, {"widths": [2, 4, 4], "deep_supervision": True})
+    model = build_generator(name, config)
+    set_output_prior(model, 0.01)
+    with torch.no_grad():  # with the output layers' weights at zero only their biases are left
+        for layer, _share in model.output_layers():
+            layer.weight.zero_()
+        step = divisor(config)
+        shape = (step, 2 * step, 3 * step) if step < 32 else (32, 64, 32)
+        outputs = model.train()(torch.randn(2, 4, *shape))  # train mode: the deep-supervision heads too
+    for out in outputs if isinstance(outputs, list) else [outputs]:
+        assert torch.allclose(torch.sigmoid(out), torch.full_like(out, 0.01), atol=1e-5)
+
+
+def test_an_output_prior_outside_0_1_is_refused() -> None:
+    model = build_generator("unet", TINY["unet"])
+    for prior in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ModelError, match="strictly between 0 and 1"):
+            set_output_prior(model, prior)
 
 
 def test_default_sizes_are_comparable_with_ours() -> None:

@@ -43,12 +43,14 @@ def test_folds_partition_the_cases_and_every_model_runs_both_ways() -> None:
     # one precision for every network: fp32 unless asked (CPU bf16 would skip FCN-8s and U-Net at 32^3)
     assert {train_config(config, run).amp for run in runs} == {"off"}
     assert train_config(ExperimentConfig(amp="auto"), runs[0]).amp == "auto"
+    assert {train_config(config, run).output_prior for run in runs} == {0.01}  # every network starts at "no tumour"
 
 
 @pytest.mark.parametrize("changes, message", [
     ({"models": ["vgg"]}, "unknown models"), ({"adversarial": "maybe"}, "adversarial must be"),
     ({"folds": 1}, "folds must be"), ({"patch_size": 48}, "multiple of 32"), ({"width_scale": 0.0}, "width_scale"),
     ({"batch_size": 1}, "batch_size must be at least 2"), ({"amp": "fp8"}, "amp must be"),
+    ({"output_prior": 0.0}, "output_prior must be"),
 ])
 def test_bad_settings_are_refused(changes, message) -> None:
     with pytest.raises(ExperimentError, match=message):

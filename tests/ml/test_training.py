@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainseg_gui.core.errors import Cancelled
+from brainseg_gui.core.errors import Cancelled, ModelError
 from brainseg_gui.core.phantom import write_phantom_case
 from brainseg_gui.core.progress import CancelToken
 from brainseg_gui.ml import train_state
@@ -150,6 +150,16 @@ def test_bf16_is_not_used_where_the_cpu_would_compute_wrong_gradients(data, tmp_
     assert np.isfinite([result.history[0].g_rec, result.history[0].g_adv, result.history[0].d_loss]).all()
     with pytest.raises(ValueError, match="wrong gradients"):
         train(tiny(data, tmp_path / "bf16", epochs=1, amp="bf16", val_fraction=0.0, **thin))
+
+
+def test_a_run_with_an_output_prior_starts_there_and_a_bad_one_is_refused_before_any_write(data, tmp_path) -> None:
+    result = train(tiny(data, tmp_path / "prior", epochs=1, steps_per_epoch=1, output_prior=0.01, val_fraction=0.0))
+    assert result.card.training["recipe"]["output_prior"] == 0.01
+    head_bias = load_model(result.model_dir).generator.head.bias  # one Adam step of 1e-4 from logit(0.01)
+    assert torch.allclose(head_bias, torch.full_like(head_bias, -4.595), atol=0.01)
+    with pytest.raises(ModelError, match="strictly between 0 and 1"):
+        train(tiny(data, tmp_path / "bad", epochs=1, output_prior=1.0))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_card_records_the_precision_a_run_used(baseline: TrainResult) -> None:
