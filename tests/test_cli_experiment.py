@@ -149,8 +149,8 @@ def test_saved_predictions_reproduce_the_per_case_dice(experiment) -> None:
 
 def test_the_cli_mirrors_of_the_experiment_defaults_agree() -> None:
     from brainseg_gui.cli import experiment as command
-    from brainseg_gui.ml.experiment import MODELS, ExperimentConfig
+    from brainseg_gui.ml.experiment import LR_SCHEDULES, MODELS, ExperimentConfig
 
     defaults = ExperimentConfig()
-    assert command.MODEL_NAMES == tuple(MODELS)
+    assert command.MODEL_NAMES == tuple(MODELS) and command.LR_SCHEDULES == LR_SCHEDULES
     assert (command.DEFAULT_EPOCHS, command.DEFAULT_STEPS_PER_EPOCH) == (defaults.epochs, defaults.steps_per_epoch)

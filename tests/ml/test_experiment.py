@@ -50,7 +50,7 @@ def test_folds_partition_the_cases_and_every_model_runs_both_ways() -> None:
     ({"models": ["vgg"]}, "unknown models"), ({"adversarial": "maybe"}, "adversarial must be"),
     ({"folds": 1}, "folds must be"), ({"patch_size": 48}, "multiple of 32"), ({"width_scale": 0.0}, "width_scale"),
     ({"batch_size": 1}, "batch_size must be at least 2"), ({"amp": "fp8"}, "amp must be"),
-    ({"output_prior": 0.0}, "output_prior must be"),
+    ({"output_prior": 0.0}, "output_prior must be"), ({"lr_schedule": "cosine"}, "lr_schedule must be"),
 ])
 def test_bad_settings_are_refused(changes, message) -> None:
     with pytest.raises(ExperimentError, match=message):
