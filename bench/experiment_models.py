@@ -1,6 +1,6 @@
 """The six networks of `brainseg experiment`: parameters, padding divisor and one training step's time.
 
-    python bench/experiment_models.py [--width-scale 0.5] [--batch 16] [--patch 32] [--threads 2] [--repeat 2]
+    python bench/experiment_models.py [--width-scale 0.5] [--batch 4] [--patch 32] [--threads 2] [--repeat 2]
                                       [--models fcn,...,ours]
 
 `--models ours --width-scale 1 --patch 64` times one step of the shipped model's recipe; `--amp` adds the
@@ -62,7 +62,7 @@ def _step_seconds(architecture: str, config: dict, batch: int, patch: int, adver
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width-scale", type=float, default=0.5)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=4, help="patches a step (the experiment's default)")
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
