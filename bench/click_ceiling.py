@@ -23,15 +23,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from brainseg_gui.core.dice import dice
+
 REPO = Path(__file__).resolve().parents[1]
 ARGS = [a for i, a in enumerate(sys.argv[1:]) if not a.startswith("--") and not sys.argv[i].startswith("--")]
 DATA = Path(ARGS[0]) if ARGS else REPO.parent / "shared" / "data"
 GOAL_AFTER_3_CLICKS = {"WT": 0.93, "ET": 0.85}  # issue 20
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def features_and_logits(predictor, study):

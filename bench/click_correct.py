@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from brainseg_gui.core.dice import dice
+
 REPO = Path(__file__).resolve().parents[1]
 ARGS = [a for i, a in enumerate(sys.argv[1:]) if not a.startswith("--") and not sys.argv[i].startswith("--")]
 DATA = Path(ARGS[0]) if ARGS else REPO.parent / "shared" / "data"
@@ -30,11 +32,6 @@ BRUSH_RADIUS_MM = 2.5  # a 5 mm ball
 
 def option(name: str, default: int) -> int:
     return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def next_click(regions: np.ndarray, truth: np.ndarray) -> tuple[tuple[int, int, int], str, bool] | None:
