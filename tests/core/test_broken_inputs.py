@@ -51,6 +51,26 @@ def _truncated(tmp: Path) -> Path:
     return path
 
 
+def _bad_checksum(tmp: Path) -> Path:
+    """Every byte of the data there, the gzip trailer's CRC-32 wrong (bit rot, a bad copy)."""
+    whole = bytearray(_nifti(tmp / "whole.nii.gz", _volume()).read_bytes())
+    (tmp / "whole.nii.gz").unlink()
+    whole[-8] ^= 0xFF
+    path = tmp / "P_flair.nii.gz"
+    path.write_bytes(bytes(whole))
+    return path
+
+
+def _damaged_stream(tmp: Path) -> Path:
+    whole = bytearray(_nifti(tmp / "whole.nii.gz", _volume()).read_bytes())
+    (tmp / "whole.nii.gz").unlink()
+    middle = len(whole) // 2
+    whole[middle:middle + 64] = bytes(64)
+    path = tmp / "P_flair.nii.gz"
+    path.write_bytes(bytes(whole))
+    return path
+
+
 def _zero_bytes(tmp: Path) -> Path:
     path = tmp / "P_flair.nii.gz"
     path.write_bytes(b"")
@@ -113,6 +133,8 @@ BROKEN_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing path": (_missing, "does not exist"),
     "zero-byte file": (_zero_bytes, "empty"),
     "truncated .gz": (_truncated, "truncated"),
+    "wrong gzip checksum": (_bad_checksum, "damaged"),
+    "damaged .gz stream": (_damaged_stream, "damaged"),
     "text named .nii.gz": (_text_named_gz, "not gzip"),
     "text named .nii": (_text_named_nii, "not a NIfTI"),
     "gzip of text": (_gzip_of_text, "not a NIfTI"),
