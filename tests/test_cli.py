@@ -85,6 +85,21 @@ def test_default_command_routes_a_study_to_the_viewer(monkeypatch: pytest.Monkey
     assert seen == [tmp_path, None]
 
 
+def test_the_viewer_gets_the_study_already_being_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`brainseg STUDY` starts reading STUDY before Qt's imports (app/preload.py); the viewer is handed it."""
+    pytest.importorskip("PySide6")
+    import brainseg_gui.ui.app as ui_app
+
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr(cli_study, "_display_problem", lambda: None)
+    monkeypatch.setattr(ui_app, "run_app", lambda study, **kwargs: seen.append({"study": study, **kwargs}) or 0)
+    assert cli.main([str(tmp_path), "--no-welcome"]) == 0
+    assert cli.main(["gui", "--no-welcome"]) == 0
+    (with_study, demo) = seen
+    assert with_study["study"] == tmp_path and with_study["preload"].path == tmp_path
+    assert demo["study"] is None and demo["preload"] is None
+
+
 def test_unexpected_exception_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: object) -> int:

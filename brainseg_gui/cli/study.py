@@ -64,6 +64,11 @@ def _run_gui(args: argparse.Namespace) -> int:
     problem = _display_problem()
     if problem:
         raise GuiUnavailableError(f"the viewer cannot start: {problem}")
+    preload = None
+    if study is not None:  # read it beside Qt's imports and the window's build (app/preload.py says why)
+        from brainseg_gui.app.preload import StudyPreload
+
+        preload = StudyPreload(study)
     try:
         import PySide6  # noqa: F401
 
@@ -73,7 +78,7 @@ def _run_gui(args: argparse.Namespace) -> int:
             f"the viewer cannot start: {error}; install the GUI dependencies (PySide6-Essentials>=6.8,<6.12, "
             "pyqtgraph, vtk) or use the info/evaluate/predict/train commands"
         ) from error
-    return int(run_app(study, welcome=not getattr(args, "no_welcome", False)) or 0)
+    return int(run_app(study, welcome=not getattr(args, "no_welcome", False), preload=preload) or 0)
 
 
 def _display_problem() -> str | None:

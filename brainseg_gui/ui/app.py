@@ -11,6 +11,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from brainseg_gui import __version__, resources_dir
+from brainseg_gui.app.preload import StudyPreload
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,12 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
-def run_app(study: Path | None = None, *, settings: QSettings | None = None, welcome: bool = True) -> int:
+def run_app(study: Path | None = None, *, settings: QSettings | None = None, welcome: bool = True,
+            preload: StudyPreload | None = None) -> int:
     """Show the main window with `study` (or the built-in demo when none is given) and run until it closes.
 
     At the first start a welcome (demo, device, research-use note) opens over it; `welcome=False` skips it.
+    `preload`: the study already being read since the command started (cli gui).
     """
     app = make_application()
     from brainseg_gui.ui.first_run import show_at_first_start
@@ -47,7 +50,7 @@ def run_app(study: Path | None = None, *, settings: QSettings | None = None, wel
     window = MainWindow(settings=settings)
     window.show()
     if study is not None:
-        window.open_study(Path(study))
+        window.open_study(Path(study), preload=preload)
     else:  # no study given: the built-in demo, so a first start shows something real
         window.open_demo()
         window.recent.mark_started()

@@ -39,6 +39,7 @@ from brainseg_gui.app import dicom_tasks, tasks
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.document import Document, Workspace
 from brainseg_gui.app.editing import JOURNAL_INTERVAL_MS, Editing
+from brainseg_gui.app.preload import StudyPreload
 from brainseg_gui.app.status_readout import describe_voxel
 from brainseg_gui.core.atomic import write_atomic
 from brainseg_gui.ui.activity import ActivityBar
@@ -234,17 +235,18 @@ class MainWindow(WindowEditing, QMainWindow):
         return self.activity
 
     # ---- opening -------------------------------------------------------------------------
-    def open_study(self, path: Path | str) -> Job | None:
+    def open_study(self, path: Path | str, *, preload: StudyPreload | None = None) -> Job | None:
         """Load a study in a worker; on success it replaces the one shown, on failure a dialog.
 
-        None when the user chose to stay with unsaved edits."""
+        None when the user chose to stay with unsaved edits. `preload`: the same study, already being
+        read since the command started (app/preload.py)."""
         path = Path(path)
         if not self.confirm_unsaved("open another study"):
             return None
         if dicom_tasks.is_dicom_study(path):  # index, choose the study and its series, then load
             return self.dicom.open(path)
         self.dicom.cancel()
-        return self.loader.open_path(path)
+        return self.loader.open_path(path, preload=preload)
 
     def open_demo(self) -> Job | None:
         if not self.confirm_unsaved("open another study"):

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from brainseg_gui.app import tasks
 from brainseg_gui.app.display_volume import DisplayVolume
 from brainseg_gui.app.document import Role
+from brainseg_gui.app.preload import StudyPreload
 from brainseg_gui.ui.context import ViewerContext
 from brainseg_gui.ui.recent_studies import RecentStudies
 from brainseg_gui.ui.workers import Job
@@ -36,8 +37,10 @@ class StudyLoader(QObject):
     def busy(self) -> bool:
         return self.context.runner.current(SLOT) is not None
 
-    def open_path(self, path: Path) -> Job:
-        return self.load(f"Opening {path}", lambda **kw: tasks.open_study(path, **kw), source=path)
+    def open_path(self, path: Path, *, preload: StudyPreload | None = None) -> Job:
+        """`path` read in a worker, or, when `preload` is reading the same path, its result awaited there."""
+        read = preload.take(path) if preload is not None else None
+        return self.load(f"Opening {path}", read or (lambda **kw: tasks.open_study(path, **kw)), source=path)
 
     def open_staged(self, folder: Path, source: Path) -> Job:
         """A DICOM study staged in `folder` (the cache); Open recent keeps `source`, the DICOM path."""

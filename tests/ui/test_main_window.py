@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.ui.main_window import MainWindow
 from brainseg_gui.ui.overlay import COLOURS
 from brainseg_gui.ui.viewer_state import Layout
@@ -54,6 +55,29 @@ def test_the_sequence_of_the_file_opened_is_the_one_shown(qtbot, window, toy_cas
     assert window.state.sequence == "t2"
     open_and_wait(qtbot, window, toy_case)  # a folder: the sequence shown stays
     assert window.state.sequence == "t2"
+
+
+def test_a_study_read_since_the_command_started_is_shown_without_reading_it_again(
+        qtbot, window, toy_case, monkeypatch) -> None:
+    from brainseg_gui.app import tasks
+    from brainseg_gui.app.preload import StudyPreload
+
+    preload = StudyPreload(toy_case)
+    assert preload._done.wait(30)
+    reads: list[Path] = []
+
+    def read_again(path: Path, **kwargs: object) -> None:
+        reads.append(path)
+        raise StudyLoadError("read again")
+
+    monkeypatch.setattr(tasks, "open_study", read_again)
+    with qtbot.waitSignal(window.study_opened, timeout=LOAD_TIMEOUT_MS):
+        window.open_study(toy_case, preload=preload)
+    assert window.volume.study.case_id == "toy" and reads == []
+    assert window.recent.paths() == [toy_case.resolve()]
+    window.open_study(toy_case, preload=preload)  # again: read afresh (the file may have changed)
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=LOAD_TIMEOUT_MS)
+    assert reads == [toy_case] and "read again" in window.last_error
 
 
 def test_keys_switch_sequences_and_layouts(qtbot, window, toy_case, screenshots) -> None:
