@@ -22,6 +22,9 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
     crossval.add_argument("--evaluate-only", action="store_true",
                           help="train nothing: score the folds already in --out (missing ones are skipped "
                                "with a warning)")
+    crossval.add_argument("--earlier", type=path_arg, metavar="CSV",
+                          help="an earlier run's per_case.csv: the figures of folds that have no model in --out "
+                               "(trained in another session or on another machine) are taken from it")
     crossval.add_argument("--tta", action="store_true", help="test-time augmentation when scoring")
     add_recipe_options(crossval)
     crossval.set_defaults(run=_run_crossval, live_logs=True)
@@ -30,17 +33,18 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
 def _run_crossval(args: argparse.Namespace) -> int:
     for path in args.data:
         require_exists(path)
-    from brainseg_gui.ml.crossval import run_crossval, summary_markdown
+    from brainseg_gui.ml.crossval import read_per_case, run_crossval, summary_markdown
     from brainseg_gui.ml.device import select_device
     from brainseg_gui.ml.training import TrainConfig
 
+    earlier = read_per_case(args.earlier) if args.earlier is not None else []
     template = TrainConfig(**recipe_from_args(args, out_dir=args.out))
     device = str(select_device(args.device))
     # folds trained one by one with `brainseg train --folds K --fold k --out OUT/fold<k>` are its own
     output = claim_output(args, "crossval", nested={f"fold{fold}": "train" for fold in range(args.folds)})
     with ProgressBar("cross-validation") as bar:
         evaluations = run_crossval(template, args.folds, args.out, train_missing=not args.evaluate_only,
-                                   device=device, tta=args.tta, progress=bar, output=output)
+                                   device=device, tta=args.tta, progress=bar, output=output, earlier=earlier)
     print(summary_markdown(evaluations))
     print(f"written: {args.out / 'per_case.csv'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
     return EXIT_OK

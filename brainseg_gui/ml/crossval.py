@@ -98,11 +98,15 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
 
 def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_missing: bool = True,
                  device: str = "cpu", tta: bool = False, progress: ProgressFn = no_progress,
-                 cancel: CancelToken | None = None, output: OutputFolder | None = None) -> list[CaseEvaluation]:
+                 cancel: CancelToken | None = None, output: OutputFolder | None = None,
+                 earlier: Sequence[CaseEvaluation] = ()) -> list[CaseEvaluation]:
     """Train fold i into OUT/fold{i} unless a model is already there, then evaluate every fold.
 
     With `train_missing=False` only the folds already trained are evaluated (a warning names the
-    others), so a partial run still gives honest held-out numbers. Writes OUT/per_case.csv,
+    others), so a partial run still gives honest held-out numbers. `earlier` (an earlier run's
+    per_case.csv, `read_per_case`) gives the figures of folds whose model is not in OUT: folds trained
+    in another session or on another machine; each must hold exactly that fold's held-out cases of
+    this split, or it is refused. Writes OUT/per_case.csv,
     OUT/summary.json and OUT/summary.md. `output` (OUT claimed by `brainseg crossval`) records the
     folds, the cache and the reports once the cases and folds have been checked, before any write
     (evaluating only: the reports, just before they are written).
@@ -127,6 +131,10 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
         fold_dir = Path(out_dir) / f"fold{fold}"
         part = sub_progress(progress, fold / folds, (fold + 1) / folds)
         trained = (fold_dir / CARD_FILE).exists()
+        recorded = [e for e in earlier if e.fold == fold]
+        if not trained and recorded:
+            evaluations += _checked_record(recorded, cases, folds, fold, template.seed)
+            continue
         if not train_missing and not trained:
             missing.append(fold)
             continue
@@ -148,6 +156,63 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
         output.own(*REPORT_FILES)  # evaluating only: recorded once there is something to write
     write_reports(evaluations, Path(out_dir))
     return evaluations
+
+
+def read_per_case(path: Path) -> list[CaseEvaluation]:
+    """The case evaluations in an earlier run's per_case.csv (as `write_reports` writes it).
+
+    Why: a fold takes hours on a CPU, so the folds of one cross-validation may be trained in different
+    sessions or on different machines; their held-out figures travel as this small file (the project
+    keeps its record in docs/crossval/) while the models stay where they were trained."""
+    from brainseg_gui.core.read_guard import read_small_text
+
+    text = read_small_text(Path(path), "cross-validation table")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    needed = ["fold", "case_id", "model_version", "region", *RegionMetrics.__dataclass_fields__]
+    if not rows or any(column not in rows[0] for column in needed):
+        raise StudyLoadError(f"{path} is not a per_case.csv of `brainseg crossval` (columns {', '.join(needed)})")
+    by_case: dict[tuple[int, str], dict[str, dict[str, str]]] = {}
+    try:
+        for row in rows:
+            by_case.setdefault((int(row["fold"]), row["case_id"]), {})[row["region"]] = row
+        evaluations = []
+        for (fold, case_id), regions in by_case.items():
+            if sorted(regions) != sorted(REGIONS):
+                raise ValueError(f"{case_id} has regions {sorted(regions)}, not {list(REGIONS)}")
+            metrics = {r: _region_metrics(regions[r]) for r in REGIONS}
+            lesions = {r: _lesion_metrics(regions[r]) for r in REGIONS if regions[r].get("lesion_dice")}
+            evaluations.append(CaseEvaluation(fold, case_id, regions[REGIONS[0]]["model_version"], metrics,
+                                              float("nan"), lesions))
+    except (ValueError, TypeError, KeyError) as error:
+        raise StudyLoadError(f"{path}: unreadable row ({' '.join(str(error).split())})") from error
+    return evaluations
+
+
+def _region_metrics(row: dict[str, str]) -> RegionMetrics:
+    values = {name: float(row[name]) for name in RegionMetrics.__dataclass_fields__ if name != "accuracy_in_brain"}
+    in_brain = row["accuracy_in_brain"]  # None (no brain mask) is written as an empty cell
+    return RegionMetrics(accuracy_in_brain=float(in_brain) if in_brain not in ("", "None") else None, **values)
+
+
+def _lesion_metrics(row: dict[str, str]) -> LesionWiseMetrics:
+    return LesionWiseMetrics(dice=float(row["lesion_dice"]), hd95=float(row["lesion_hd95"]),
+                             gt_lesions=int(row["gt_lesions"]), tp_lesions=int(row["tp_lesions"]),
+                             fp_lesions=int(row["fp_lesions"]), fn_lesions=int(row["fn_lesions"]))
+
+
+def _checked_record(recorded: list[CaseEvaluation], cases: dict[str, CaseFiles], folds: int, fold: int,
+                    seed: int) -> list[CaseEvaluation]:
+    """An earlier run's figures of `fold`, refused unless they are this split's held-out cases."""
+    from brainseg_gui.ml.splits import split_cases
+
+    _, held_out = split_cases(sorted(cases), folds=folds, fold=fold, seed=seed)
+    if sorted(e.case_id for e in recorded) != sorted(held_out):
+        raise StudyLoadError(
+            f"the earlier figures of fold {fold} are of cases {sorted(e.case_id for e in recorded)}, but fold {fold} "
+            f"of this split ({folds} folds, seed {seed}) holds out {sorted(held_out)}")
+    log.info("fold %d: figures of model %s from the earlier run (%d cases)", fold, recorded[0].model_version,
+             len(recorded))
+    return recorded
 
 
 def summarise(evaluations: Sequence[CaseEvaluation]) -> dict[str, dict[str, dict[str, float]]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from brainseg_gui import cli
-from brainseg_gui.core.errors import ModelError
+from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.phantom import write_phantom_case
-from brainseg_gui.ml.crossval import run_crossval, summarise, summary_markdown
+from brainseg_gui.ml.crossval import read_per_case, run_crossval, summarise, summary_markdown
 from brainseg_gui.ml.training import TrainConfig
 
 
@@ -122,3 +122,58 @@ def test_cli_evaluate_only_prints_the_table(crossval_run, tmp_path: Path, capsys
     assert cli.main(["crossval", str(data), "--out", str(tmp_path / "none"), "--folds", "2",
                      "--evaluate-only"]) == 2
     assert "no trained fold model" in capsys.readouterr().err
+
+
+def test_per_case_csv_reads_back_as_the_evaluations(crossval_run) -> None:
+    _, out, evaluations = crossval_run
+    again = read_per_case(out / "per_case.csv")
+    assert [(e.fold, e.case_id, e.model_version) for e in again] == [
+        (e.fold, e.case_id, e.model_version) for e in evaluations]
+    for before, after in zip(evaluations, again, strict=True):
+        assert after.metrics == before.metrics
+        assert after.lesion_wise == before.lesion_wise
+    assert summarise(again) == summarise(evaluations)
+
+
+def test_folds_of_another_session_complete_the_table(crossval_run, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """Fold 1 trained here, fold 0 only as figures in an earlier run's per_case.csv: the table covers both."""
+    data, out, evaluations = crossval_run
+    earlier = tmp_path / "earlier.csv"
+    rows = list(csv.DictReader((out / "per_case.csv").open()))
+    with earlier.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(row for row in rows if row["fold"] == "0")
+    here = tmp_path / "here"
+    shutil.copytree(out / "fold1", here / "fold1")
+    merged = run_crossval(_template(data, here), 2, here, train_missing=False, earlier=read_per_case(earlier))
+    assert sorted((e.fold, e.case_id) for e in merged) == sorted((e.fold, e.case_id) for e in evaluations)
+    assert summarise(merged)["WT"]["dice"] == pytest.approx(summarise(evaluations)["WT"]["dice"])
+    assert not (here / "fold0").exists()
+    # through the command line too (a folder of its own: the run above wrote reports unclaimed)
+    here = tmp_path / "cli"
+    shutil.copytree(out / "fold1", here / "fold1")
+    assert cli.main(["crossval", str(data), "--out", str(here), "--folds", "2", "--evaluate-only",
+                     "--earlier", str(earlier), "--device", "cpu", "--force", "--seed", "3"]) == 0
+    assert "4 held-out cases over 2 folds" in capsys.readouterr().out
+    # the figures were of the split of seed 3: under another seed fold 0 holds out other cases
+    assert cli.main(["crossval", str(data), "--out", str(here), "--folds", "2", "--evaluate-only",
+                     "--earlier", str(earlier), "--device", "cpu", "--force", "--seed", "0"]) == 2
+    assert "holds out" in capsys.readouterr().err
+
+
+def test_earlier_figures_of_another_split_are_refused(crossval_run, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    data, out, _ = crossval_run
+    recorded = read_per_case(out / "per_case.csv")
+    swapped = [dataclasses.replace(e, fold=1 - e.fold) for e in recorded if e.fold == 0]
+    with pytest.raises(StudyLoadError, match="holds out"):
+        run_crossval(_template(data, tmp_path / "x"), 2, tmp_path / "x", train_missing=False, earlier=swapped)
+    for text in ("", "fold,case_id\n0,a\n", "not,a,table\n1,2,3\n"):
+        (tmp_path / "bad.csv").write_text(text)
+        assert cli.main(["crossval", str(data), "--out", str(tmp_path / "y"), "--folds", "2", "--evaluate-only",
+                         "--earlier", str(tmp_path / "bad.csv")]) == 2
+        err = capsys.readouterr().err
+        assert "bad.csv" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "y").exists()
