@@ -83,6 +83,12 @@ def test_default_command_routes_a_study_to_the_viewer(monkeypatch: pytest.Monkey
     assert cli.main([str(tmp_path)]) == 0
     assert cli.main([]) == 0
     assert seen == [tmp_path, None]
+    flags: list[bool] = []
+    monkeypatch.setattr(cli_study, "_run_gui", lambda args: flags.append(args.no_welcome) or 0)
+    assert cli.main(["--no-welcome"]) == 0  # an option of the viewer alone: still the viewer
+    assert cli.main(["-v", "--no-welcome", str(tmp_path)]) == 0
+    assert cli.main([str(tmp_path)]) == 0
+    assert flags == [True, True, False]
 
 
 def test_the_viewer_gets_the_study_already_being_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -94,7 +100,7 @@ def test_the_viewer_gets_the_study_already_being_read(monkeypatch: pytest.Monkey
     monkeypatch.setattr(cli_study, "_display_problem", lambda: None)
     monkeypatch.setattr(ui_app, "run_app", lambda study, **kwargs: seen.append({"study": study, **kwargs}) or 0)
     assert cli.main([str(tmp_path), "--no-welcome"]) == 0
-    assert cli.main(["gui", "--no-welcome"]) == 0
+    assert cli.main(["--no-welcome"]) == 0
     (with_study, demo) = seen
     assert with_study["study"] == tmp_path and with_study["preload"].path == tmp_path
     assert demo["study"] is None and demo["preload"] is None

@@ -131,12 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _with_default_command(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """`brainseg [STUDY]` means `brainseg gui [STUDY]`; help and --version stay top-level."""
     names = _command_names(parser)
-    for index, token in enumerate(argv):
+    index = len(argv)  # where the study (or nothing) begins
+    for position, token in enumerate(argv):
         if token in ("-h", "--help", "--version"):
             return argv
         if token == "--" or not token.startswith("-"):
-            return argv if token in names else [*argv[:index], "gui", *argv[index:]]
-    return [*argv, "gui"]
+            if token in names:
+                return argv
+            index = position
+            break
+    # Options before it that only `gui` knows (`brainseg --no-welcome`) go after the inserted command.
+    top_level = {option for action in parser._actions for option in action.option_strings}
+    before = argv[:index]
+    return [*(t for t in before if t in top_level), "gui", *(t for t in before if t not in top_level), *argv[index:]]
 
 
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:
