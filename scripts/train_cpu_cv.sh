@@ -7,12 +7,14 @@
 #   nohup nice -n 19 scripts/train_cpu_cv.sh [RUNS] > /dev/null 2>&1 &     (~2 h a fold on 2 cores)
 #
 # 36 epochs (3,600 steps) so that one fold fits in one working session: sessions here last 3 hours and
-# may start on a fresh machine, where RUNS from the last one is gone.
+# may start on a fresh machine, where RUNS from the last one is gone. So each finished fold is scored at
+# once and its held-out figures are written to CV_RECORD (default docs/crossval/per_case.csv, in git:
+# commit it); a fold recorded there is not trained again, and every table takes the recorded folds from
+# it (`brainseg crossval --earlier`). A record of another split is refused before any training.
+# Order: folds 0-3, then the model on all 16 cases (skipped once the shipped model is one), which may
+# ship only when the cross-validated table says the recipe is not worse than the shipped model's.
 #
 # RUNS (default runs/, ignored by git) gets cv/fold0..3 with cv/summary.md, all16/, cache/ and logs/.
-# CV_RECORD (default docs/crossval/per_case.csv, in git) holds the held-out figures of folds trained in
-# earlier sessions: those folds are not trained again, and the final table takes them from it
-# (`brainseg crossval --earlier`). After a fold finishes, copy RUNS/cv/per_case.csv there and commit it.
 # BRAINSEG_DATA (default ../shared/data) holds brats2017/, brats2018/ and brats2021/; TRAIN_OPTIONS adds
 # options to every `brainseg train` (the test runs the chain with `--epochs 1 --steps-per-epoch 1`).
 set -euo pipefail
@@ -26,8 +28,20 @@ BRAINSEG=.venv/bin/brainseg
 RECORD=${CV_RECORD:-docs/crossval/per_case.csv}
 mkdir -p "$RUNS/logs"
 
+log() { echo "$(date -u +%FT%TZ) $2" >> "$RUNS/logs/$1"; }
+
 recorded() {  # FOLD: its figures are in RECORD (the first column of per_case.csv is the fold)
     [ -f "$RECORD" ] && awk -F, -v fold="$1" 'NR > 1 && $1 == fold { found = 1 } END { exit !found }' "$RECORD"
+}
+
+score() {  # every fold trained in RUNS/cv plus those in RECORD -> RUNS/cv reports, then RECORD
+    local earlier=()
+    [ -f "$RECORD" ] && earlier=(--earlier "$RECORD")
+    log crossval.log "brainseg crossval --evaluate-only ${earlier[*]}"
+    "$BRAINSEG" crossval "${SETS[@]}" --out "$RUNS/cv" --folds 4 --seed 0 --evaluate-only "${earlier[@]}" \
+        >> "$RUNS/logs/crossval.log" 2>&1
+    mkdir -p "$(dirname "$RECORD")"
+    cp "$RUNS/cv/per_case.csv" "$RECORD.tmp" && mv "$RECORD.tmp" "$RECORD"
 }
 
 train() {  # OUT LOG OPTION...: a new run into OUT, or the one there resumed (a finished one returns at once)
@@ -35,24 +49,30 @@ train() {  # OUT LOG OPTION...: a new run into OUT, or the one there resumed (a 
     shift 2
     local resume=()
     [ -d "$out/training" ] && resume=(--resume)
-    echo "$(date -u +%FT%TZ) brainseg train --out $out $*" >> "$RUNS/logs/$log"
+    log "$log" "brainseg train --out $out $*"
     "$BRAINSEG" train "${SETS[@]}" --out "$out" "${RECIPE[@]}" "${resume[@]}" "$@" >> "$RUNS/logs/$log" 2>&1
 }
 
 train_fold() {
     if [ ! -f "$RUNS/cv/fold$1/card.json" ] && recorded "$1"; then
-        echo "$(date -u +%FT%TZ) fold $1: its figures are in $RECORD; not trained again" >> "$RUNS/logs/fold$1.log"
+        log "fold$1.log" "fold $1: its figures are in $RECORD; not trained again"
         return
     fi
     train "$RUNS/cv/fold$1" "fold$1.log" --folds 4 --fold "$1"
+    score
 }
-# Fold 0 first, then the all-16 model: fold 0 is the shipped model's own split, so it alone decides whether
-# the all-16 model may ship (model/README.md); folds 1-3 then complete the cross-validated table.
-train_fold 0
-train "$RUNS/all16" all16.log --val-fraction 0
-for k in 1 2 3; do train_fold "$k"; done
-earlier=()
-[ -f "$RECORD" ] && earlier=(--earlier "$RECORD")
-"$BRAINSEG" crossval "${SETS[@]}" --out "$RUNS/cv" --folds 4 --evaluate-only "${earlier[@]}" \
-    >> "$RUNS/logs/crossval.log" 2>&1
-echo "$(date -u +%FT%TZ) done: $RUNS/cv/summary.md, $RUNS/all16" >> "$RUNS/logs/crossval.log"
+
+shipped_on_every_case() {  # the shipped model held no case out: the all-cases model already ships
+    .venv/bin/python -c 'import json, sys; card = json.load(open("model/card.json"))
+sys.exit(0 if card["training"]["validation_cases"] == [] else 1)'
+}
+
+[ -f "$RECORD" ] && score  # a record of another split (seed, folds, cases) stops here, before hours of training
+for k in 0 1 2 3; do train_fold "$k"; done
+if shipped_on_every_case; then
+    log all16.log "the shipped model is already trained on every case; not trained again"
+else
+    train "$RUNS/all16" all16.log --val-fraction 0
+fi
+score
+log crossval.log "done: $RUNS/cv/summary.md, $RECORD, $RUNS/all16"

@@ -103,6 +103,7 @@ def test_the_viewer_gets_the_study_already_being_read(monkeypatch: pytest.Monkey
     assert cli.main(["--no-welcome"]) == 0
     (with_study, demo) = seen
     assert with_study["study"] == tmp_path and with_study["preload"].path == tmp_path
+    assert with_study["preload"]._done.wait(30)  # (its thread ends before tmp_path is cleaned up)
     assert demo["study"] is None and demo["preload"] is None
 
 

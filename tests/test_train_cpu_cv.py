@@ -39,6 +39,10 @@ def test_the_chain_trains_every_fold_scores_them_and_trains_the_all_cases_model(
     all16 = json.loads((runs / "all16" / "card.json").read_text())
     assert len(all16["training"]["cases"]) == 8 and all16["training"]["validation_cases"] == []
 
+    record = (tmp_path / "record.csv").read_text()  # every finished fold is scored and recorded at once
+    assert record == (runs / "cv" / "per_case.csv").read_text() and len(record.splitlines()) == 1 + 8 * 3
+    assert (runs / "logs" / "crossval.log").read_text().count("brainseg crossval") == 5  # 4 folds, the end
+
     weights = {path: path.stat().st_mtime_ns for path in runs.rglob("weights.safetensors")}
     again = subprocess.run(["bash", str(SCRIPT), str(runs)], env=env, capture_output=True, text=True,
                            timeout=900, check=False)
@@ -47,8 +51,6 @@ def test_the_chain_trains_every_fold_scores_them_and_trains_the_all_cases_model(
     assert (runs / "logs" / "fold0.log").read_text().count("brainseg train --out") == 2
 
     # A fresh machine: the runs of fold 1 are gone, its figures are in the record (git): not trained again.
-    rows = (runs / "cv" / "per_case.csv").read_text().splitlines()
-    (tmp_path / "record.csv").write_text("\n".join([rows[0], *(r for r in rows[1:] if r.startswith("1,"))]) + "\n")
     shutil.rmtree(runs / "cv" / "fold1")
     third = subprocess.run(["bash", str(SCRIPT), str(runs)], env=env, capture_output=True, text=True,
                            timeout=900, check=False)
@@ -56,5 +58,15 @@ def test_the_chain_trains_every_fold_scores_them_and_trains_the_all_cases_model(
     assert not (runs / "cv" / "fold1").exists()
     assert "its figures are in" in (runs / "logs" / "fold1.log").read_text()
     assert "8 held-out cases over 4 folds" in (runs / "cv" / "summary.md").read_text()
-    merged = (runs / "cv" / "per_case.csv").read_text().splitlines()
-    assert [r for r in merged if r.startswith("1,")] == [r for r in rows[1:] if r.startswith("1,")]
+    assert (tmp_path / "record.csv").read_text() == record  # the recorded fold 1 kept, the others scored again
+
+    # A record of another split (its folds swapped) stops the chain before any training.
+    lines = record.splitlines(keepends=True)
+    swapped = [lines[0], *(("1" if row[0] == "0" else "0" if row[0] == "1" else row[0]) + row[1:] for row in lines[1:])]
+    (tmp_path / "other.csv").write_text("".join(swapped))
+    fresh = tmp_path / "fresh"
+    refused = subprocess.run(["bash", str(SCRIPT), str(fresh)], env={**env, "CV_RECORD": str(tmp_path / "other.csv")},
+                             capture_output=True, text=True, timeout=900, check=False)
+    assert refused.returncode != 0
+    assert "holds out" in (fresh / "logs" / "crossval.log").read_text()
+    assert not (fresh / "cv" / "fold0").exists() and not (fresh / "all16").exists()

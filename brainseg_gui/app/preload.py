@@ -38,19 +38,20 @@ class StudyPreload:
         threading.Thread(target=self._read, name="brainseg-preload", daemon=True).start()
 
     def _read(self) -> None:
-        from brainseg_gui.app import tasks  # here, not at the top: the import itself runs beside Qt's
-        from brainseg_gui.core.cases import is_dicom_study
-
         volume, error = None, None
         try:
+            from brainseg_gui.app import tasks  # here, not at the top: the import itself runs beside Qt's
+            from brainseg_gui.core.cases import is_dicom_study
+
             if not is_dicom_study(self.path):
                 volume = tasks.open_study(self.path, progress=no_progress, cancel=self._cancel)
         except Exception as exc:  # noqa: BLE001 - handed to the viewer's worker, which reports it as its own
             error = exc
-        with self._lock:
-            if not self._cancel.cancelled:
-                self._volume, self._error = volume, error
-        self._done.set()
+        finally:  # whatever happened, the viewer's wait ends
+            with self._lock:
+                if not self._cancel.cancelled:
+                    self._volume, self._error = volume, error
+            self._done.set()
 
     def take(self, path: Path) -> Callable[..., Any] | None:
         """A worker function (progress=, cancel=) giving the preloaded volume of `path`, or None

@@ -172,16 +172,24 @@ def _decompressed_at_once(path: Path, image: Any, offset: int) -> Any | None:
     Python-level CRC, ~0.18 s of the ~0.3 s a BraTS case takes to load; one zlib call takes about half
     that and releases the GIL, so the GUI builds its window beside it (issue 19's cold start). It also
     checks more: nibabel stops at the declared size and never reaches the gzip trailer, so a damaged
-    stream read as garbage voxels; here the rest of the stream is decompressed (and dropped) up to the
-    trailer, whose CRC-32 zlib checks, so damage raises zlib.error ("compression is damaged").
+    stream read as garbage voxels; here the stream is decompressed up to its trailer, whose CRC-32 zlib
+    checks (zlib.error: "compression is damaged"), and a stream cut before it is truncated (EOFError).
     The header's size was checked first. A file larger than its declared data could compress to, a
-    short first gzip member (several members, or a truncated file) go back to nibabel, whose reading
-    reads them or explains the damage as before.
+    first gzip member shorter than the data (several members, or a truncated file) and a bomb behind
+    the data go back to nibabel, which reads them or explains the damage as before.
     """
     header = image.header
     expected = offset + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
     if path.stat().st_size > expected + expected // 100 + 4096:  # deflate never grows data by that much
         return None
+    raw = _gunzip_exactly(path, expected)
+    return None if raw is None else type(image).from_bytes(raw)
+
+
+def _gunzip_exactly(path: Path, expected: int) -> bytes | None:
+    """The first `expected` bytes of the gzip file, its whole stream checked; None where nibabel should read.
+
+    A function of its own so that the compressed bytes are freed before nibabel copies the voxels out."""
     decompressor = zlib.decompressobj(wbits=31)  # gzip framing
     raw = decompressor.decompress(path.read_bytes(), expected)
     if len(raw) < expected:
@@ -191,7 +199,9 @@ def _decompressed_at_once(path: Path, image: Any, offset: int) -> Any | None:
         beyond += len(decompressor.decompress(decompressor.unconsumed_tail, 1 << 20))
         if beyond > 4 * expected:  # a decompression bomb behind the voxels: not worth checking
             return None
-    return type(image).from_bytes(raw)
+    if not decompressor.eof:
+        raise EOFError("the gzip stream ends before its trailer (checksum and size)")
+    return raw
 
 
 def _explain(path: Path, exc: BaseException) -> str:

@@ -106,7 +106,8 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
     others), so a partial run still gives honest held-out numbers. `earlier` (an earlier run's
     per_case.csv, `read_per_case`) gives the figures of folds whose model is not in OUT: folds trained
     in another session or on another machine; each must hold exactly that fold's held-out cases of
-    this split, or it is refused. Writes OUT/per_case.csv,
+    this split, or it is refused (the recipe is not in the table: its model_version column names the
+    model each row was scored with). Writes OUT/per_case.csv,
     OUT/summary.json and OUT/summary.md. `output` (OUT claimed by `brainseg crossval`) records the
     folds, the cache and the reports once the cases and folds have been checked, before any write
     (evaluating only: the reports, just before they are written).
@@ -115,6 +116,10 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
 
     if folds < 2:
         raise StudyLoadError(f"cross-validation needs at least 2 folds, got {folds}")
+    beyond = sorted({e.fold for e in earlier if not 0 <= e.fold < folds})
+    if beyond:
+        raise StudyLoadError(f"the earlier figures hold fold {', '.join(map(str, beyond))}, but there are {folds} "
+                             f"folds (0-{folds - 1}): give the --folds they were made with")
     cases = labelled_cases(template.data_dirs)
     cache_dir = Path(template.cache_dir or Path(out_dir) / CACHE_FOLDER)
     if train_missing:
@@ -166,25 +171,30 @@ def read_per_case(path: Path) -> list[CaseEvaluation]:
     keeps its record in docs/crossval/) while the models stay where they were trained."""
     from brainseg_gui.core.read_guard import read_small_text
 
-    text = read_small_text(Path(path), "cross-validation table")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    text = read_small_text(Path(path), "cross-validation table").removeprefix("\ufeff")  # a spreadsheet's BOM
     needed = ["fold", "case_id", "model_version", "region", *RegionMetrics.__dataclass_fields__]
-    if not rows or any(column not in rows[0] for column in needed):
-        raise StudyLoadError(f"{path} is not a per_case.csv of `brainseg crossval` (columns {', '.join(needed)})")
     by_case: dict[tuple[int, str], dict[str, dict[str, str]]] = {}
     try:
-        for row in rows:
-            by_case.setdefault((int(row["fold"]), row["case_id"]), {})[row["region"]] = row
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows or any(column not in rows[0] for column in needed):
+            raise StudyLoadError(f"{path} is not a per_case.csv of `brainseg crossval` (columns {', '.join(needed)})")
+        for line, row in enumerate(rows, start=2):
+            regions = by_case.setdefault((int(row["fold"]), row["case_id"]), {})
+            if row["region"] in regions:
+                raise ValueError(f"line {line} repeats {row['case_id']} {row['region']} of fold {row['fold']}")
+            regions[row["region"]] = row
         evaluations = []
         for (fold, case_id), regions in by_case.items():
             if sorted(regions) != sorted(REGIONS):
                 raise ValueError(f"{case_id} has regions {sorted(regions)}, not {list(REGIONS)}")
             metrics = {r: _region_metrics(regions[r]) for r in REGIONS}
             lesions = {r: _lesion_metrics(regions[r]) for r in REGIONS if regions[r].get("lesion_dice")}
+            if lesions and len(lesions) != len(REGIONS):
+                raise ValueError(f"{case_id} has lesion-wise figures for {', '.join(lesions)} only")
             evaluations.append(CaseEvaluation(fold, case_id, regions[REGIONS[0]]["model_version"], metrics,
                                               float("nan"), lesions))
-    except (ValueError, TypeError, KeyError) as error:
-        raise StudyLoadError(f"{path}: unreadable row ({' '.join(str(error).split())})") from error
+    except (ValueError, TypeError, KeyError, csv.Error) as error:
+        raise StudyLoadError(f"{path}: unreadable table ({' '.join(str(error).split())})") from error
     return evaluations
 
 

@@ -74,3 +74,12 @@ def test_a_dicom_study_is_left_to_the_viewer(tmp_path: Path, monkeypatch) -> Non
     preload = StudyPreload(tmp_path)
     assert preload._done.wait(10) and reads == []  # nothing read in the preload thread
     assert _wait(preload, tmp_path) == "read by the viewer" and reads == [tmp_path]
+
+
+def test_whatever_fails_in_the_thread_ends_the_wait_with_that_error(tmp_path: Path, monkeypatch) -> None:
+    def broken(path: Path) -> bool:
+        raise RuntimeError("the listing failed")
+
+    monkeypatch.setattr("brainseg_gui.core.cases.is_dicom_study", broken)
+    with pytest.raises(RuntimeError, match="the listing failed"):
+        _wait(StudyPreload(tmp_path), tmp_path)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from brainseg_gui.core import image_io
+from brainseg_gui.core.errors import StudyLoadError
 from brainseg_gui.core.image_io import read_image
 
 _ONE_CALL = image_io._decompressed_at_once
@@ -104,3 +105,23 @@ def test_a_file_larger_than_its_data_could_compress_to_is_not_read_whole(
     monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
     image_io.read_image(path)
     assert path not in read
+
+
+def test_a_stream_cut_before_its_checksum_is_truncated(tmp_path: Path) -> None:
+    """Every voxel there but the gzip trailer (CRC-32, size) cut: nibabel read it, unchecked; now refused."""
+    path = tmp_path / "P_flair.nii.gz"
+    nib.save(nib.Nifti1Image(_volume(np.int16), AFFINE), path)
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(StudyLoadError, match="truncated"):
+        read_image(path)
+
+
+def test_a_bomb_behind_the_voxels_is_left_to_nibabel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tmp_path / "plain.nii"
+    nib.save(nib.Nifti1Image(_volume(np.uint8, (6, 5, 4)), AFFINE), plain)
+    path = tmp_path / "bomb.nii.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes() + bytes(4 << 20)))  # 4 MiB of zeros in ~4 KB
+    assert path.stat().st_size < 472 + 4096  # read whole (not the size check): the bomb check sends it back
+    fast, slow, used = _read_both(path, monkeypatch)
+    assert used == [False]
+    _assert_same(fast, slow)

@@ -170,10 +170,29 @@ def test_earlier_figures_of_another_split_are_refused(crossval_run, tmp_path: Pa
     swapped = [dataclasses.replace(e, fold=1 - e.fold) for e in recorded if e.fold == 0]
     with pytest.raises(StudyLoadError, match="holds out"):
         run_crossval(_template(data, tmp_path / "x"), 2, tmp_path / "x", train_missing=False, earlier=swapped)
-    for text in ("", "fold,case_id\n0,a\n", "not,a,table\n1,2,3\n"):
+    good = (out / "per_case.csv").read_text()
+    header, first, *rest = good.splitlines(keepends=True)
+    (tmp_path / "bom.csv").write_text("\ufeff" + good)  # as a spreadsheet saves it
+    assert [e.case_id for e in read_per_case(tmp_path / "bom.csv")] == [e.case_id for e in recorded]
+    columns = header.strip().split(",")
+    no_tc_lesions = [",".join("" if c in ("lesion_dice", "lesion_hd95") and "TC" in row.split(",")[3] else v
+                              for c, v in zip(columns, row.strip().split(","), strict=True)) + "\n"
+                     for row in [first, *rest]]
+    broken = {
+        "empty": "",
+        "other columns": "fold,case_id\n0,a\n",
+        "not a table": "not,a,table\n1,2,3\n",
+        "a repeated row": header + first + first + "".join(rest),
+        "a word for a number": header + first.replace(",0.", ",zero.", 1) + "".join(rest),
+        "lesion-wise figures of some regions": header + "".join(no_tc_lesions),
+        "a field of 200 KB": header + first.rstrip("\n") + "x" * 200_000 + "\n",
+        "a fold beyond --folds": header + "".join("7" + row[1:] for row in [first, *rest]),
+    }
+    for kind, text in broken.items():
         (tmp_path / "bad.csv").write_text(text)
         assert cli.main(["crossval", str(data), "--out", str(tmp_path / "y"), "--folds", "2", "--evaluate-only",
                          "--earlier", str(tmp_path / "bad.csv")]) == 2
         err = capsys.readouterr().err
-        assert "bad.csv" in err and len(err.strip().splitlines()) == 1
-        assert not (tmp_path / "y").exists()
+        assert err.startswith("brainseg: error: ") and len(err.strip().splitlines()) == 1, (kind, err)
+        assert "bad.csv" in err or "--folds" in err, (kind, err)
+        assert not (tmp_path / "y").exists(), kind
