@@ -153,10 +153,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
             raise StudyLoadError(f"{path} is a {type(image).__name__}, not a NIfTI image")
         header = image.header  # the header alone first: nothing of a refused size is decompressed
-        offset = int(getattr(image.dataobj, "offset", 0))  # nibabel zeroes the header's
-        check_declared_size(path, header.get_data_shape(), header.get_data_dtype().itemsize, offset=offset)
+        data_end = check_declared_size(path, header.get_data_shape(), header.get_data_dtype().itemsize,
+                                       offset=int(getattr(image.dataobj, "offset", 0)))  # nibabel zeroes the header's
         if path.name.lower().endswith(".gz"):
-            image = _decompressed_at_once(path, image, offset) or image
+            image = _decompressed_at_once(path, image, data_end) or image
         with np.errstate(over="ignore", invalid="ignore"):  # a wild scl_slope: inf/NaN voxels, reported later
             array = np.asanyarray(image.dataobj)
         affine = np.array(image.affine, dtype=np.float64)
@@ -165,7 +165,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(array), affine
 
 
-def _decompressed_at_once(path: Path, image: Any, offset: int) -> Any | None:
+def _decompressed_at_once(path: Path, image: Any, expected: int) -> Any | None:
     """The .nii.gz image again, from its whole file decompressed in one zlib call; None: let nibabel read it.
 
     Why not nibabel's own reading: it decompresses through Python's gzip module in 8 KB pieces with a
@@ -174,12 +174,10 @@ def _decompressed_at_once(path: Path, image: Any, offset: int) -> Any | None:
     checks more: nibabel stops at the declared size and never reaches the gzip trailer, so a damaged
     stream read as garbage voxels; here the stream is decompressed up to its trailer, whose CRC-32 zlib
     checks (zlib.error: "compression is damaged"), and a stream cut before it is truncated (EOFError).
-    The header's size was checked first. A file larger than its declared data could compress to, a
+    The header's size was checked first (`expected`: where its voxels end). A file larger than its declared data could compress to, a
     first gzip member shorter than the data (several members, or a truncated file) and a bomb behind
     the data go back to nibabel, which reads them or explains the damage as before.
     """
-    header = image.header
-    expected = offset + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
     if path.stat().st_size > expected + expected // 100 + 4096:  # deflate never grows data by that much
         return None
     raw = _gunzip_exactly(path, expected)

@@ -154,10 +154,11 @@ def regular_file_inside(path: Path, folder: Path, what: str = "file", *, allow_o
     return regular_file(path, what)
 
 
-def check_declared_size(path: Path | str, shape: tuple[int, ...], itemsize: int, *, offset: int = 0) -> None:
+def check_declared_size(path: Path | str, shape: tuple[int, ...], itemsize: int, *, offset: int = 0) -> int:
     """Refuse an image whose header declares more voxels or bytes than BrainSeg reads, before allocation.
 
     `offset` is where the header says the voxels start (NIfTI vox_offset): refused beyond MAX_DATA_OFFSET.
+    Returns where the declared voxels end (offset + their bytes).
     """
     if not 0 <= offset <= MAX_DATA_OFFSET:
         raise StudyLoadError(f"{path}: the header puts the voxels {offset} bytes into the file; BrainSeg "
@@ -175,6 +176,7 @@ def check_declared_size(path: Path | str, shape: tuple[int, ...], itemsize: int,
             f"({voxels * itemsize / 2**20:.0f} MiB), more than BrainSeg reads "
             f"({MAX_IMAGE_VOXELS} voxels, {MAX_IMAGE_BYTES >> 20} MiB); not a brain MR image"
         )
+    return offset + voxels * int(itemsize)
 
 
 def plain_name(text: str, what: str) -> str:
