@@ -59,7 +59,7 @@ train_fold() {
         return
     fi
     train "$RUNS/cv/fold$1" "fold$1.log" --folds 4 --fold "$1"
-    score
+    recorded "$1" || score  # a fold recorded already (trained here before) was scored then
 }
 
 shipped_on_every_case() {  # the shipped model held no case out: the all-cases model already ships
