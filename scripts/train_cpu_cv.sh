@@ -23,7 +23,7 @@ RUNS=${1:-runs}
 DATA=${BRAINSEG_DATA:-../shared/data}
 SETS=("$DATA/brats2017" "$DATA/brats2018" "$DATA/brats2021")
 # shellcheck disable=SC2206  # TRAIN_OPTIONS is a list of options, split as words on purpose
-RECIPE=(--epochs 36 --seed 0 --device cpu --cache "$RUNS/cache" ${TRAIN_OPTIONS:-})
+RECIPE=(--epochs 36 --ema 0.999 --seed 0 --device cpu --cache "$RUNS/cache" ${TRAIN_OPTIONS:-})
 BRAINSEG=.venv/bin/brainseg
 RECORD=${CV_RECORD:-docs/crossval/per_case.csv}
 mkdir -p "$RUNS/logs"

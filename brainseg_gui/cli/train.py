@@ -56,6 +56,9 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
                         help="mixed precision: auto (default) is bf16 on CUDA and on CPUs that compute bf16 natively "
                              "(AVX-512 BF16 or AMX: about half the time a step), fp32 on other CPUs; off: fp32")
     parser.add_argument("--seed", type=common.seed, metavar="N")
+    parser.add_argument("--ema", type=_decay, metavar="DECAY",
+                        help="also keep a moving average of the generator's weights (e.g. 0.999), validated "
+                             "beside it and saved each epoch in MODEL_DIR/ema")
     parser.add_argument("--cache", type=path_arg, metavar="DIR",
                         help="folder for the preprocessed training cache (default: inside --out); "
                              "reuse one across runs to skip preprocessing")
@@ -67,7 +70,7 @@ def recipe_from_args(args: argparse.Namespace, **extra: object) -> dict[str, obj
         "data_dirs": list(args.data), "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size, "lambda_rec": args.lambda_rec, "adversarial": not args.no_adversarial,
         "resume": args.resume, "device": args.device, "seed": args.seed, "cache_dir": args.cache,
-        "amp": getattr(args, "amp", None), **extra,
+        "amp": getattr(args, "amp", None), "ema_decay": args.ema, **extra,
     }
     return {key: value for key, value in wanted.items() if value is not None}
 
@@ -118,6 +121,13 @@ def _run_train(args: argparse.Namespace) -> int:
     if dice:
         print("validation Dice: " + ", ".join(f"{region} {value:.3f}" for region, value in dice.items()))
     return EXIT_OK
+
+
+def _decay(text: str) -> float:
+    value = positive_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a decay between 0 and 1 (e.g. 0.999), got {text}")
+    return value
 
 
 def _case_ids(values: list[str] | None) -> list[str] | None:

@@ -26,7 +26,7 @@ from brainseg_gui.core.metrics import RegionMetrics, evaluate_against_study
 from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
-from brainseg_gui.ml.training import TrainConfig, train
+from brainseg_gui.ml.training import EMA_FOLDER, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,12 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
         if not trained or (template.resume and train_missing):
             config = dataclasses.replace(template, folds=folds, fold=fold, out_dir=fold_dir, cache_dir=cache_dir)
             train(config, progress=sub_progress(part, 0.0, 0.8), cancel=cancel)
-        held_out = read_card(fold_dir).training.get("validation_cases", [])
+        model_dir = delivered_model(fold_dir, template)
+        held_out = read_card(model_dir).training.get("validation_cases", [])
         unknown = sorted(set(held_out) - set(cases))
         if unknown:
             raise StudyLoadError(f"fold {fold} held out cases not found in the data folders: {unknown}")
-        evaluations += evaluate_model(fold_dir, [cases[c] for c in held_out], fold=fold, device=device,
+        evaluations += evaluate_model(model_dir, [cases[c] for c in held_out], fold=fold, device=device,
                                       tta=tta, progress=sub_progress(part, 0.8, 1.0), cancel=cancel)
     if missing:
         if not evaluations:
@@ -161,6 +162,17 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
         output.own(*REPORT_FILES)  # evaluating only: recorded once there is something to write
     write_reports(evaluations, Path(out_dir))
     return evaluations
+
+
+def delivered_model(fold_dir: Path, template: TrainConfig) -> Path:
+    """The model a fold's recipe delivers: the best epoch's, or with a moving average (`ema_decay`) the
+    average at the last epoch, which is what a run without held-out cases (the all-cases model) ships."""
+    if template.ema_decay is None:
+        return fold_dir
+    average = fold_dir / EMA_FOLDER
+    if not (average / CARD_FILE).exists():
+        raise ModelError(f"{fold_dir} was trained without --ema: it has no moving average ({average}) to score")
+    return average
 
 
 def read_per_case(path: Path) -> list[CaseEvaluation]:

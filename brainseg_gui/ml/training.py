@@ -5,6 +5,9 @@ Each step: G segments a batch of augmented patches; D learns to tell (image, exp
 BCE, + soft Dice, over the deep-supervision outputs). After each epoch: validation Dice per region on
 held-out cases (whole crop at the model's resolution), an atomic checkpoint in OUT_DIR/training, and
 the best generator so far saved as the model directory OUT_DIR (card.json + weights.safetensors).
+With `ema_decay` the run also keeps an exponential moving average of G's weights and BatchNorm
+statistics (Polyak averaging, as GAN generators are commonly shipped), validated beside G and saved
+each epoch in OUT_DIR/ema: a final model that needs no held-out cases to pick an epoch.
 The same function serves `brainseg train`, the GUI's fine-tune panel and CI-sized CPU runs.
 
 Under `torchrun` (ml/distributed.py) the same call trains with DistributedDataParallel: each process
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from brainseg_gui.core.errors import ModelError, StudyLoadError
 from brainseg_gui.core.output_folder import OutputFolder
@@ -57,6 +61,9 @@ from brainseg_gui.ml.splits import split_cases
 from brainseg_gui.ml.validation import ValidationResult, evaluate, tune_postprocess
 
 log = logging.getLogger(__name__)
+
+#: Where a run with `ema_decay` writes its averaged generator (a model directory).
+EMA_FOLDER = "ema"
 
 #: Under torchrun, rank r samples with seed + r * SEED_STRIDE (rank 0 keeps the single-process stream).
 SEED_STRIDE = 1_000_003
@@ -109,6 +116,11 @@ class TrainConfig:
     et_min_voxels: int | None = None  # None: tuned on the validation cases
     # None: PyTorch's initialisation; p: every region's output starts at probability p (networks.set_output_prior)
     output_prior: float | None = None
+    # None: no average; d: also keep an exponential moving average of G (decay min(d, (1 + n) / (10 + n))
+    # at its n-th update) in OUT_DIR/ema. Why: on 2 CPU cores a batch holds 4 patches, and the last epochs'
+    # validation Dice still moved by +-.03 (TC) from one epoch to the next, so the last epoch is a noisy
+    # model and the best one is picked on the very cases it is scored on.
+    ema_decay: float | None = None
     description: str = ""
 
     def recipe(self) -> dict[str, Any]:
@@ -128,11 +140,14 @@ class EpochLog:
     val_dice: dict[str, float] | None
     seconds: float
     best: bool
+    ema_dice: dict[str, float] | None = None  # the weights' moving average (TrainConfig.ema_decay)
 
     def message(self) -> str:
         text = f"epoch {self.epoch}/{self.epochs} G rec {self.g_rec:.3f} adv {self.g_adv:.3f} D {self.d_loss:.3f}"
         if self.val_dice:
             text += " Dice " + " ".join(f"{k} {v:.3f}" for k, v in self.val_dice.items())
+        if self.ema_dice:
+            text += " EMA " + " ".join(f"{k} {v:.3f}" for k, v in self.ema_dice.items())
         return text
 
 
@@ -169,6 +184,8 @@ def own_outputs(output: OutputFolder, config: TrainConfig) -> None:
     """Record what a run writes into `output` (model files, checkpoint folder, a cache inside it)
     before the first write; refuses when one of them is a file the run did not write."""
     paths: list[Path | str] = [CARD_FILE, WEIGHTS_FILE, train_state.STATE_FOLDER]
+    if config.ema_decay is not None:
+        paths.append(EMA_FOLDER)
     cache = cache_folder(config).absolute()
     if Path(output.folder).absolute() in cache.parents:
         paths.append(cache)
@@ -259,6 +276,7 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
     sampler = PatchSampler(train_cases, config.patch_size, distributed.shard(config.batch_size, context),
                            augment=augment, tumour_fraction=config.tumour_fraction,
                            seed=config.seed + SEED_STRIDE * context.rank)
+    average = moving_average(generator, config.ema_decay) if config.ema_decay is not None else None
     history: list[EpochLog] = []
     start_epoch, best_score, best_epoch = 0, -1.0, 0
     card: ModelCard | None = None
@@ -276,6 +294,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
                         "the seeds", context.world_size, len(samplers))
         start_epoch, best_score, best_epoch = resumed["epoch"], resumed["best_score"], resumed["best_epoch"]
         history = [EpochLog(**entry) for entry in resumed["history"]]
+        if average is not None and "ema" in resumed:  # else (a run saved without one) it starts from G now
+            average.load_state_dict(resumed["ema"])
         log.info("resuming %s after epoch %d", out_dir, start_epoch)
 
     total_steps = config.epochs * config.steps_per_epoch
@@ -295,6 +315,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
             losses = _step(generator_ddp, discriminator_ddp, opt_g, opt_d, scaler, image, target, config, amp)
             sums += losses
             progress(done / total_steps, f"epoch {epoch + 1}/{config.epochs} step {step + 1}/{config.steps_per_epoch}")
+            if average is not None:
+                average.update_parameters(generator)
             if on_step is not None:
                 on_step(epoch + 1, step + 1, losses)
         sums = distributed.mean_across_ranks(sums)
@@ -308,9 +330,17 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         val_dice = distributed.broadcast_object(result.dice if result is not None else None)
         score = float(np.mean(list(val_dice.values()))) if val_dice else float(epoch)
         is_best = score > best_score
+        average_result: ValidationResult | None = None
+        if average is not None and len(val_cases) and context.is_main:
+            average_result = evaluate(average.module, val_cases, amp=amp if device.type == "cuda" else None)
         entry = EpochLog(epoch + 1, config.epochs, g_rec, g_adv, d_loss, val_dice,
-                         time.perf_counter() - epoch_started, is_best)
+                         time.perf_counter() - epoch_started, is_best,
+                         average_result.dice if average_result is not None else None)
         history.append(entry)
+        if average is not None and context.is_main:
+            save_model(out_dir / EMA_FOLDER, average.module, _card(
+                config, architecture, network, resolution, train_ids, val_ids, average_result, history, device,
+                amp, started, base_card, weights="ema"))
         if is_best:
             best_score, best_epoch = score, epoch + 1
             if context.is_main:
@@ -327,6 +357,8 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
                 "sampler": sampler_states[0],
                 "history": [dataclasses.asdict(h) for h in history], "recipe": config.recipe(),
             }
+            if average is not None:
+                state["ema"] = average.state_dict()
             if context.enabled:  # each rank's sampler, for an exact resume with as many processes
                 state["sampler_ranks"] = [{k: v.clone() for k, v in rank.items()} for rank in sampler_states]
             train_state.save_state(out_dir, state)
@@ -362,6 +394,28 @@ def run_precision(config: TrainConfig, architecture: str, network: dict[str, Any
         generator, discriminator = build_generator(architecture, network), build_discriminator(config.discriminator)
     thinnest = thinnest_convolution_input([(generator, (image,)), (discriminator, (image, mask))])
     return training_dtype(config.amp, device, thinnest)
+
+
+def moving_average(generator: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `generator`'s weights and BatchNorm statistics.
+
+    torch's AveragedModel keeps the copy; the decay warms up as min(decay, (1 + n) / (10 + n)) (as in
+    TensorFlow's ExponentialMovingAverage with num_updates), so the random start is forgotten within a few
+    hundred steps and a run of a few thousand steps averages roughly its last tenth.
+    """
+    if not 0 < decay < 1:
+        raise ValueError(f"the moving average's decay must lie in (0, 1), got {decay}")
+
+    def update(averaged: Sequence[torch.Tensor], current: Sequence[torch.Tensor], updates: torch.Tensor | int) -> None:
+        count = float(updates)
+        weight = 1.0 - min(decay, (1.0 + count) / (10.0 + count))
+        for mean, value in zip(averaged, current, strict=True):
+            if mean.is_floating_point():
+                mean.lerp_(value, weight)
+            else:  # BatchNorm's batch counter
+                mean.copy_(value)
+
+    return AveragedModel(generator, multi_avg_fn=update, use_buffers=True)
 
 
 def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Optimizer,
@@ -404,8 +458,9 @@ def _step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.optim.Opt
 
 def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resolution: float,
           train_ids: list[str], val_ids: list[str], result: ValidationResult | None, history: list[EpochLog],
-          device: torch.device, amp: torch.dtype | None, started: float, base_card: ModelCard | None) -> ModelCard:
-    """The model card of the generator as it is at this epoch."""
+          device: torch.device, amp: torch.dtype | None, started: float, base_card: ModelCard | None,
+          weights: str = "epoch") -> ModelCard:
+    """The model card of the generator as it is at this epoch (`weights` "ema": its moving average)."""
     context = distributed.env_context()
     postprocess: dict[str, Any] = {"threshold": 0.5, "et_min_voxels": 0}
     if base_card is not None:
@@ -429,6 +484,7 @@ def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resol
             "processes": context.world_size,
             "seconds": round(time.perf_counter() - started, 1),
             "base_model": base_card.version if base_card is not None else None,
+            "weights": weights,
             "history": [{"epoch": h.epoch, "g_rec": round(h.g_rec, 5), "g_adv": round(h.g_adv, 5),
                          "d": round(h.d_loss, 5), "dice": h.val_dice} for h in history],
         },

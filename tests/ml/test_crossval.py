@@ -196,3 +196,22 @@ def test_earlier_figures_of_another_split_are_refused(crossval_run, tmp_path: Pa
         assert err.startswith("brainseg: error: ") and len(err.strip().splitlines()) == 1, (kind, err)
         assert "bad.csv" in err or "--folds" in err, (kind, err)
         assert not (tmp_path / "y").exists(), kind
+
+
+def test_with_a_moving_average_the_folds_score_what_the_recipe_delivers(crossval_run, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """The average at the last epoch is scored, not the epoch picked on the held-out cases themselves."""
+    data, out, _ = crossval_run
+    averaged = tmp_path / "averaged"
+    evaluations = run_crossval(dataclasses.replace(_template(data, averaged), ema_decay=0.99), 2, averaged)
+    for fold in (0, 1):
+        version = json.loads((averaged / f"fold{fold}" / "ema" / "card.json").read_text())["version"]
+        assert {e.model_version for e in evaluations if e.fold == fold} == {version}
+    # folds trained without it cannot be scored as averaged ones: one line, exit 2
+    plain = tmp_path / "plain"
+    shutil.copytree(out / "fold0", plain / "fold0")
+    assert cli.main(["crossval", str(data), "--out", str(plain), "--folds", "2", "--evaluate-only",
+                     "--ema", "0.99", "--device", "cpu", "--force"]) == 2
+    assert "was trained without --ema" in capsys.readouterr().err
+    assert cli.main(["crossval", str(data), "--out", str(out), "--folds", "2", "--ema", "1"]) == 2
+    assert "expected a decay between 0 and 1" in capsys.readouterr().err

@@ -170,3 +170,48 @@ def test_the_card_records_the_precision_a_run_used(baseline: TrainResult) -> Non
 def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:
     result = train(tiny(data, tmp_path / "cached", data_dirs=[], epochs=1, steps_per_epoch=1))
     assert len(result.card.training["cases"]) + len(result.card.training["validation_cases"]) == 3
+
+
+def test_a_moving_average_leaves_the_run_unchanged_and_resumes_exactly(data, baseline: TrainResult,
+                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "ema"
+    token = CancelToken()
+
+    def stop_in_epoch_two(fraction: float, message: str) -> None:
+        if message.startswith("epoch 2/2 step 1"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(tiny(data, out, ema_decay=0.9), progress=stop_in_epoch_two, cancel=token)
+    resumed = train(tiny(data, out, ema_decay=0.9, resume=True))
+    straight = train(tiny(data, tmp_path / "straight", ema_decay=0.9))
+    # the average only watches: G trains exactly as without it
+    assert resumed.card.version == straight.card.version == baseline.card.version
+    for result in (resumed, straight):
+        assert all(set(h.ema_dice) == {"WT", "TC", "ET"} for h in result.history)
+        assert "EMA WT" in result.history[-1].message()
+    averaged, straight_averaged = load_model(out / "ema"), load_model(tmp_path / "straight" / "ema")
+    assert averaged.card.version == straight_averaged.card.version  # resumed exactly, average included
+    assert averaged.card.training["weights"] == "ema" and resumed.card.training["weights"] == "epoch"
+    assert averaged.card.validation["dice"] == resumed.history[-1].ema_dice
+    model = load_model(out).generator.state_dict()
+    different = [k for k, v in averaged.generator.state_dict().items() if v.is_floating_point()
+                 and not torch.equal(v, model[k])]
+    assert different  # an average of the steps, not the last one
+
+
+def test_the_moving_average_forgets_its_start_and_refuses_a_bad_decay() -> None:
+    from brainseg_gui.ml.training import moving_average
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = moving_average(model, 0.999)
+    with torch.no_grad():
+        for value in (0.0, 1.0, 1.0, 1.0):
+            model[0].weight.fill_(value)
+            average.update_parameters(model)
+    # the first update copies; the n-th after it keeps (1 + n) / (10 + n) of the average: 2/11, 3/12, 4/13
+    expected = 1 - (2 / 11) * (3 / 12) * (4 / 13)
+    assert torch.allclose(average.module[0].weight, torch.full((2, 2), expected))
+    for decay in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            moving_average(model, decay)
