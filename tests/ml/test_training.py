@@ -54,6 +54,18 @@ def _generator_state(out: Path) -> dict[str, torch.Tensor]:
     return train_state.load_state(out)["generator"]
 
 
+def _stop_in_epoch_two(config: TrainConfig) -> None:
+    """Cancel `config`'s run at the first step of its second epoch (after epoch 1's checkpoint)."""
+    token = CancelToken()
+
+    def stop(fraction: float, message: str) -> None:
+        if message.startswith("epoch 2/2 step 1"):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        train(config, progress=stop, cancel=token)
+
+
 def test_tiny_run_writes_a_model_and_a_checkpoint(baseline: TrainResult) -> None:
     assert [h.epoch for h in baseline.history] == [1, 2]
     for entry in baseline.history:
@@ -84,14 +96,7 @@ def test_the_same_seed_gives_identical_weights(data, baseline: TrainResult, tmp_
 
 def test_resume_continues_exactly_where_it_stopped(data, baseline: TrainResult, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
-    token = CancelToken()
-
-    def stop_in_epoch_two(fraction: float, message: str) -> None:
-        if message.startswith("epoch 2/2 step 1"):
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        train(tiny(data, out), progress=stop_in_epoch_two, cancel=token)
+    _stop_in_epoch_two(tiny(data, out))
     resumed = train(tiny(data, out, resume=True))
     assert [h.epoch for h in resumed.history] == [1, 2]
     assert resumed.history[1].g_rec == baseline.history[1].g_rec
@@ -175,14 +180,7 @@ def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:
 def test_a_moving_average_leaves_the_run_unchanged_and_resumes_exactly(data, baseline: TrainResult,
                                                                        tmp_path: Path) -> None:
     out = tmp_path / "ema"
-    token = CancelToken()
-
-    def stop_in_epoch_two(fraction: float, message: str) -> None:
-        if message.startswith("epoch 2/2 step 1"):
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        train(tiny(data, out, ema_decay=0.9), progress=stop_in_epoch_two, cancel=token)
+    _stop_in_epoch_two(tiny(data, out, ema_decay=0.9))
     resumed = train(tiny(data, out, ema_decay=0.9, resume=True))
     straight = train(tiny(data, tmp_path / "straight", ema_decay=0.9))
     # the average only watches: G trains exactly as without it
