@@ -38,16 +38,16 @@ def test_the_chain_trains_every_fold_scores_them_and_trains_the_all_cases_model(
         assert card["training"]["recipe"]["fold"] == fold and card["training"]["epochs_done"] == 1
     summary = (runs / "cv" / "summary.md").read_text()
     assert "8 held-out cases over 4 folds" in summary
-    all16 = json.loads((runs / "all16" / "ema" / "card.json").read_text())  # the model it would ship
+    all16 = json.loads((runs / "all16" / "card.json").read_text())  # the model it would ship: its last epoch
     assert len(all16["training"]["cases"]) == 8 and all16["training"]["validation_cases"] == []
-    assert all16["training"]["weights"] == "ema"
+    assert all16["version"] == json.loads((runs / "all16" / "last" / "card.json").read_text())["version"]
 
     record = (tmp_path / "record.csv").read_text()  # every finished fold is scored and recorded at once
     assert record == (runs / "cv" / "per_case.csv").read_text() and len(record.splitlines()) == 1 + 8 * 3
-    # each fold is scored by its moving average (what the recipe delivers), not by its best epoch
-    averaged = {json.loads((runs / "cv" / f"fold{fold}" / "ema" / "card.json").read_text())["version"]
-                for fold in range(4)}
-    assert {row["model_version"] for row in csv.DictReader(io.StringIO(record))} == averaged
+    # each fold is scored by its last epoch (what the all-16 run delivers), not by its best epoch
+    last = {json.loads((runs / "cv" / f"fold{fold}" / "last" / "card.json").read_text())["version"]
+            for fold in range(4)}
+    assert {row["model_version"] for row in csv.DictReader(io.StringIO(record))} == last
     assert (runs / "logs" / "crossval.log").read_text().count("brainseg crossval") == 5  # 4 folds, the end
 
     weights = {path: path.stat().st_mtime_ns for path in runs.rglob("weights.safetensors")}

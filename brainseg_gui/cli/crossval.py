@@ -26,6 +26,11 @@ def register(commands: argparse._SubParsersAction, parents: list[argparse.Argume
                           help="an earlier run's per_case.csv: the figures of folds that have no model in --out "
                                "(trained in another session or on another machine) are taken from it")
     crossval.add_argument("--tta", action="store_true", help="test-time augmentation when scoring")
+    crossval.add_argument("--weights", choices=("best", "last", "ema"), default="best",
+                          help="what each fold is scored by: best, the epoch of best validation Dice (picked "
+                               "on the held-out cases themselves: it flatters); last, the latest epoch; ema, "
+                               "the moving average (folds trained with --ema). last and ema are what a model "
+                               "trained on every case delivers (default best)")
     add_recipe_options(crossval)
     crossval.set_defaults(run=_run_crossval, live_logs=True)
 
@@ -44,7 +49,8 @@ def _run_crossval(args: argparse.Namespace) -> int:
     output = claim_output(args, "crossval", nested={f"fold{fold}": "train" for fold in range(args.folds)})
     with ProgressBar("cross-validation") as bar:
         evaluations = run_crossval(template, args.folds, args.out, train_missing=not args.evaluate_only,
-                                   device=device, tta=args.tta, progress=bar, output=output, earlier=earlier)
+                                   device=device, tta=args.tta, progress=bar, output=output, earlier=earlier,
+                                   weights=args.weights)
     print(summary_markdown(evaluations))
     print(f"written: {args.out / 'per_case.csv'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
     return EXIT_OK

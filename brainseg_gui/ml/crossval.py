@@ -26,7 +26,7 @@ from brainseg_gui.core.metrics import RegionMetrics, evaluate_against_study
 from brainseg_gui.core.output_folder import OutputFolder
 from brainseg_gui.core.progress import CancelToken, ProgressFn, no_progress, sub_progress
 from brainseg_gui.ml.checkpoint import CARD_FILE, read_card
-from brainseg_gui.ml.training import EMA_FOLDER, TrainConfig, train
+from brainseg_gui.ml.training import EMA_FOLDER, LAST_FOLDER, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def evaluate_model(model_dir: Path, cases: Sequence[CaseFiles], *, fold: int = 0
 def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_missing: bool = True,
                  device: str = "cpu", tta: bool = False, progress: ProgressFn = no_progress,
                  cancel: CancelToken | None = None, output: OutputFolder | None = None,
-                 earlier: Sequence[CaseEvaluation] = ()) -> list[CaseEvaluation]:
-    """Train fold i into OUT/fold{i} unless a model is already there, then evaluate every fold.
+                 earlier: Sequence[CaseEvaluation] = (), weights: str = "best") -> list[CaseEvaluation]:
+    """Train fold i into OUT/fold{i} unless a model is already there, then evaluate every fold's
+    `weights` (FOLD_WEIGHTS: its best epoch, last epoch or moving average).
 
     With `train_missing=False` only the folds already trained are evaluated (a warning names the
     others), so a partial run still gives honest held-out numbers. `earlier` (an earlier run's
@@ -146,7 +147,7 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
         if not trained or (template.resume and train_missing):
             config = dataclasses.replace(template, folds=folds, fold=fold, out_dir=fold_dir, cache_dir=cache_dir)
             train(config, progress=sub_progress(part, 0.0, 0.8), cancel=cancel)
-        model_dir = delivered_model(fold_dir, template)
+        model_dir = delivered_model(fold_dir, weights)
         held_out = read_card(model_dir).training.get("validation_cases", [])
         unknown = sorted(set(held_out) - set(cases))
         if unknown:
@@ -164,15 +165,21 @@ def run_crossval(template: TrainConfig, folds: int, out_dir: Path, *, train_miss
     return evaluations
 
 
-def delivered_model(fold_dir: Path, template: TrainConfig) -> Path:
-    """The model a fold's recipe delivers: the best epoch's, or with a moving average (`ema_decay`) the
-    average at the last epoch, which is what a run without held-out cases (the all-cases model) ships."""
-    if template.ema_decay is None:
-        return fold_dir
-    average = fold_dir / EMA_FOLDER
-    if not (average / CARD_FILE).exists():
-        raise ModelError(f"{fold_dir} was trained without --ema: it has no moving average ({average}) to score")
-    return average
+#: What `run_crossval` scores of each fold: its model folder's weights -> where they are in the fold.
+#: "best" is the epoch of best validation Dice, picked on the very cases it is then scored on, which
+#: flatters the recipe; "last" (the latest epoch) and "ema" (the moving average, runs trained with
+#: `ema_decay`) are what a run without held-out cases, the all-cases model, delivers.
+FOLD_WEIGHTS = {"best": "", "last": LAST_FOLDER, "ema": EMA_FOLDER}
+
+
+def delivered_model(fold_dir: Path, weights: str = "best") -> Path:
+    """The model directory of a fold's `weights` (a FOLD_WEIGHTS key)."""
+    model_dir = fold_dir / FOLD_WEIGHTS[weights]
+    if weights != "best" and not (model_dir / CARD_FILE).exists():
+        why = ("it was trained without --ema" if weights == "ema" else
+               "it was trained before BrainSeg kept the last epoch: resuming the run (brainseg train --resume) writes it")
+        raise ModelError(f"{fold_dir} has no {weights} model ({model_dir}): {why}")
+    return model_dir
 
 
 def read_per_case(path: Path) -> list[CaseEvaluation]:

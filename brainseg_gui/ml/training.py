@@ -8,6 +8,8 @@ the best generator so far saved as the model directory OUT_DIR (card.json + weig
 With `ema_decay` the run also keeps an exponential moving average of G's weights and BatchNorm
 statistics (Polyak averaging, as GAN generators are commonly shipped), validated beside G and saved
 each epoch in OUT_DIR/ema: a final model that needs no held-out cases to pick an epoch.
+Every run also saves G as it is after each epoch in OUT_DIR/last: the model a run without held-out
+cases delivers, so cross-validation can score the recipe without picking an epoch on its test cases.
 The same function serves `brainseg train`, the GUI's fine-tune panel and CI-sized CPU runs.
 
 Under `torchrun` (ml/distributed.py) the same call trains with DistributedDataParallel: each process
@@ -64,6 +66,8 @@ log = logging.getLogger(__name__)
 
 #: Where a run with `ema_decay` writes its averaged generator (a model directory).
 EMA_FOLDER = "ema"
+#: Where every run writes its generator as it is after the latest epoch (a model directory).
+LAST_FOLDER = "last"
 
 #: Under torchrun, rank r samples with seed + r * SEED_STRIDE (rank 0 keeps the single-process stream).
 SEED_STRIDE = 1_000_003
@@ -183,7 +187,7 @@ def cache_folder(config: TrainConfig) -> Path:
 def own_outputs(output: OutputFolder, config: TrainConfig) -> None:
     """Record what a run writes into `output` (model files, checkpoint folder, a cache inside it)
     before the first write; refuses when one of them is a file the run did not write."""
-    paths: list[Path | str] = [CARD_FILE, WEIGHTS_FILE, train_state.STATE_FOLDER]
+    paths: list[Path | str] = [CARD_FILE, WEIGHTS_FILE, train_state.STATE_FOLDER, LAST_FOLDER]
     if config.ema_decay is not None:
         paths.append(EMA_FOLDER)
     cache = cache_folder(config).absolute()
@@ -337,6 +341,10 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
                          time.perf_counter() - epoch_started, is_best,
                          average_result.dice if average_result is not None else None)
         history.append(entry)
+        if context.is_main:
+            save_model(out_dir / LAST_FOLDER, generator, _card(
+                config, architecture, network, resolution, train_ids, val_ids, result, history, device, amp,
+                started, base_card, weights="last"))
         if average is not None and context.is_main:
             save_model(out_dir / EMA_FOLDER, average.module, _card(
                 config, architecture, network, resolution, train_ids, val_ids, average_result, history, device,
@@ -372,6 +380,10 @@ def train(config: TrainConfig, *, progress: ProgressFn = no_progress, cancel: Ca
         except ModelError:
             card = save_model(out_dir, generator, _card(config, architecture, network, resolution, train_ids,
                                                         val_ids, None, history, device, amp, started, base_card))
+        if history and not (out_dir / LAST_FOLDER / CARD_FILE).exists():  # a run finished before it was kept
+            save_model(out_dir / LAST_FOLDER, generator, _card(config, architecture, network, resolution,
+                                                               train_ids, val_ids, None, history, device, amp,
+                                                               started, base_card, weights="last"))
     if distributed.active():  # every rank returns rank 0's card
         shared = distributed.broadcast_object(card.to_dict() if card is not None else None)
         card = ModelCard.from_dict(shared, source=f"{out_dir} (card from rank 0)")
@@ -460,7 +472,8 @@ def _card(config: TrainConfig, architecture: str, network: dict[str, Any], resol
           train_ids: list[str], val_ids: list[str], result: ValidationResult | None, history: list[EpochLog],
           device: torch.device, amp: torch.dtype | None, started: float, base_card: ModelCard | None,
           weights: str = "epoch") -> ModelCard:
-    """The model card of the generator as it is at this epoch (`weights` "ema": its moving average)."""
+    """The model card of the generator as it is at this epoch (`weights` "epoch": the best one so far,
+    "last": the latest, "ema": its moving average)."""
     context = distributed.env_context()
     postprocess: dict[str, Any] = {"threshold": 0.5, "et_min_voxels": 0}
     if base_card is not None:

@@ -198,20 +198,25 @@ def test_earlier_figures_of_another_split_are_refused(crossval_run, tmp_path: Pa
         assert not (tmp_path / "y").exists(), kind
 
 
-def test_with_a_moving_average_the_folds_score_what_the_recipe_delivers(crossval_run, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
-    """The average at the last epoch is scored, not the epoch picked on the held-out cases themselves."""
+def test_folds_are_scored_by_the_weights_asked_for(crossval_run, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """The last epoch or the moving average (what an all-cases run delivers) instead of the epoch picked
+    on the held-out cases themselves, when asked; a fold without them is one error line."""
     data, out, _ = crossval_run
     averaged = tmp_path / "averaged"
-    evaluations = run_crossval(dataclasses.replace(_template(data, averaged), ema_decay=0.99), 2, averaged)
-    for fold in (0, 1):
-        version = json.loads((averaged / f"fold{fold}" / "ema" / "card.json").read_text())["version"]
-        assert {e.model_version for e in evaluations if e.fold == fold} == {version}
-    # folds trained without it cannot be scored as averaged ones: one line, exit 2
-    plain = tmp_path / "plain"
-    shutil.copytree(out / "fold0", plain / "fold0")
-    assert cli.main(["crossval", str(data), "--out", str(plain), "--folds", "2", "--evaluate-only",
-                     "--ema", "0.99", "--device", "cpu", "--force"]) == 2
-    assert "was trained without --ema" in capsys.readouterr().err
+    template = dataclasses.replace(_template(data, averaged), ema_decay=0.99)
+    for weights, folder in (("ema", "ema"), ("last", "last")):
+        evaluations = run_crossval(template, 2, averaged, weights=weights)
+        for fold in (0, 1):
+            card = json.loads((averaged / f"fold{fold}" / folder / "card.json").read_text())
+            assert card["training"]["weights"] == weights
+            assert {e.model_version for e in evaluations if e.fold == fold} == {card["version"]}
+    plain = tmp_path / "plain"  # trained without --ema, and (as folds trained before it was kept) no last/
+    shutil.copytree(out / "fold0", plain / "fold0", ignore=shutil.ignore_patterns("last"))
+    for weights, why in (("ema", "was trained without --ema"), ("last", "resuming the run")):
+        assert cli.main(["crossval", str(data), "--out", str(plain), "--folds", "2", "--evaluate-only",
+                         "--weights", weights, "--device", "cpu", "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("brainseg: error: ") and why in err and len(err.strip().splitlines()) == 1, err
     assert cli.main(["crossval", str(data), "--out", str(out), "--folds", "2", "--ema", "1"]) == 2
     assert "expected a decay between 0 and 1" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,20 @@ def test_the_card_records_the_precision_a_run_used(baseline: TrainResult) -> Non
 def test_training_from_a_carried_cache_alone(data, tmp_path: Path) -> None:
     result = train(tiny(data, tmp_path / "cached", data_dirs=[], epochs=1, steps_per_epoch=1))
     assert len(result.card.training["cases"]) + len(result.card.training["validation_cases"]) == 3
+
+
+def test_the_last_epoch_is_kept_beside_the_best(data, baseline: TrainResult, tmp_path: Path) -> None:
+    """OUT/last is G after the latest epoch (what a run without held-out cases delivers); a run that
+    finished before it was kept gets it when resumed."""
+    last = load_model(baseline.model_dir / "last")
+    assert last.card.training["weights"] == "last" and last.card.training["epochs_done"] == len(baseline.history)
+    latest = train_state.load_state(baseline.model_dir)["generator"]
+    assert all(torch.equal(value, latest[key]) for key, value in last.generator.state_dict().items())
+    older = tmp_path / "older"
+    shutil.copytree(baseline.model_dir, older, ignore=shutil.ignore_patterns("last"))
+    resumed = train(tiny(data, older, resume=True))
+    assert resumed.card.version == baseline.card.version
+    assert load_model(older / "last").card.version == last.card.version
 
 
 def test_a_moving_average_leaves_the_run_unchanged_and_resumes_exactly(data, baseline: TrainResult,
